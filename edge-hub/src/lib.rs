@@ -1,0 +1,3 @@
+//! taplink-hub: the venue edge hub: syncs with central, serves kiosks on the LAN.
+//!
+//! Only the crate skeleton exists so far; see ARCHITECTURE.md for what is built.

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every Taplink test on a fresh machine: installs what the tests need, then the suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages the tests need (none yet beyond the Rust toolchain). Later issues add
+# e.g. avahi-utils and chromium here, installed only when missing.
+need_pkgs=()
+if ((${#need_pkgs[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+  else
+    echo "tests need these Debian packages: ${need_pkgs[*]} (run as root or install them)" >&2
+    exit 1
+  fi
+fi
+
+cargo test --workspace --locked "$@"

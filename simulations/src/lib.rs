@@ -1,0 +1,3 @@
+//! taplink-sim: many venues and kiosks on one machine, with WAN faults.
+//!
+//! Only the crate skeleton exists so far; see ARCHITECTURE.md for what is built.

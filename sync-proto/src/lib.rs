@@ -1,0 +1,16 @@
+//! Taplink's shared core: domain types, the CRDT document schema and operations, the
+//! manifest function, the wire protocol and codec, and the sync session state machine.
+//!
+//! **Architecture Invariant:** nothing here does I/O, spawns tasks or reads a clock. Time
+//! comes in as an argument; randomness only for fresh ids. That is what lets tests and
+//! simulations drive whole sync sessions deterministically.
+
+pub mod doc;
+pub mod ids;
+pub mod manifest;
+pub mod schedule;
+pub mod session;
+pub mod wire;
+
+#[cfg(any(test, feature = "test-utils"))]
+pub mod harness;
