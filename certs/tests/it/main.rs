@@ -1,0 +1,4 @@
+//! Integration tests of taplink-certs.
+
+mod pki;
+mod tls;
