@@ -1,4 +1,5 @@
 //! Integration tests of taplink-certs.
 
 mod pki;
+mod support;
 mod tls;
