@@ -110,4 +110,28 @@ impl ScheduleWindow {
     pub fn crosses_midnight(&self) -> bool {
         self.end_min <= self.start_min
     }
+
+    /// Whether the window covers this wall-clock time: start inclusive, end exclusive, and
+    /// a window that crosses midnight also covers the early hours of the day after each of
+    /// its weekdays. An invalid window covers nothing.
+    ///
+    /// This is the plain wall-clock reading. Which *instant* a boundary takes effect at when
+    /// the clock jumps (daylight saving) is decided by [`crate::manifest::is_active`], which
+    /// agrees with this everywhere except in the repeated hour after a fall-back.
+    pub fn contains(&self, local: chrono::NaiveDateTime) -> bool {
+        use chrono::{Datelike, Timelike};
+
+        if self.validate().is_err() {
+            return false;
+        }
+        let minute = local.hour() * 60 + local.minute();
+        let (start, end) = (u32::from(self.start_min), u32::from(self.end_min));
+        let today = local.weekday();
+        if self.crosses_midnight() {
+            (self.days.contains(today) && minute >= start)
+                || (self.days.contains(today.pred()) && minute < end)
+        } else {
+            self.days.contains(today) && start <= minute && minute < end
+        }
+    }
 }
