@@ -114,6 +114,13 @@ pub struct Harness {
     in_flight: BinaryHeap<Reverse<(Instant, u64, Side, Vec<u8>)>>,
     seq: u64,
     rng: ChaCha8Rng,
+    start: Instant,
+    /// How many times a closed session made the harness reconnect.
+    pub reconnects: u32,
+    /// Whether to log every frame sent into `trace` (for debugging a failing seed).
+    pub record_trace: bool,
+    /// One line per frame sent while `record_trace` is on.
+    pub trace: Vec<String>,
 }
 
 impl Harness {
@@ -128,6 +135,10 @@ impl Harness {
             in_flight: BinaryHeap::new(),
             seq: 0,
             rng: ChaCha8Rng::seed_from_u64(seed),
+            start: now,
+            reconnects: 0,
+            record_trace: false,
+            trace: Vec::new(),
         };
         h.flush();
         h
@@ -150,7 +161,10 @@ impl Harness {
     pub fn edit(&mut self, side: Side, doc: DocId, edit: impl FnOnce(&mut AutoCommit)) {
         let now = self.now;
         let peer = self.peer(side);
-        let d = peer.docs.get_mut(&doc).expect("harness edit of a document the peer does not hold");
+        let d = peer
+            .docs
+            .get_mut(&doc)
+            .expect("harness edit of a document the peer does not hold");
         edit(d);
         d.commit();
         peer.session.local_change(now, doc, &mut peer.docs);
@@ -178,10 +192,14 @@ impl Harness {
     /// at all is scheduled.
     pub fn step(&mut self) -> bool {
         let next_frame = self.in_flight.peek().map(|Reverse((t, ..))| *t);
-        let next = [next_frame, self.a.session.poll_timeout(), self.b.session.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            next_frame,
+            self.a.session.poll_timeout(),
+            self.b.session.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let Some(next) = next else { return false };
         self.now = self.now.max(next);
         let now = self.now;
@@ -205,6 +223,12 @@ impl Harness {
             }
         }
         self.flush();
+        // A real owner closes a failed connection and dials again (with backoff, which
+        // the virtual clock makes moot).
+        if self.a.session.is_closed() || self.b.session.is_closed() {
+            self.reconnects += 1;
+            self.reconnect();
+        }
         true
     }
 
@@ -234,10 +258,14 @@ impl Harness {
 
     fn next_scheduled(&self) -> Option<Instant> {
         let next_frame = self.in_flight.peek().map(|Reverse((t, ..))| *t);
-        [next_frame, self.a.session.poll_timeout(), self.b.session.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            next_frame,
+            self.a.session.poll_timeout(),
+            self.b.session.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Put every message the sessions queued on the wire.
@@ -248,6 +276,14 @@ impl Harness {
                 Side::B => Side::A,
             };
             while let Some(msg) = self.peer(from).session.poll_transmit() {
+                if self.record_trace {
+                    let line = format!(
+                        "{:?} {from:?}->{to:?} {}",
+                        self.now - self.start,
+                        describe(&msg)
+                    );
+                    self.trace.push(line);
+                }
                 let frame = encode_frame(&msg).expect("sessions only queue encodable messages");
                 let peer = self.peer(from);
                 peer.bytes_sent += frame.len() as u64;
@@ -267,4 +303,28 @@ impl Harness {
             }
         }
     }
+}
+
+/// A one-line description of a message for the trace: sync messages show their heads,
+/// needs and change counts (first byte of each hash).
+fn describe(msg: &crate::wire::Message) -> String {
+    let crate::wire::Message::DocSync { doc, data } = msg else {
+        return msg.kind().to_owned();
+    };
+    let Ok(m) = automerge::sync::Message::decode(data) else {
+        return format!("DocSync {doc} (undecodable)");
+    };
+    let short = |v: &[automerge::ChangeHash]| {
+        v.iter()
+            .map(|h| format!("{:02x}", h.0[0]))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    format!(
+        "DocSync {doc} heads=[{}] need=[{}] changes={} flags={:?}",
+        short(&m.heads),
+        short(&m.need),
+        m.changes.len(),
+        m.flags
+    )
 }

@@ -8,7 +8,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use data_encoding::BASE32_DNSSEC;
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Why a string is not a valid id, hash or role.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +37,18 @@ pub enum ParseIdError {
     },
 }
 
+// Ids and hashes are their printed form in human-readable formats (JSON APIs, config) and
+// raw fixed-size bytes in binary ones (the postcard wire format).
+
+fn parse_text<'de, T, D>(d: D) -> Result<T, D::Error>
+where
+    T: FromStr<Err = ParseIdError>,
+    D: Deserializer<'de>,
+{
+    let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+    text.parse::<T>().map_err(D::Error::custom)
+}
+
 fn clip(s: &str) -> String {
     s.chars().take(64).collect()
 }
@@ -43,8 +56,28 @@ fn clip(s: &str) -> String {
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name([u8; 16]);
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                if s.is_human_readable() {
+                    s.collect_str(self)
+                } else {
+                    self.0.serialize(s)
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                if d.is_human_readable() {
+                    parse_text(d)
+                } else {
+                    <[u8; 16]>::deserialize(d).map(Self)
+                }
+            }
+        }
 
         impl $name {
             /// A fresh random id from the operating system's random source.
@@ -145,8 +178,28 @@ typed_id!(
 );
 
 /// The BLAKE3 hash of a media file's bytes: its content address.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MediaHash([u8; 32]);
+
+impl Serialize for MediaHash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MediaHash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            parse_text(d)
+        } else {
+            <[u8; 32]>::deserialize(d).map(Self)
+        }
+    }
+}
 
 impl MediaHash {
     /// Hash these bytes.
@@ -206,8 +259,9 @@ impl autosurgeon::Reconcile for MediaHash {
 
 impl autosurgeon::Hydrate for MediaHash {
     fn hydrate_string(s: &'_ str) -> Result<Self, autosurgeon::HydrateError> {
-        s.parse()
-            .map_err(|e: ParseIdError| autosurgeon::HydrateError::unexpected("media hash", e.to_string()))
+        s.parse().map_err(|e: ParseIdError| {
+            autosurgeon::HydrateError::unexpected("media hash", e.to_string())
+        })
     }
 }
 
@@ -227,7 +281,12 @@ pub enum Role {
 
 impl Role {
     /// Every role, most powerful first.
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Technician, Role::StoreStaff, Role::Viewer];
+    pub const ALL: [Role; 4] = [
+        Role::Admin,
+        Role::Technician,
+        Role::StoreStaff,
+        Role::Viewer,
+    ];
 
     /// The role's stable name, as used in config, the API and tokens.
     pub const fn as_str(self) -> &'static str {
@@ -265,7 +324,10 @@ mod tests {
         let id = VenueId::random();
         let text = id.to_string();
         assert_eq!(text.len(), 26);
-        assert!(text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'v').contains(&b)));
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'v').contains(&b))
+        );
         assert_eq!(text.parse::<VenueId>().unwrap(), id);
         assert_eq!(text.to_uppercase().parse::<VenueId>().unwrap(), id);
     }
@@ -273,7 +335,10 @@ mod tests {
     #[test]
     fn bad_ids_name_the_kind_and_text() {
         let err = "not-an-id".parse::<KioskId>().unwrap_err();
-        assert_eq!(err.to_string(), "kiosk id must be 26 characters of 0-9a-v, got \"not-an-id\"");
+        assert_eq!(
+            err.to_string(),
+            "kiosk id must be 26 characters of 0-9a-v, got \"not-an-id\""
+        );
         assert!("zzzzzzzzzzzzzzzzzzzzzzzzzz".parse::<KioskId>().is_err());
     }
 
@@ -286,10 +351,34 @@ mod tests {
     }
 
     #[test]
+    fn ids_and_hashes_are_text_in_json_and_bytes_on_the_wire() {
+        let id = KioskId::from_bytes([3; 16]);
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(serde_json::from_str::<KioskId>(&json).unwrap(), id);
+        assert!(
+            serde_json::from_str::<KioskId>("\"nope\"")
+                .unwrap_err()
+                .to_string()
+                .contains("kiosk id")
+        );
+        assert_eq!(postcard::to_stdvec(&id).unwrap(), vec![3; 16]);
+        let hash = MediaHash::of(b"x");
+        let json = serde_json::to_string(&hash).unwrap();
+        assert_eq!(serde_json::from_str::<MediaHash>(&json).unwrap(), hash);
+        let bytes = postcard::to_stdvec(&hash).unwrap();
+        assert_eq!(bytes.len(), 32);
+        assert_eq!(postcard::from_bytes::<MediaHash>(&bytes).unwrap(), hash);
+    }
+
+    #[test]
     fn roles_parse_by_name() {
         for r in Role::ALL {
             assert_eq!(r.as_str().parse::<Role>().unwrap(), r);
         }
-        assert!(matches!("root".parse::<Role>(), Err(ParseIdError::BadRole { .. })));
+        assert!(matches!(
+            "root".parse::<Role>(),
+            Err(ParseIdError::BadRole { .. })
+        ));
     }
 }

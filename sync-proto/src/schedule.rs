@@ -51,13 +51,24 @@ impl autosurgeon::Hydrate for Weekdays {
             .ok()
             .filter(|b| *b <= 0b111_1111)
             .map(Weekdays)
-            .ok_or_else(|| autosurgeon::HydrateError::unexpected("weekday bits 0..=127", u.to_string()))
+            .ok_or_else(|| {
+                autosurgeon::HydrateError::unexpected("weekday bits 0..=127", u.to_string())
+            })
     }
 }
 
 /// A weekly window of local time. Construct with [`ScheduleWindow::new`], which validates.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, autosurgeon::Reconcile, autosurgeon::Hydrate,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    autosurgeon::Reconcile,
+    autosurgeon::Hydrate,
 )]
 pub struct ScheduleWindow {
     /// The days on which the window starts.
@@ -87,7 +98,11 @@ pub enum ScheduleError {
 impl ScheduleWindow {
     /// A validated window.
     pub fn new(days: Weekdays, start_min: u16, end_min: u16) -> Result<Self, ScheduleError> {
-        let w = Self { days, start_min, end_min };
+        let w = Self {
+            days,
+            start_min,
+            end_min,
+        };
         w.validate()?;
         Ok(w)
     }

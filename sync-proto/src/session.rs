@@ -31,6 +31,10 @@ use crate::wire::{
     ChangeHash, DocHeads, DocId, ErrorCode, Hello, Message, PROTOCOL_VERSION, PeerIdentity,
 };
 
+/// How many messages that overtook the peer's hello (they travel on other streams) are
+/// kept for after it; more than this before a hello is a protocol violation.
+pub const MAX_EARLY_MESSAGES: usize = 64;
+
 /// What the peer may do with one of our documents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -155,6 +159,8 @@ struct DocSync {
     rto_deadline: Option<Instant>,
     /// The next retransmission timeout (doubles on each expiry, up to `max_rto`).
     rto: Duration,
+    /// The heads the peer last advertised (hello, sync message or probe).
+    peer_heads: Option<Vec<automerge::ChangeHash>>,
 }
 
 #[derive(Debug)]
@@ -175,6 +181,8 @@ pub struct Session {
     docs: BTreeMap<DocId, DocSync>,
     transmit: VecDeque<Message>,
     events: VecDeque<Event>,
+    /// Messages that arrived before the peer's hello, replayed after it.
+    early: Vec<Message>,
     /// When we last queued anything for the peer (drives the idle probe).
     last_sent: Instant,
 }
@@ -201,11 +209,13 @@ impl Session {
                 // Central marks read-only documents so that a well-behaved hub does not even
                 // send changes; anything sent anyway is refused in `receive_doc_sync`.
                 state.read_only = access == Access::Read;
+                state.their_capabilities = Some(peer_capabilities());
                 let sync = DocSync {
                     access,
                     state,
                     rto_deadline: None,
                     rto: config.initial_rto,
+                    peer_heads: None,
                 };
                 (id, sync)
             })
@@ -230,6 +240,7 @@ impl Session {
             docs: syncs,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
+            early: Vec::new(),
             last_sent: now,
         };
         session.send(now, Message::Hello(hello));
@@ -253,7 +264,7 @@ impl Session {
             return false;
         };
         let ours = heads_of(docs, doc);
-        sync.rto_deadline.is_none() && sync.state.their_heads.as_deref() == Some(ours.as_slice())
+        sync.rto_deadline.is_none() && sync.peer_heads.as_ref() == Some(&ours)
     }
 
     /// The encoded per-peer sync state of a document, to persist.
@@ -337,7 +348,9 @@ impl Session {
     pub fn handle_message(&mut self, now: Instant, msg: Message, docs: &mut impl DocStore) {
         match (&self.phase, msg) {
             (Phase::Closed, _) => {}
-            (Phase::Handshake { .. }, Message::Hello(hello)) => self.receive_hello(now, hello, docs),
+            (Phase::Handshake { .. }, Message::Hello(hello)) => {
+                self.receive_hello(now, hello, docs)
+            }
             (Phase::Handshake { .. }, Message::Error { code, reason }) => {
                 self.events.push_back(Event::PeerError {
                     code,
@@ -345,12 +358,25 @@ impl Session {
                 });
                 self.close(code, format!("peer refused the session: {reason}"));
             }
-            (Phase::Handshake { .. }, other) => self.close(
-                ErrorCode::Malformed,
-                format!("expected Hello first, got {}", other.kind()),
-            ),
+            (Phase::Handshake { .. }, other) => {
+                if self.early.len() < MAX_EARLY_MESSAGES {
+                    self.early.push(other);
+                } else {
+                    self.close(
+                        ErrorCode::Malformed,
+                        format!(
+                            "more than {MAX_EARLY_MESSAGES} messages before the peer's Hello (last: {})",
+                            other.kind()
+                        ),
+                    );
+                }
+            }
             (Phase::Established, Message::Hello(_)) => {
-                self.refuse(None, ErrorCode::Malformed, "second Hello on one session".into());
+                self.refuse(
+                    None,
+                    ErrorCode::Malformed,
+                    "second Hello on one session".into(),
+                );
             }
             (Phase::Established, Message::DocSync { doc, data }) => {
                 self.receive_doc_sync(now, doc, &data, docs);
@@ -393,16 +419,29 @@ impl Session {
             // Warm path: the peer's heads are ours and were already shared last time, so
             // there is nothing to exchange for this document.
             let ours = heads_of(docs, doc);
-            let sync = &self.docs[&doc];
-            let unchanged = peer_heads.get(&doc) == Some(&ours) && sync.state.shared_heads == ours;
+            let Some(sync) = self.docs.get_mut(&doc) else {
+                continue;
+            };
+            sync.peer_heads = peer_heads.get(&doc).cloned();
+            let unchanged =
+                sync.peer_heads.as_ref() == Some(&ours) && sync.state.shared_heads == ours;
             if !unchanged {
                 self.generate(now, doc, docs);
             }
         }
         self.events.push_back(Event::Established { peer: hello });
+        for early in std::mem::take(&mut self.early) {
+            self.handle_message(now, early, docs);
+        }
     }
 
-    fn receive_doc_sync(&mut self, now: Instant, doc: DocId, data: &[u8], docs: &mut impl DocStore) {
+    fn receive_doc_sync(
+        &mut self,
+        now: Instant,
+        doc: DocId,
+        data: &[u8],
+        docs: &mut impl DocStore,
+    ) {
         let Some(sync) = self.docs.get(&doc) else {
             return self.refuse(
                 Some(doc),
@@ -438,9 +477,18 @@ impl Session {
             .docs
             .get_mut(&doc)
             .expect("presence checked at the top of this function");
+        // The peer forgot what it knew of us (a retransmission or probe reset): it waits
+        // for our heads even if we have nothing new, so it must get a reply.
+        let reply_due = message
+            .flags
+            .is_some_and(|f| f.contains(sync::MessageFlags::SYNC_RESET));
+        sync.peer_heads = Some(message.heads.clone());
         let before = automerge_doc.get_heads();
         let shared_before = sync.state.shared_heads.clone();
-        if let Err(e) = automerge_doc.sync().receive_sync_message(&mut sync.state, message) {
+        if let Err(e) = automerge_doc
+            .sync()
+            .receive_sync_message(&mut sync.state, message)
+        {
             return self.refuse(
                 Some(doc),
                 ErrorCode::Malformed,
@@ -453,15 +501,27 @@ impl Session {
         let changed = automerge_doc.get_heads() != before;
         if sync.state.shared_heads != shared_before {
             let state = sync.state.encode();
-            self.events.push_back(Event::PeerStateChanged { doc, state });
+            self.events
+                .push_back(Event::PeerStateChanged { doc, state });
         }
         if changed {
             self.events.push_back(Event::DocChanged { doc });
         }
-        self.generate(now, doc, docs);
+        if !self.generate(now, doc, docs) && reply_due {
+            if let Some(sync) = self.docs.get_mut(&doc) {
+                sync.state.have_responded = false;
+            }
+            self.generate(now, doc, docs);
+        }
     }
 
-    fn receive_changed(&mut self, now: Instant, doc: DocId, heads: &[ChangeHash], docs: &mut impl DocStore) {
+    fn receive_changed(
+        &mut self,
+        now: Instant,
+        doc: DocId,
+        heads: &[ChangeHash],
+        docs: &mut impl DocStore,
+    ) {
         let Some(sync) = self.docs.get_mut(&doc) else {
             return self.refuse(
                 Some(doc),
@@ -470,8 +530,8 @@ impl Session {
             );
         };
         let theirs = from_wire(heads);
-        let ours = heads_of(docs, doc);
-        let in_step = theirs == ours && sync.state.their_heads.as_ref() == Some(&theirs);
+        let in_step = theirs == heads_of(docs, doc);
+        sync.peer_heads = Some(theirs);
         if !in_step {
             // The peer's view differs from ours: whatever round was in flight is stale, so
             // start afresh, and make the peer resend what it thinks it already sent.
@@ -480,23 +540,24 @@ impl Session {
         }
     }
 
-    /// Generate and queue the next sync message for `doc`, if automerge has one.
-    fn generate(&mut self, now: Instant, doc: DocId, docs: &mut impl DocStore) {
+    /// Generate and queue the next sync message for `doc`, if automerge has one; returns
+    /// whether it did.
+    fn generate(&mut self, now: Instant, doc: DocId, docs: &mut impl DocStore) -> bool {
         let Some(automerge_doc) = docs.doc_mut(doc) else {
-            return;
+            return false;
         };
         let Some(sync) = self.docs.get_mut(&doc) else {
-            return;
+            return false;
         };
         let Some(message) = automerge_doc.sync().generate_sync_message(&mut sync.state) else {
-            return;
+            return false;
         };
         // A reply is due unless this message only confirms that both sides already hold
         // the same heads.
         let ours = automerge_doc.get_heads();
         let settled = message.changes.is_empty()
             && message.need.is_empty()
-            && sync.state.their_heads.as_deref() == Some(ours.as_slice());
+            && sync.peer_heads.as_ref() == Some(&ours);
         sync.rto_deadline = (!settled).then(|| now + sync.rto);
         self.send(
             now,
@@ -505,6 +566,7 @@ impl Session {
                 data: message.encode(),
             },
         );
+        true
     }
 
     fn retransmit(&mut self, now: Instant, doc: DocId, docs: &mut impl DocStore) {
@@ -532,6 +594,13 @@ impl Session {
         self.last_sent = now;
         self.transmit.push_back(msg);
     }
+}
+
+/// What every Taplink peer's automerge (0.12 or later) understands: compressed whole-document
+/// messages and the sync-reset flag. Knowing it from the start means a reset never falls
+/// back to advertising empty heads.
+fn peer_capabilities() -> Vec<sync::Capability> {
+    vec![sync::Capability::MessageV2, sync::Capability::SyncReset]
 }
 
 /// Forget everything about the current round but the shared heads (what a reconnect

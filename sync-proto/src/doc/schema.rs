@@ -47,7 +47,9 @@ pub struct VenueSettings {
 }
 
 /// How a kiosk's screen is mounted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Reconcile, Hydrate, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Reconcile, Hydrate, Serialize, Deserialize,
+)]
 pub enum Orientation {
     /// Wide, the default.
     #[default]
