@@ -1,0 +1,7 @@
+//! The I/O half of Taplink's sync protocol, shared by central and edge hubs: content-addressed
+//! blob storage, the SQLite document store, framed QUIC streams and the session driver.
+//!
+//! `taplink-sync-proto` decides *what* to send; this crate moves and keeps the bytes.
+
+pub mod blobs;
+pub mod docstore;

@@ -1,0 +1,4 @@
+//! Integration tests of taplink-sync-io.
+
+mod blobs;
+mod docstore;
