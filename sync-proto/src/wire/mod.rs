@@ -46,6 +46,22 @@ impl std::fmt::Display for DocId {
     }
 }
 
+impl std::str::FromStr for DocId {
+    type Err = crate::ids::ParseIdError;
+
+    /// Parses the printed form: `org` or `venue/<venue id>`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.strip_prefix("venue/") {
+            Some(id) => id.parse().map(DocId::Venue),
+            None if s == "org" => Ok(DocId::Org),
+            None => Err(crate::ids::ParseIdError::BadId {
+                kind: "document id (org or venue/<id>)",
+                text: s.chars().take(64).collect(),
+            }),
+        }
+    }
+}
+
 /// An automerge change hash (SHA-256 of the change).
 pub type ChangeHash = [u8; 32];
 

@@ -1020,3 +1020,14 @@ fn lying_length_fields_fail_without_reserving_what_they_claim() {
         }
     }
 }
+
+#[test]
+fn doc_ids_print_and_parse() {
+    use taplink_sync_proto::ids::VenueId;
+    use taplink_sync_proto::wire::DocId;
+    let venue = DocId::Venue(VenueId::random());
+    assert_eq!(venue.to_string().parse::<DocId>().unwrap(), venue);
+    assert_eq!("org".parse::<DocId>().unwrap(), DocId::Org);
+    assert!("venue/nope".parse::<DocId>().is_err());
+    assert!("orgs".parse::<DocId>().is_err());
+}
