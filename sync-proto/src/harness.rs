@@ -98,6 +98,10 @@ pub enum Side {
     B,
 }
 
+/// A frame on the virtual wire: arrival time, sequence number (keeps equal times in send
+/// order), destination, bytes.
+type InFlight = (Instant, u64, Side, Vec<u8>);
+
 /// Two peers and the link between them, driven by a virtual clock.
 #[derive(Debug)]
 pub struct Harness {
@@ -111,7 +115,7 @@ pub struct Harness {
     pub link: LinkConfig,
     partitioned: bool,
     /// Frames in flight: (arrival time, sequence number, destination, bytes).
-    in_flight: BinaryHeap<Reverse<(Instant, u64, Side, Vec<u8>)>>,
+    in_flight: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
     rng: ChaCha8Rng,
     start: Instant,
