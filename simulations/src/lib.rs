@@ -1,3 +1,8 @@
-//! taplink-sim: many venues and kiosks on one machine, with WAN faults.
+//! taplink-sim: many venues and kiosks on one machine, WAN faults, convergence and load
+//! measurements.
 //!
-//! Only the crate skeleton exists so far; see ARCHITECTURE.md for what is built.
+//! Built so far: [`wan_proxy`], a userspace UDP "WAN" with delay, jitter, loss and cuts
+//! that hubs reach central through. The simulations themselves are still to come; see
+//! ARCHITECTURE.md.
+
+pub mod wan_proxy;

@@ -1,0 +1,3 @@
+//! Integration tests of taplink-simulations: real sockets on loopback.
+
+mod wan_proxy;
