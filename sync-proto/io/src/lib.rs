@@ -4,4 +4,10 @@
 //! `taplink-sync-proto` decides *what* to send; this crate moves and keeps the bytes.
 
 pub mod blobs;
+pub mod docs;
 pub mod docstore;
+pub mod driver;
+pub mod enroll;
+pub mod frames;
+pub mod net;
+pub mod transfer;

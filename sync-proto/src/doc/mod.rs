@@ -11,8 +11,11 @@
 //! fractional-index `position`, so concurrent inserts and moves never duplicate or lose an
 //! item.
 
+mod command;
 pub mod ops;
 mod schema;
+
+pub use command::VenueCommand;
 
 pub use ops::*;
 pub use schema::*;

@@ -212,7 +212,8 @@ fn clip(s: &str) -> String {
 }
 
 /// Where an item goes in a playlist's order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Placement {
     /// Before every other item.
     Front,

@@ -1,0 +1,164 @@
+//! The hub's configuration: `DATA/hub.json`, written by `taplink-hub enroll` and editable.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the config file inside the data directory.
+pub const CONFIG_FILE: &str = "hub.json";
+
+/// Everything `taplink-hub run` needs besides the files enrollment wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The data directory (keys, certificates, databases, media); not stored in the file.
+    #[serde(skip)]
+    pub data_dir: PathBuf,
+    /// Central's QUIC address.
+    pub central_addr: SocketAddr,
+    /// The name central's certificate carries for that address (checked by TLS).
+    #[serde(default = "default_central_name")]
+    pub central_name: String,
+    /// Where the hub's local HTTP API listens (staff UI and kiosks; LAN address in a venue).
+    #[serde(default = "default_http_listen")]
+    pub http_listen: SocketAddr,
+    /// First reconnect delay after the WAN link fails, in milliseconds.
+    #[serde(default = "default_backoff_min_ms")]
+    pub backoff_min_ms: u64,
+    /// Cap of the exponential reconnect delay, in milliseconds.
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// Largest media upload the local API accepts, in bytes.
+    #[serde(default = "default_max_upload")]
+    pub max_upload_bytes: u64,
+}
+
+fn default_central_name() -> String {
+    "localhost".into()
+}
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8580))
+}
+fn default_backoff_min_ms() -> u64 {
+    500
+}
+fn default_backoff_max_ms() -> u64 {
+    60_000
+}
+fn default_max_upload() -> u64 {
+    512 * 1024 * 1024
+}
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What we tried.
+        action: &'static str,
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON of the expected shape.
+    #[error("{path} is not a valid hub config: {source}")]
+    Parse {
+        /// Which file.
+        path: PathBuf,
+        /// What serde said (names the field).
+        source: serde_json::Error,
+    },
+    /// A value is out of range.
+    #[error("config field {field} = {value}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+impl Config {
+    /// A configuration for a hub enrolled with central at `central_addr`.
+    pub fn new(data_dir: PathBuf, central_addr: SocketAddr) -> Self {
+        Self {
+            data_dir,
+            central_addr,
+            central_name: default_central_name(),
+            http_listen: default_http_listen(),
+            backoff_min_ms: default_backoff_min_ms(),
+            backoff_max_ms: default_backoff_max_ms(),
+            max_upload_bytes: default_max_upload(),
+        }
+    }
+
+    /// Read `DATA/hub.json`.
+    pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
+        let path = data_dir.join(CONFIG_FILE);
+        let text = std::fs::read(&path).map_err(|source| ConfigError::Io {
+            action: "cannot read",
+            path: path.clone(),
+            source,
+        })?;
+        let mut config: Config =
+            serde_json::from_slice(&text).map_err(|source| ConfigError::Parse { path, source })?;
+        config.data_dir = data_dir.to_owned();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Write `DATA/hub.json`.
+    pub fn save(&self) -> Result<(), ConfigError> {
+        let path = self.data_dir.join(CONFIG_FILE);
+        let text = serde_json::to_vec_pretty(self).map_err(|source| ConfigError::Parse {
+            path: path.clone(),
+            source,
+        })?;
+        std::fs::write(&path, text).map_err(|source| ConfigError::Io {
+            action: "cannot write",
+            path,
+            source,
+        })
+    }
+
+    /// Check value ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.backoff_min_ms == 0 {
+            return Err(ConfigError::Invalid {
+                field: "backoff_min_ms",
+                value: "0".into(),
+                reason: "must be at least 1",
+            });
+        }
+        if self.backoff_max_ms < self.backoff_min_ms {
+            return Err(ConfigError::Invalid {
+                field: "backoff_max_ms",
+                value: self.backoff_max_ms.to_string(),
+                reason: "must be at least backoff_min_ms",
+            });
+        }
+        if self.central_name.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "central_name",
+                value: String::new(),
+                reason: "must name central's certificate",
+            });
+        }
+        Ok(())
+    }
+
+    /// The reconnect backoff bounds.
+    pub fn backoff(&self) -> (Duration, Duration) {
+        (
+            Duration::from_millis(self.backoff_min_ms),
+            Duration::from_millis(self.backoff_max_ms),
+        )
+    }
+}

@@ -1,0 +1,302 @@
+//! The hub's local HTTP API: health, metrics, the venue document, operations, media upload
+//! and download, and telemetry intake. It works whether or not central is reachable.
+//!
+//! Kiosk pairing and per-kiosk tokens come with the kiosk work; until then this API is for
+//! the venue's own network and listens on loopback by default.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::json;
+use taplink_sync_io::blobs::{BlobError, BlobStore};
+use taplink_sync_io::docs::{Documents, EditError};
+use taplink_sync_proto::doc::{DocOpError, MediaMeta, VenueCommand, add_media, load_venue};
+use taplink_sync_proto::ids::MediaHash;
+use taplink_sync_proto::wire::{DocId, MAX_TELEMETRY_BATCH, TelemetryEvent};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{Notify, watch};
+
+use crate::metrics::Metrics;
+use crate::outbox::Outbox;
+use crate::uplink::UplinkStatus;
+
+/// Largest JSON body (operations, telemetry).
+const MAX_JSON_BODY: usize = 1024 * 1024;
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct HubState {
+    /// This hub's venue document id.
+    pub venue: DocId,
+    /// Documents.
+    pub docs: Arc<Documents>,
+    /// Media.
+    pub blobs: Arc<BlobStore>,
+    /// Telemetry outbox.
+    pub outbox: Arc<Outbox>,
+    /// Woken when telemetry is queued.
+    pub outbox_ready: Arc<Notify>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The uplink's state.
+    pub uplink: watch::Receiver<UplinkStatus>,
+    /// Largest media upload.
+    pub max_upload: u64,
+    /// Where uploads are staged while they arrive.
+    pub upload_dir: std::path::PathBuf,
+}
+
+/// An API error: a status and a sentence, as `{"error": "..."}`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The venue document has not arrived from central yet (first start while offline).
+    #[error(
+        "the venue document has not been received from central yet; try again once the hub has synced"
+    )]
+    NotSynced,
+    /// The operation was refused by the document's rules.
+    #[error("{0}")]
+    Refused(#[from] DocOpError),
+    /// The request was malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such thing.
+    #[error("{0}")]
+    NotFound(String),
+    /// The upload or batch exceeded a limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Something failed on the hub; nothing was accepted.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::NotSynced => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+/// The router.
+pub fn app(state: Arc<HubState>) -> Router {
+    let max_upload = usize::try_from(state.max_upload).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/venue", get(venue))
+        .route("/api/v1/venue/ops", post(apply_op))
+        .route("/api/v1/events", post(events))
+        .route("/api/v1/media/{hash}", get(media))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .merge(
+            Router::new()
+                .route("/api/v1/media", put(upload))
+                .layer(DefaultBodyLimit::max(max_upload)),
+        )
+        .with_state(state)
+}
+
+async fn healthz(State(s): State<Arc<HubState>>) -> Json<serde_json::Value> {
+    let uplink = s.uplink.borrow().clone();
+    Json(json!({
+        "status": "ok",
+        "venue": s.venue.to_string(),
+        "central": if uplink.connected { "connected" } else { "disconnected" },
+        "synced": uplink.synced,
+        "last_error": uplink.last_error,
+    }))
+}
+
+async fn metrics(State(s): State<Arc<HubState>>) -> impl IntoResponse {
+    if let Ok(n) = s.outbox.pending() {
+        s.metrics
+            .outbox_pending
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+async fn venue(State(s): State<Arc<HubState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let doc = s
+        .docs
+        .read(s.venue, |am| load_venue(am))
+        .map_err(internal)?
+        .map_err(|_| ApiError::NotSynced)?;
+    Ok(Json(serde_json::to_value(doc).map_err(internal)?))
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+async fn apply_op(
+    State(s): State<Arc<HubState>>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let command: VenueCommand = parse_json(&body)?;
+    ensure_synced(&s)?;
+    s.docs
+        .edit(s.venue, |am| command.apply(am))
+        .map_err(edit_error)?;
+    s.metrics.local_edits.inc();
+    Ok(Json(json!({ "status": "applied" })))
+}
+
+fn ensure_synced(s: &HubState) -> Result<(), ApiError> {
+    match s
+        .docs
+        .read(s.venue, |am| load_venue(am))
+        .map_err(internal)?
+    {
+        Ok(_) => Ok(()),
+        Err(_) => Err(ApiError::NotSynced),
+    }
+}
+
+fn edit_error(e: EditError<DocOpError>) -> ApiError {
+    match e {
+        EditError::Refused(e) => ApiError::Refused(e),
+        other => internal(other),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct UploadQuery {
+    name: String,
+    content_type: String,
+}
+
+/// Stream an upload to a staging file (never the whole file in memory), store it by hash,
+/// and add it to the venue's media.
+async fn upload(
+    State(s): State<Arc<HubState>>,
+    Query(q): Query<UploadQuery>,
+    body: Body,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    ensure_synced(&s)?;
+    let staging = tempfile::NamedTempFile::new_in(&s.upload_dir).map_err(internal)?;
+    let mut file = tokio::fs::File::from_std(staging.reopen().map_err(internal)?);
+    let mut body = body;
+    let mut size = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::TooLarge(format!("upload refused: {e}")))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        size += chunk.len() as u64;
+        if size > s.max_upload {
+            return Err(ApiError::TooLarge(format!(
+                "upload exceeds the {}-byte limit",
+                s.max_upload
+            )));
+        }
+        file.write_all(&chunk).await.map_err(internal)?;
+    }
+    file.flush().await.map_err(internal)?;
+    let blobs = s.blobs.clone();
+    let max = s.max_upload;
+    let (hash, size) = tokio::task::spawn_blocking(move || {
+        let reader = staging.reopen()?;
+        blobs
+            .put_reader(reader, max, None)
+            .map_err(std::io::Error::other)
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
+    let meta = MediaMeta {
+        name: q.name,
+        content_type: q.content_type,
+        size,
+    };
+    s.docs
+        .edit(s.venue, |am| add_media(am, hash, &meta))
+        .map_err(edit_error)?;
+    s.metrics.local_edits.inc();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "hash": hash.to_string(), "size": size })),
+    ))
+}
+
+async fn media(
+    State(s): State<Arc<HubState>>,
+    Path(hash): Path<String>,
+) -> Result<Response, ApiError> {
+    let hash: MediaHash = hash
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("{e}")))?;
+    let blobs = s.blobs.clone();
+    let data = tokio::task::spawn_blocking(move || {
+        let size = blobs.size(&hash)?.ok_or(BlobError::NotFound(hash))?;
+        blobs.read_range(&hash, 0, usize::try_from(size).unwrap_or(usize::MAX))
+    })
+    .await
+    .map_err(internal)?;
+    match data {
+        Ok(bytes) => Ok((
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                (
+                    header::CACHE_CONTROL,
+                    "public, max-age=31536000, immutable".to_owned(),
+                ),
+                (header::ETAG, format!("\"{hash}\"")),
+            ],
+            bytes,
+        )
+            .into_response()),
+        Err(BlobError::NotFound(_)) => Err(ApiError::NotFound(format!(
+            "media {hash} is not on this hub"
+        ))),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+async fn events(
+    State(s): State<Arc<HubState>>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let events: Vec<TelemetryEvent> = parse_json(&body)?;
+    if events.len() > MAX_TELEMETRY_BATCH {
+        return Err(ApiError::TooLarge(format!(
+            "{} events in one request; at most {MAX_TELEMETRY_BATCH}",
+            events.len()
+        )));
+    }
+    let outbox = s.outbox.clone();
+    let added = tokio::task::spawn_blocking(move || outbox.push(&events))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    s.outbox_ready.notify_one();
+    Ok(Json(json!({ "accepted": added })))
+}

@@ -1,0 +1,93 @@
+//! The hub's Prometheus metrics, served at `/metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Every metric the hub exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// 1 while a session with central is established.
+    pub uplink_connected: Gauge,
+    /// QUIC connections to central opened.
+    pub uplink_connects: Counter,
+    /// Media files fetched from central.
+    pub blobs_fetched: Counter,
+    /// Media bytes fetched from central.
+    pub blob_bytes_fetched: Counter,
+    /// Telemetry events acknowledged by central.
+    pub telemetry_sent: Counter,
+    /// Telemetry events waiting in the outbox (updated when scraped).
+    pub outbox_pending: Gauge,
+    /// Local edits applied through the API.
+    pub local_edits: Counter,
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("taplink_hub");
+        let m = Self {
+            uplink_connected: Gauge::default(),
+            uplink_connects: Counter::default(),
+            blobs_fetched: Counter::default(),
+            blob_bytes_fetched: Counter::default(),
+            telemetry_sent: Counter::default(),
+            outbox_pending: Gauge::default(),
+            local_edits: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "uplink_connected",
+            "1 while a session with central is up",
+            m.uplink_connected.clone(),
+        );
+        registry.register(
+            "uplink_connects",
+            "QUIC connections to central opened",
+            m.uplink_connects.clone(),
+        );
+        registry.register(
+            "blobs_fetched",
+            "Media files fetched from central",
+            m.blobs_fetched.clone(),
+        );
+        registry.register(
+            "blob_bytes_fetched",
+            "Media bytes fetched from central",
+            m.blob_bytes_fetched.clone(),
+        );
+        registry.register(
+            "telemetry_sent",
+            "Telemetry events acknowledged by central",
+            m.telemetry_sent.clone(),
+        );
+        registry.register(
+            "outbox_pending",
+            "Telemetry events waiting for central",
+            m.outbox_pending.clone(),
+        );
+        registry.register(
+            "local_edits",
+            "Edits applied through the local API",
+            m.local_edits.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        encode(&mut out, &self.registry).expect("encoding metrics into a String");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

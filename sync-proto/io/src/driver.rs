@@ -1,0 +1,373 @@
+//! The session driver: runs one [`Session`] over one QUIC connection.
+//!
+//! Streams: the dialing side (the hub) opens one bidirectional *control* stream and both
+//! sides send `Hello`, `Changed`, telemetry and `Error` frames on it. Each side sends the
+//! sync messages of each document on a unidirectional stream of its own, opened on first
+//! use, so a large initial sync never blocks telemetry or another document. Bidirectional
+//! streams after the control stream are blob transfers, served by [`crate::transfer`].
+//!
+//! Order of work for every received frame: hand it to the session; make every change it
+//! applied durable ([`Documents::persist`]) and persist the per-peer sync state; only then
+//! send what the session queued. So nothing leaves this process that acknowledges a change
+//! which is not yet on disk.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use taplink_sync_proto::session::{Event, Session, SessionConfig};
+use taplink_sync_proto::wire::{DocId, ErrorCode, Hello, MAX_FRAME_LEN, Message};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::docs::{Documents, Origin};
+use crate::frames::{FrameError, FrameReader, write_frame};
+use crate::transfer::BlobServer;
+
+/// Frames from all of a connection's receive streams wait here for the driver; a full
+/// queue stops the readers, and QUIC flow control then slows the peer.
+const INBOUND_QUEUE: usize = 256;
+
+/// What the driver needs to know about one connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionParams {
+    /// The session's configuration (identities, documents and access).
+    pub session: SessionConfig,
+    /// Key under which per-peer sync states are persisted (the hub id, or `central`).
+    pub peer_key: String,
+    /// This connection's origin for change notifications (non-zero, unique per connection).
+    pub origin: Origin,
+    /// Whether we dialed (and so open the control stream).
+    pub dialer: bool,
+}
+
+/// What the driver tells its owner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    /// The peer's hello was accepted.
+    Established(Hello),
+    /// A message for the owner (telemetry, telemetry acks, peer errors).
+    Message(Message),
+    /// A document received changes from the peer (already durable).
+    DocChanged(DocId),
+    /// Every document is in sync with the peer as far as the session knows.
+    Synced,
+}
+
+/// The owner's side of a connection.
+#[derive(Debug)]
+pub struct AppLink {
+    /// Messages the owner wants sent on the control stream (telemetry batches, acks).
+    pub to_peer: mpsc::Receiver<Message>,
+    /// Where the driver reports to the owner.
+    pub from_peer: mpsc::Sender<Inbound>,
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DriverEnd {
+    /// Our owner cancelled it.
+    Cancelled,
+    /// The session closed (handshake timeout, identity or version mismatch).
+    SessionClosed {
+        /// The code.
+        code: ErrorCode,
+        /// The sentence.
+        reason: String,
+    },
+    /// The connection or a stream failed, or the peer broke framing.
+    Failed(String),
+}
+
+impl std::fmt::Display for DriverEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DriverEnd::Cancelled => f.write_str("cancelled"),
+            DriverEnd::SessionClosed { code, reason } => {
+                write!(f, "session closed ({code:?}): {reason}")
+            }
+            DriverEnd::Failed(why) => write!(f, "connection failed: {why}"),
+        }
+    }
+}
+
+/// Run the sync protocol on `conn` until it ends. Blob requests from the peer are served
+/// by `blobs` if given.
+pub async fn drive(
+    conn: quinn::Connection,
+    params: ConnectionParams,
+    docs: Arc<Documents>,
+    mut app: AppLink,
+    blobs: Option<BlobServer>,
+    cancel: CancellationToken,
+) -> DriverEnd {
+    let (inbound_tx, mut inbound) = mpsc::channel::<Result<Message, FrameError>>(INBOUND_QUEUE);
+    let mut changes = docs.subscribe();
+
+    // The control stream.
+    let control = if params.dialer {
+        conn.open_bi().await
+    } else {
+        tokio::select! {
+            _ = cancel.cancelled() => return DriverEnd::Cancelled,
+            s = conn.accept_bi() => s,
+        }
+    };
+    let (mut control_send, control_recv) = match control {
+        Ok(streams) => streams,
+        Err(e) => return DriverEnd::Failed(format!("no control stream: {e}")),
+    };
+    let readers = CancellationToken::new();
+    let _stop_readers = readers.clone().drop_guard();
+    spawn_reader(control_recv, inbound_tx.clone(), readers.clone());
+    spawn_acceptors(&conn, inbound_tx, blobs, readers.clone());
+
+    let doc_ids: Vec<DocId> = params.session.docs.keys().copied().collect();
+    let persisted = match docs.db().peer_states(&params.peer_key) {
+        Ok(states) => states,
+        Err(e) => return DriverEnd::Failed(format!("cannot load sync states: {e}")),
+    };
+    let mut session = docs.with_locked(&doc_ids, |locked| {
+        Session::new(params.session.clone(), &persisted, locked, Instant::now())
+    });
+    let mut doc_streams: BTreeMap<DocId, quinn::SendStream> = BTreeMap::new();
+    let mut was_synced = false;
+
+    loop {
+        let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
+        let step = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                conn.close(0u32.into(), b"shutting down");
+                return DriverEnd::Cancelled;
+            }
+            frame = inbound.recv() => match frame {
+                Some(Ok(msg)) => Step::Message(msg),
+                Some(Err(e)) => Step::BadFrame(e),
+                None => Step::Gone,
+            },
+            change = changes.recv() => match change {
+                Ok(c) if c.origin == params.origin => Step::Nothing,
+                Ok(c) => Step::Changed(vec![c.doc]),
+                Err(broadcast::error::RecvError::Lagged(_)) => Step::Changed(doc_ids.clone()),
+                Err(broadcast::error::RecvError::Closed) => Step::Gone,
+            },
+            out = app.to_peer.recv() => match out {
+                Some(msg) => Step::Send(msg),
+                None => Step::Nothing,
+            },
+            _ = sleep_until(deadline) => Step::Timeout,
+        };
+        let now = Instant::now();
+        match step {
+            Step::Nothing => {}
+            Step::Gone => {
+                let why = conn
+                    .close_reason()
+                    .map_or_else(|| "all streams ended".to_owned(), |e| e.to_string());
+                return DriverEnd::Failed(why);
+            }
+            Step::BadFrame(e) => {
+                warn!(peer = %params.peer_key, error = %e, "closing connection: bad frame");
+                let reason = e.to_string();
+                let _ = write_frame(
+                    &mut control_send,
+                    &Message::error(ErrorCode::Malformed, &reason),
+                )
+                .await;
+                conn.close(1u32.into(), b"malformed frame");
+                return DriverEnd::Failed(reason);
+            }
+            Step::Message(msg) => {
+                docs.with_locked(&doc_ids, |locked| session.handle_message(now, msg, locked));
+            }
+            Step::Changed(ids) => docs.with_locked(&doc_ids, |locked| {
+                for doc in ids {
+                    session.local_change(now, doc, locked);
+                }
+            }),
+            Step::Send(msg) => {
+                if let Err(e) = write_frame(&mut control_send, &msg).await {
+                    return DriverEnd::Failed(e.to_string());
+                }
+            }
+            Step::Timeout => {
+                docs.with_locked(&doc_ids, |locked| session.handle_timeout(now, locked))
+            }
+        }
+        // Durability first: everything the session applied goes to disk before any reply.
+        while let Some(event) = session.poll_event() {
+            if let Some(end) = handle_event(event, &params, &docs, &app).await {
+                conn.close(2u32.into(), b"session closed");
+                return end;
+            }
+        }
+        while let Some(msg) = session.poll_transmit() {
+            let sent = match &msg {
+                Message::DocSync { doc, .. } => {
+                    let stream = match doc_streams.get_mut(doc) {
+                        Some(s) => s,
+                        None => match conn.open_uni().await {
+                            Ok(s) => doc_streams.entry(*doc).or_insert(s),
+                            Err(e) => {
+                                return DriverEnd::Failed(format!(
+                                    "cannot open a document stream: {e}"
+                                ));
+                            }
+                        },
+                    };
+                    write_frame(stream, &msg).await
+                }
+                _ => write_frame(&mut control_send, &msg).await,
+            };
+            if let Err(e) = sent {
+                return DriverEnd::Failed(e.to_string());
+            }
+        }
+        let synced = docs.with_locked(&doc_ids, |locked| {
+            doc_ids.iter().all(|d| session.is_synced(*d, locked))
+        });
+        if synced && !was_synced {
+            debug!(peer = %params.peer_key, "in sync");
+            let _ = app.from_peer.send(Inbound::Synced).await;
+        }
+        was_synced = synced;
+    }
+}
+
+enum Step {
+    Nothing,
+    Gone,
+    BadFrame(FrameError),
+    Message(Message),
+    Changed(Vec<DocId>),
+    Send(Message),
+    Timeout,
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Act on one session event; `Some` ends the connection.
+async fn handle_event(
+    event: Event,
+    params: &ConnectionParams,
+    docs: &Documents,
+    app: &AppLink,
+) -> Option<DriverEnd> {
+    match event {
+        Event::Established { peer } => {
+            info!(peer = %params.peer_key, software = %peer.software, "sync session established");
+            let _ = app.from_peer.send(Inbound::Established(peer)).await;
+        }
+        Event::DocChanged { doc } => {
+            if let Err(e) = docs.persist(doc, params.origin) {
+                // Not durable means not acknowledged: end the connection rather than reply.
+                return Some(DriverEnd::Failed(format!("cannot persist {doc}: {e}")));
+            }
+            let _ = app.from_peer.send(Inbound::DocChanged(doc)).await;
+        }
+        Event::PeerStateChanged { doc, state } => {
+            if let Err(e) = docs.db().save_peer_state(&params.peer_key, doc, &state) {
+                // Losing a sync state only costs a fuller exchange next time.
+                warn!(peer = %params.peer_key, %doc, error = %e, "cannot save sync state");
+            }
+        }
+        Event::Refused { doc, code, reason } => {
+            warn!(peer = %params.peer_key, doc = ?doc, ?code, %reason, "refused a peer's message");
+        }
+        Event::PeerError { code, reason } => {
+            warn!(peer = %params.peer_key, ?code, %reason, "peer refused something of ours");
+            let _ = app
+                .from_peer
+                .send(Inbound::Message(Message::Error { code, reason }))
+                .await;
+        }
+        Event::Application(msg) => {
+            let _ = app.from_peer.send(Inbound::Message(msg)).await;
+        }
+        Event::Closed { code, reason } => {
+            warn!(peer = %params.peer_key, ?code, %reason, "sync session closed");
+            return Some(DriverEnd::SessionClosed { code, reason });
+        }
+    }
+    None
+}
+
+fn spawn_reader(
+    recv: quinn::RecvStream,
+    tx: mpsc::Sender<Result<Message, FrameError>>,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut reader = FrameReader::new(recv, MAX_FRAME_LEN);
+        loop {
+            let next = tokio::select! {
+                _ = stop.cancelled() => return,
+                n = reader.next() => n,
+            };
+            match next {
+                Ok(Some(msg)) => {
+                    if tx.send(Ok(msg)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
+    });
+}
+
+/// Accept the peer's document streams (frames to the driver) and blob streams (served).
+fn spawn_acceptors(
+    conn: &quinn::Connection,
+    tx: mpsc::Sender<Result<Message, FrameError>>,
+    blobs: Option<BlobServer>,
+    stop: CancellationToken,
+) {
+    let uni_conn = conn.clone();
+    let uni_stop = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                _ = uni_stop.cancelled() => return,
+                s = uni_conn.accept_uni() => s,
+            };
+            match stream {
+                Ok(recv) => spawn_reader(recv, tx.clone(), uni_stop.clone()),
+                Err(_) => return,
+            }
+        }
+    });
+    let bi_conn = conn.clone();
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                _ = stop.cancelled() => return,
+                s = bi_conn.accept_bi() => s,
+            };
+            let Ok((send, recv)) = stream else { return };
+            match &blobs {
+                Some(server) => {
+                    let server = server.clone();
+                    tokio::spawn(async move { server.serve(send, recv).await });
+                }
+                None => {
+                    // Nothing is served here; tell the peer at once instead of leaving it waiting.
+                    let mut send = send;
+                    let _ = send.reset(1u32.into());
+                }
+            }
+        }
+    });
+}
