@@ -105,24 +105,50 @@ pub async fn drive(
 ) -> DriverEnd {
     let (inbound_tx, mut inbound) = mpsc::channel::<Result<Message, FrameError>>(INBOUND_QUEUE);
     let mut changes = docs.subscribe();
-
-    // The control stream.
-    let control = if params.dialer {
-        conn.open_bi().await
-    } else {
-        tokio::select! {
-            _ = cancel.cancelled() => return DriverEnd::Cancelled,
-            s = conn.accept_bi() => s,
-        }
-    };
-    let (mut control_send, control_recv) = match control {
-        Ok(streams) => streams,
-        Err(e) => return DriverEnd::Failed(format!("no control stream: {e}")),
-    };
     let readers = CancellationToken::new();
     let _stop_readers = readers.clone().drop_guard();
-    spawn_reader(control_recv, inbound_tx.clone(), readers.clone());
-    spawn_acceptors(&conn, inbound_tx, blobs, readers.clone());
+
+    // The control stream: the dialer opens it (the peer sees it with our hello); the
+    // listener learns it from the acceptor, which tells streams apart by their first frame
+    // (`Hello` for control, `BlobRequest` for a blob transfer).
+    let (control_tx, control_rx) = tokio::sync::oneshot::channel();
+    let control_slot = (!params.dialer).then_some(control_tx);
+    spawn_acceptors(
+        &conn,
+        inbound_tx.clone(),
+        blobs,
+        control_slot,
+        readers.clone(),
+    );
+    let (mut control_send, first) = if params.dialer {
+        match conn.open_bi().await {
+            Ok((send, recv)) => {
+                let reader = FrameReader::new(recv, MAX_FRAME_LEN);
+                spawn_reader(reader, inbound_tx.clone(), readers.clone());
+                (send, None)
+            }
+            Err(e) => return DriverEnd::Failed(format!("cannot open the control stream: {e}")),
+        }
+    } else {
+        let control = tokio::select! {
+            _ = cancel.cancelled() => return DriverEnd::Cancelled,
+            c = control_rx => c,
+        };
+        match control {
+            Ok((send, reader, hello)) => {
+                spawn_reader(reader, inbound_tx.clone(), readers.clone());
+                (send, Some(hello))
+            }
+            Err(_) => {
+                let why = conn.close_reason().map_or_else(
+                    || "the peer opened no control stream".to_owned(),
+                    |e| e.to_string(),
+                );
+                return DriverEnd::Failed(why);
+            }
+        }
+    };
+    drop(inbound_tx);
 
     let doc_ids: Vec<DocId> = params.session.docs.keys().copied().collect();
     let persisted = match docs.db().peer_states(&params.peer_key) {
@@ -132,10 +158,51 @@ pub async fn drive(
     let mut session = docs.with_locked(&doc_ids, |locked| {
         Session::new(params.session.clone(), &persisted, locked, Instant::now())
     });
+    if let Some(hello) = first {
+        docs.with_locked(&doc_ids, |locked| {
+            session.handle_message(Instant::now(), hello, locked)
+        });
+    }
     let mut doc_streams: BTreeMap<DocId, quinn::SendStream> = BTreeMap::new();
     let mut was_synced = false;
 
     loop {
+        // Durability first: everything the session applied goes to disk before any frame
+        // that acknowledges it is sent.
+        while let Some(event) = session.poll_event() {
+            if let Some(end) = handle_event(event, &params, &docs, &app).await {
+                conn.close(2u32.into(), b"session closed");
+                return end;
+            }
+        }
+        while let Some(msg) = session.poll_transmit() {
+            let sent = match &msg {
+                Message::DocSync { doc, .. } => match doc_streams.get_mut(doc) {
+                    Some(stream) => write_frame(stream, &msg).await,
+                    None => match conn.open_uni().await {
+                        Ok(stream) => {
+                            write_frame(doc_streams.entry(*doc).or_insert(stream), &msg).await
+                        }
+                        Err(e) => {
+                            return DriverEnd::Failed(format!("cannot open a document stream: {e}"));
+                        }
+                    },
+                },
+                _ => write_frame(&mut control_send, &msg).await,
+            };
+            if let Err(e) = sent {
+                return DriverEnd::Failed(e.to_string());
+            }
+        }
+        let synced = docs.with_locked(&doc_ids, |locked| {
+            doc_ids.iter().all(|d| session.is_synced(*d, locked))
+        });
+        if synced && !was_synced {
+            debug!(peer = %params.peer_key, "in sync");
+            let _ = app.from_peer.send(Inbound::Synced).await;
+        }
+        was_synced = synced;
+
         let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
         let step = tokio::select! {
             biased;
@@ -194,46 +261,9 @@ pub async fn drive(
                 }
             }
             Step::Timeout => {
-                docs.with_locked(&doc_ids, |locked| session.handle_timeout(now, locked))
+                docs.with_locked(&doc_ids, |locked| session.handle_timeout(now, locked));
             }
         }
-        // Durability first: everything the session applied goes to disk before any reply.
-        while let Some(event) = session.poll_event() {
-            if let Some(end) = handle_event(event, &params, &docs, &app).await {
-                conn.close(2u32.into(), b"session closed");
-                return end;
-            }
-        }
-        while let Some(msg) = session.poll_transmit() {
-            let sent = match &msg {
-                Message::DocSync { doc, .. } => {
-                    let stream = match doc_streams.get_mut(doc) {
-                        Some(s) => s,
-                        None => match conn.open_uni().await {
-                            Ok(s) => doc_streams.entry(*doc).or_insert(s),
-                            Err(e) => {
-                                return DriverEnd::Failed(format!(
-                                    "cannot open a document stream: {e}"
-                                ));
-                            }
-                        },
-                    };
-                    write_frame(stream, &msg).await
-                }
-                _ => write_frame(&mut control_send, &msg).await,
-            };
-            if let Err(e) = sent {
-                return DriverEnd::Failed(e.to_string());
-            }
-        }
-        let synced = docs.with_locked(&doc_ids, |locked| {
-            doc_ids.iter().all(|d| session.is_synced(*d, locked))
-        });
-        if synced && !was_synced {
-            debug!(peer = %params.peer_key, "in sync");
-            let _ = app.from_peer.send(Inbound::Synced).await;
-        }
-        was_synced = synced;
     }
 }
 
@@ -301,12 +331,11 @@ async fn handle_event(
 }
 
 fn spawn_reader(
-    recv: quinn::RecvStream,
+    mut reader: FrameReader,
     tx: mpsc::Sender<Result<Message, FrameError>>,
     stop: CancellationToken,
 ) {
     tokio::spawn(async move {
-        let mut reader = FrameReader::new(recv, MAX_FRAME_LEN);
         loop {
             let next = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -328,15 +357,22 @@ fn spawn_reader(
     });
 }
 
-/// Accept the peer's document streams (frames to the driver) and blob streams (served).
+/// The peer's control stream as the acceptor found it: its halves and its first frame.
+type Control = (quinn::SendStream, FrameReader, Message);
+
+/// Accept the peer's streams. Unidirectional ones carry document sync frames (to the
+/// driver). A bidirectional one is the control stream if it starts with `Hello` (handed to
+/// the driver through `control`, once) or a blob transfer if it starts with `BlobRequest`.
 fn spawn_acceptors(
     conn: &quinn::Connection,
     tx: mpsc::Sender<Result<Message, FrameError>>,
     blobs: Option<BlobServer>,
+    control: Option<tokio::sync::oneshot::Sender<Control>>,
     stop: CancellationToken,
 ) {
     let uni_conn = conn.clone();
     let uni_stop = stop.clone();
+    let uni_tx = tx.clone();
     tokio::spawn(async move {
         loop {
             let stream = tokio::select! {
@@ -344,30 +380,57 @@ fn spawn_acceptors(
                 s = uni_conn.accept_uni() => s,
             };
             match stream {
-                Ok(recv) => spawn_reader(recv, tx.clone(), uni_stop.clone()),
+                Ok(recv) => {
+                    let reader = FrameReader::new(recv, MAX_FRAME_LEN);
+                    spawn_reader(reader, uni_tx.clone(), uni_stop.clone());
+                }
                 Err(_) => return,
             }
         }
     });
     let bi_conn = conn.clone();
     tokio::spawn(async move {
+        let mut control = control;
         loop {
             let stream = tokio::select! {
                 _ = stop.cancelled() => return,
                 s = bi_conn.accept_bi() => s,
             };
-            let Ok((send, recv)) = stream else { return };
-            match &blobs {
-                Some(server) => {
-                    let server = server.clone();
-                    tokio::spawn(async move { server.serve(send, recv).await });
-                }
-                None => {
-                    // Nothing is served here; tell the peer at once instead of leaving it waiting.
-                    let mut send = send;
-                    let _ = send.reset(1u32.into());
-                }
-            }
+            let Ok((mut send, recv)) = stream else { return };
+            let mut reader = FrameReader::new(recv, MAX_FRAME_LEN);
+            let first = tokio::select! {
+                _ = stop.cancelled() => return,
+                f = reader.next() => f,
+            };
+            let refusal = match first {
+                Ok(Some(hello @ Message::Hello(_))) => match control.take() {
+                    Some(slot) => {
+                        let _ = slot.send((send, reader, hello));
+                        continue;
+                    }
+                    None => {
+                        Message::error(ErrorCode::Malformed, "a connection has one control stream")
+                    }
+                },
+                Ok(Some(Message::BlobRequest { hash, offset })) => match &blobs {
+                    Some(server) => {
+                        let server = server.clone();
+                        tokio::spawn(async move { server.serve(send, hash, offset).await });
+                        continue;
+                    }
+                    None => Message::error(ErrorCode::NotFound, "this side serves no blobs"),
+                },
+                Ok(Some(other)) => Message::error(
+                    ErrorCode::Malformed,
+                    format!(
+                        "a stream must start with Hello or BlobRequest, not {}",
+                        other.kind()
+                    ),
+                ),
+                Ok(None) | Err(_) => continue,
+            };
+            let _ = write_frame(&mut send, &refusal).await;
+            let _ = send.finish();
         }
     });
 }

@@ -26,9 +26,6 @@ use crate::frames::{FrameError, FrameReader, write_frame};
 /// How many received bytes may be lost to a crash before the next fsync of a partial blob.
 pub const SYNC_EVERY: u64 = 4 * 1024 * 1024;
 
-/// Largest frame a blob request stream accepts from the requester.
-const MAX_REQUEST_FRAME: usize = 1024;
-
 /// How often missing blobs are retried while connected, even without a document change.
 pub const BLOB_RETRY: Duration = Duration::from_secs(30);
 
@@ -57,9 +54,10 @@ impl BlobServer {
         Self { store, allow }
     }
 
-    /// Answer one request stream; errors are logged and told to the peer, never raised.
-    pub async fn serve(&self, mut send: quinn::SendStream, recv: quinn::RecvStream) {
-        if let Err(e) = self.try_serve(&mut send, recv).await {
+    /// Answer one request whose first frame the acceptor already read; errors are logged
+    /// and told to the peer, never raised.
+    pub async fn serve(&self, mut send: quinn::SendStream, hash: MediaHash, offset: u64) {
+        if let Err(e) = self.try_serve(&mut send, hash, offset).await {
             debug!(error = %e, "blob request ended early");
         }
         let _ = send.finish();
@@ -68,19 +66,9 @@ impl BlobServer {
     async fn try_serve(
         &self,
         send: &mut quinn::SendStream,
-        recv: quinn::RecvStream,
+        hash: MediaHash,
+        offset: u64,
     ) -> Result<(), TransferError> {
-        let mut reader = FrameReader::new(recv, MAX_REQUEST_FRAME);
-        let (hash, offset) = match reader.next().await? {
-            Some(Message::BlobRequest { hash, offset }) => (hash, offset),
-            other => {
-                let what = other.map_or("nothing", |m| m.kind());
-                let reason = format!("a blob stream must start with BlobRequest, got {what}");
-                write_frame(send, &Message::error(ErrorCode::Malformed, &reason)).await?;
-                return Err(TransferError::Protocol(reason));
-            }
-        };
-        reader.stop(0);
         let size = if (self.allow)(&hash) {
             self.store.size(&hash)?
         } else {

@@ -2,3 +2,4 @@
 
 mod blobs;
 mod docstore;
+mod transport;
