@@ -1,3 +1,164 @@
-//! taplink-central: the central server: org CA, RBAC, dashboard and QUIC sync endpoint.
+//! taplink-central: the central server: registry, org CA, admin HTTP API and (to come) the
+//! QUIC sync endpoint hubs connect to.
 //!
-//! Only the crate skeleton exists so far; see ARCHITECTURE.md for what is built.
+//! [`Central::bind`] opens everything a data directory holds (see [`config::DataDir`]) and
+//! starts serving; [`Central::shutdown`] stops it. `main.rs` is a thin CLI over this, and
+//! simulations run centrals in-process the same way.
+//!
+//! Modules: [`config`] (settings, data directory layout), [`store`] (the SQLite registry,
+//! the only module that touches rusqlite), [`init`] (creating a data directory),
+//! [`http`] (health, metrics, admin API), [`metrics`], [`state`] (what handlers share),
+//! [`enroll_token`] (the enrollment code format), [`venue`] (creating a venue).
+
+pub mod config;
+pub mod enroll_token;
+pub mod http;
+pub mod init;
+pub mod metrics;
+pub mod state;
+pub mod store;
+mod timefmt;
+pub mod venue;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+pub use state::AppState;
+pub use timefmt::{rfc3339, truncate_to_ms};
+
+/// How long [`Central::shutdown`] waits for in-flight work before giving up.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why central could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// The data directory's contents could not be loaded.
+    #[error(transparent)]
+    Load(#[from] state::LoadError),
+    /// The HTTP listener could not be bound.
+    #[error("could not listen for HTTP on {addr}: {source}")]
+    Http {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The operating system's report.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The task loading the data directory panicked or was cancelled.
+    #[error("loading the data directory failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Why central did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShutdownError {
+    /// Some task was still running when the timeout passed (a long request).
+    #[error("central's tasks did not finish within {timeout:?} of the shutdown request")]
+    TimedOut {
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+}
+
+/// A running central server.
+#[derive(Debug)]
+pub struct Central {
+    state: AppState,
+    http_addr: SocketAddr,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    // SEAM(quic): the QUIC endpoint (quinn) lives next to the HTTP listener: add its
+    // handle and `quic_addr` here, bind it in `Central::start` on
+    // `state.config.quic_listen` with `state.pki`, spawn its accept loop on `tasks` with a
+    // child of `cancel`, and close it in `shutdown`.
+}
+
+impl Central {
+    /// Load the data directory named by `config` and start serving HTTP on
+    /// `config.http_listen` (port 0 picks a free port; see [`Central::http_addr`]).
+    pub async fn bind(config: Config) -> Result<Central, BindError> {
+        // Opening SQLite and reading key files block; keep them off the runtime's workers.
+        let state = tokio::task::spawn_blocking(move || AppState::load(config)).await??;
+        Central::start(state).await
+    }
+
+    /// Start serving with an already loaded state (tests and simulations that share or
+    /// inspect it).
+    pub async fn start(state: AppState) -> Result<Central, BindError> {
+        let addr = state.config.http_listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| BindError::Http { addr, source })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| BindError::Http { addr, source })?;
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+
+        let app = http::app(state.clone());
+        let stop = cancel.clone();
+        tasks.spawn(async move {
+            let result = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .await;
+            if let Err(error) = result {
+                tracing::error!(%error, "the HTTP server stopped; shutting central down");
+                // Half a server is worse than none: a supervisor restarts a stopped one.
+                stop.cancel();
+            }
+        });
+        // `close` only means "wait() may return once the tasks are done"; tasks can still
+        // be spawned on it afterwards.
+        tasks.close();
+        tracing::info!(%http_addr, data_dir = %state.config.data_dir.display(), "central serving");
+        Ok(Central {
+            state,
+            http_addr,
+            cancel,
+            tasks,
+        })
+    }
+
+    /// The address the HTTP API listens on.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The shared state (registry, metrics, PKI, config, clock).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// A token cancelled when central shuts down, for tasks that should stop with it.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.cancel.child_token()
+    }
+
+    /// Wait until every task has stopped: after [`Central::shutdown`] began, or after a
+    /// fatal error stopped the server by itself.
+    pub async fn join(&self) {
+        self.tasks.wait().await;
+    }
+
+    /// Stop accepting work, let in-flight requests finish (each registry transaction runs to
+    /// its end), and wait up to [`SHUTDOWN_TIMEOUT`].
+    pub async fn shutdown(self) -> Result<(), ShutdownError> {
+        self.shutdown_within(SHUTDOWN_TIMEOUT).await
+    }
+
+    /// [`Central::shutdown`] with a chosen timeout.
+    pub async fn shutdown_within(self, timeout: Duration) -> Result<(), ShutdownError> {
+        tracing::info!("central shutting down");
+        self.cancel.cancel();
+        tokio::time::timeout(timeout, self.tasks.wait())
+            .await
+            .map_err(|_| ShutdownError::TimedOut { timeout })
+    }
+}

@@ -1,17 +1,231 @@
-//! `taplink-central`: the central server: org CA, RBAC, dashboard and QUIC sync endpoint.
+//! `taplink-central`: the command line of the central server (init, serve, venue and
+//! enrollment code administration on a data directory).
 
-use clap::Parser;
+use std::path::PathBuf;
 
-/// taplink-central: the central server: org CA, RBAC, dashboard and QUIC sync endpoint.
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use taplink_central::config::{LogFormat, Ttl};
+use taplink_central::init::{InitOptions, init};
+use taplink_central::store::Registry;
+use taplink_central::{Central, Config, rfc3339, state, venue};
+use taplink_certs::Fingerprint;
+use taplink_sync_proto::ids::VenueId;
+use time::OffsetDateTime;
+
+/// taplink-central: the central server of a Taplink organisation.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Cli {}
+struct Cli {
+    /// Log format: `text` (default) or `json`. Overrides the config file's `log_format`.
+    #[arg(long, global = true, env = "TAPLINK_LOG_FORMAT", value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
-    println!(
-        "{} {}: not built yet (see ARCHITECTURE.md). Built so far: taplink-sync-proto (schema, manifest, wire protocol, sync session) and taplink-certs (org PKI, mutual TLS).",
-        env!("CARGO_BIN_NAME"),
-        env!("CARGO_PKG_VERSION")
-    );
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a data directory: registry, org CA, server certificate, admin token, config.json.
+    Init {
+        /// The data directory to create (must not exist, or be empty).
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// The organisation's name, written into the CA certificate.
+        #[arg(long, value_name = "ORG", default_value = InitOptions::DEFAULT_ORG_NAME)]
+        name: String,
+        /// A DNS name or IP address hubs use to reach central (repeat for several).
+        /// Default: localhost and 127.0.0.1.
+        #[arg(long = "public-name", value_name = "NAME")]
+        public_names: Vec<String>,
+    },
+    /// Run the server until Ctrl-C or SIGTERM.
+    Serve(Location),
+    /// Manage venues directly in the data directory's registry.
+    Venue {
+        #[command(subcommand)]
+        command: VenueCommand,
+    },
+    /// Create a single-use hub enrollment code for a venue and print it.
+    EnrollCode {
+        /// The venue the hub will join.
+        venue: VenueId,
+        #[command(flatten)]
+        location: Location,
+        /// How long the code stays valid, e.g. 30m, 24h, 7d (default: the config's
+        /// enrollment_code_ttl).
+        #[arg(long)]
+        ttl: Option<Ttl>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum VenueCommand {
+    /// Create a venue and print its id.
+    Create {
+        /// The venue's display name.
+        name: String,
+        /// Its IANA time zone, e.g. Europe/Berlin.
+        #[arg(long, value_name = "TZ")]
+        timezone: String,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// List venues.
+    List {
+        #[command(flatten)]
+        location: Location,
+    },
+}
+
+/// Where central's configuration is.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct Location {
+    /// A config file (JSON).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A data directory made by `init`; its config.json is used.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+impl Location {
+    fn load(&self) -> anyhow::Result<Config> {
+        match (&self.config, &self.data) {
+            (Some(file), _) => Ok(Config::load(file)?),
+            (None, Some(dir)) => {
+                let mut config = Config::load(&dir.join("config.json"))?;
+                // The directory named on the command line wins over the path recorded at
+                // init, so a moved data directory keeps working.
+                config.data_dir = dir.clone();
+                Ok(config)
+            }
+            (None, None) => anyhow::bail!("give --config FILE or --data DIR"),
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Init {
+            data,
+            name,
+            public_names,
+        } => {
+            init_logging(cli.log_format.unwrap_or_default());
+            let mut opts = InitOptions::new(data);
+            opts.org_name = name;
+            if !public_names.is_empty() {
+                opts.public_names = public_names;
+            }
+            let report = init(&opts, OffsetDateTime::now_utc())?;
+            println!("Initialised {}", report.data_dir.display());
+            println!("  org CA fingerprint:      {}", report.ca_fingerprint);
+            println!("  server cert fingerprint: {}", report.server_fingerprint);
+            println!(
+                "  config:                  {}",
+                report.config_path.display()
+            );
+            println!();
+            println!("Admin API token (shown once; also in admin-token, mode 0600):");
+            println!("  {}", report.admin_token.as_str());
+            Ok(())
+        }
+        Command::Serve(location) => {
+            let config = location.load()?;
+            init_logging(cli.log_format.unwrap_or(config.log_format));
+            let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            runtime.block_on(serve(config))
+        }
+        Command::Venue { command } => {
+            init_logging(cli.log_format.unwrap_or_default());
+            match command {
+                VenueCommand::Create {
+                    name,
+                    timezone,
+                    location,
+                } => {
+                    let config = location.load()?;
+                    let registry = Registry::open(&config.data().registry_db())?;
+                    let new = venue::create_venue(
+                        &registry,
+                        &name,
+                        &timezone,
+                        OffsetDateTime::now_utc(),
+                    )?;
+                    // SEAM(docstore): persist `new.doc` once the document store exists.
+                    println!("{}", new.venue.id);
+                    Ok(())
+                }
+                VenueCommand::List { location } => {
+                    let config = location.load()?;
+                    let registry = Registry::open(&config.data().registry_db())?;
+                    for v in registry.list_venues()? {
+                        println!("{}\t{}\t{}", v.id, v.timezone, v.name);
+                    }
+                    Ok(())
+                }
+            }
+        }
+        Command::EnrollCode {
+            venue,
+            location,
+            ttl,
+        } => {
+            init_logging(cli.log_format.unwrap_or_default());
+            let config = location.load()?;
+            let data = config.data();
+            let registry = Registry::open(&data.registry_db())?;
+            let central = Fingerprint::of(&state::load_cert(&data)?);
+            let ttl = ttl.unwrap_or(config.enrollment_code_ttl).duration();
+            let code = registry.create_enrollment_code(venue, ttl, OffsetDateTime::now_utc())?;
+            let token = taplink_central::enroll_token::EnrollmentToken {
+                secret: code.secret,
+                central,
+            };
+            println!("{token}");
+            eprintln!(
+                "single use, valid until {}; give it to whoever installs the hub",
+                rfc3339(code.expires_at)
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let central = Central::bind(config).await?;
+    tokio::select! {
+        signal = shutdown_signal() => {
+            signal.context("listening for Ctrl-C/SIGTERM")?;
+        }
+        () = central.join() => {
+            tracing::warn!("central stopped by itself");
+        }
+    }
+    central.shutdown().await?;
+    Ok(())
+}
+
+async fn shutdown_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result,
+        _ = term.recv() => Ok(()),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }

@@ -1,0 +1,487 @@
+//! Central's configuration (`config.json` in the data directory) and the data directory's layout.
+//!
+//! The file is JSON (no TOML parser is linked). Every field is optional and has a default
+//! that works for a first run on one machine; unknown fields are refused so a misspelt
+//! setting is reported instead of silently ignored. Errors name the field and the value.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde_json::{Map, Value};
+use taplink_certs::ServerSan;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("could not read the config file {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The operating system's report.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not a JSON object.
+    #[error("the config is not a JSON object: {reason}")]
+    NotJson {
+        /// What the JSON parser reported.
+        reason: String,
+    },
+    /// A field name that central does not know (often a typo).
+    #[error("unknown config field {field:?}; known fields are: {known}")]
+    UnknownField {
+        /// The unknown field.
+        field: String,
+        /// The known field names, comma separated.
+        known: &'static str,
+    },
+    /// A field has a value central cannot use.
+    #[error("config field `{field}` has the unusable value {value}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// The rejected value, as JSON (clipped to 120 characters).
+        value: String,
+        /// What is wrong and what to write instead.
+        reason: String,
+    },
+}
+
+/// How log lines are written to standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    /// The name used in the config file and on the command line.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text is neither `text` nor `json`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown log format {0:?}: expected \"text\" or \"json\"")]
+pub struct ParseLogFormatError(String);
+
+impl FromStr for LogFormat {
+    type Err = ParseLogFormatError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(ParseLogFormatError(clip(other))),
+        }
+    }
+}
+
+/// A positive duration written as a whole number and a unit: `90s`, `30m`, `24h`, `7d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ttl(time::Duration);
+
+impl Ttl {
+    /// The duration.
+    pub const fn duration(self) -> time::Duration {
+        self.0
+    }
+
+    /// A TTL of exactly `d`, if it is positive.
+    pub fn new(d: time::Duration) -> Option<Ttl> {
+        d.is_positive().then_some(Ttl(d))
+    }
+}
+
+/// The text is not `<whole number><s|m|h|d>` with a positive value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a duration: write a positive whole number and a unit, e.g. 90s, 30m, 24h or 7d"
+)]
+pub struct ParseTtlError(String);
+
+impl FromStr for Ttl {
+    type Err = ParseTtlError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ParseTtlError(clip(s));
+        let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (digits, unit) = s.split_at(split);
+        let n: i64 = digits.parse().map_err(|_| bad())?;
+        let unit_secs = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(bad()),
+        };
+        // Ten years is far beyond any sensible TTL and keeps the arithmetic in range.
+        let secs = n
+            .checked_mul(unit_secs)
+            .filter(|&s| s > 0 && s <= 10 * 366 * 86_400)
+            .ok_or_else(bad)?;
+        Ok(Ttl(time::Duration::seconds(secs)))
+    }
+}
+
+impl fmt::Display for Ttl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.whole_seconds();
+        for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+            if secs % size == 0 {
+                return write!(f, "{}{unit}", secs / size);
+            }
+        }
+        write!(f, "{secs}s")
+    }
+}
+
+/// Central's settings. Build one with [`Config::new`] (defaults) or [`Config::load`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// `data_dir`: the directory `taplink-central init` created, holding the registry
+    /// database, the org CA, central's certificate and key, and the admin token. A relative
+    /// path in a config file is taken relative to the file's directory.
+    /// Default: `taplink-central-data`.
+    pub data_dir: PathBuf,
+    /// `http_listen`: address of the admin HTTP API, health and metrics.
+    /// Default: `127.0.0.1:8480` (reachable from this machine only).
+    pub http_listen: SocketAddr,
+    /// `quic_listen`: UDP address of the QUIC sync endpoint hubs connect to.
+    /// Default: `127.0.0.1:4433`; use `0.0.0.0:4433` to accept hubs from the network.
+    pub quic_listen: SocketAddr,
+    /// `public_names`: the DNS names and IP addresses hubs use to reach central. They go
+    /// into central's server certificate at `init`; changing them later needs a new
+    /// certificate. Default: `["localhost", "127.0.0.1"]`.
+    pub public_names: Vec<String>,
+    /// `log_format`: `"text"` (default) or `"json"`. `--log-format` overrides it.
+    pub log_format: LogFormat,
+    /// `enrollment_code_ttl`: how long a hub enrollment code stays redeemable, e.g.
+    /// `"24h"` (default), `"30m"`, `"7d"`.
+    pub enrollment_code_ttl: Ttl,
+}
+
+const KNOWN_FIELDS: &str =
+    "data_dir, http_listen, quic_listen, public_names, log_format, enrollment_code_ttl";
+
+impl Config {
+    /// The default HTTP listen address.
+    pub const DEFAULT_HTTP_LISTEN: &'static str = "127.0.0.1:8480";
+    /// The default QUIC listen address.
+    pub const DEFAULT_QUIC_LISTEN: &'static str = "127.0.0.1:4433";
+    /// The default enrollment code lifetime: a day, enough to ship a hub to a venue.
+    pub const DEFAULT_ENROLLMENT_CODE_TTL: time::Duration = time::Duration::DAY;
+
+    /// The defaults, with the data in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8480)),
+            quic_listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            public_names: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+            log_format: LogFormat::Text,
+            enrollment_code_ttl: Ttl(Self::DEFAULT_ENROLLMENT_CODE_TTL),
+        }
+    }
+
+    /// Read and check a config file. A relative `data_dir` is resolved against the file's
+    /// directory, so a config keeps working wherever central is started from.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::from_json(&text)?;
+        if config.data_dir.is_relative() {
+            let base = path.parent().unwrap_or(Path::new(""));
+            config.data_dir = base.join(&config.data_dir);
+        }
+        Ok(config)
+    }
+
+    /// Parse and check a config from JSON text; missing fields take their defaults.
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::NotJson {
+            reason: e.to_string(),
+        })?;
+        let Value::Object(map) = value else {
+            return Err(ConfigError::NotJson {
+                reason: format!(
+                    "expected an object {{...}}, got {}",
+                    clip(&value.to_string())
+                ),
+            });
+        };
+        Config::from_map(map)
+    }
+
+    fn from_map(map: Map<String, Value>) -> Result<Config, ConfigError> {
+        let mut config = Config::new("taplink-central-data");
+        for (field, value) in map {
+            match field.as_str() {
+                "data_dir" => {
+                    let s = string(&value, "data_dir")?;
+                    if s.is_empty() {
+                        return Err(invalid("data_dir", &value, "it is empty; give a directory"));
+                    }
+                    config.data_dir = PathBuf::from(s);
+                }
+                "http_listen" => config.http_listen = socket_addr(&value, "http_listen")?,
+                "quic_listen" => config.quic_listen = socket_addr(&value, "quic_listen")?,
+                "public_names" => config.public_names = public_names(&value)?,
+                "log_format" => {
+                    config.log_format = string(&value, "log_format")?.parse().map_err(
+                        |e: ParseLogFormatError| invalid("log_format", &value, e.to_string()),
+                    )?;
+                }
+                "enrollment_code_ttl" => {
+                    config.enrollment_code_ttl = string(&value, "enrollment_code_ttl")?
+                        .parse()
+                        .map_err(|e: ParseTtlError| {
+                            invalid("enrollment_code_ttl", &value, e.to_string())
+                        })?;
+                }
+                _ => {
+                    return Err(ConfigError::UnknownField {
+                        field: clip(&field),
+                        known: KNOWN_FIELDS,
+                    });
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// The config as pretty-printed JSON, in the form [`Config::from_json`] reads.
+    pub fn to_json_pretty(&self) -> String {
+        let value = serde_json::json!({
+            "data_dir": self.data_dir.to_string_lossy(),
+            "http_listen": self.http_listen.to_string(),
+            "quic_listen": self.quic_listen.to_string(),
+            "public_names": self.public_names,
+            "log_format": self.log_format.as_str(),
+            "enrollment_code_ttl": self.enrollment_code_ttl.to_string(),
+        });
+        // A `Value` built from strings and a list of strings always serialises.
+        let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
+    /// The layout of [`Config::data_dir`].
+    pub fn data(&self) -> DataDir {
+        DataDir::new(&self.data_dir)
+    }
+
+    /// [`Config::public_names`] as certificate names.
+    pub fn server_sans(&self) -> Vec<ServerSan> {
+        self.public_names
+            .iter()
+            .map(|n| match n.parse::<ServerSan>() {
+                Ok(san) => san,
+                Err(never) => match never {},
+            })
+            .collect()
+    }
+}
+
+/// The files inside central's data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// The layout rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into() }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `central.sqlite`: the registry (venues, hubs, enrollment codes, tokens, telemetry).
+    pub fn registry_db(&self) -> PathBuf {
+        self.root.join("central.sqlite")
+    }
+
+    /// `ca/`: the org CA (`ca.pem`, `ca.key`).
+    pub fn ca_dir(&self) -> PathBuf {
+        self.root.join("ca")
+    }
+
+    /// `server.pem`: central's server certificate (QUIC endpoint; pinned by enrollment codes).
+    pub fn server_cert(&self) -> PathBuf {
+        self.root.join("server.pem")
+    }
+
+    /// `server.key`: central's server private key (0600).
+    pub fn server_key(&self) -> PathBuf {
+        self.root.join("server.key")
+    }
+
+    /// `admin-token`: the bootstrap admin token (0600).
+    pub fn admin_token(&self) -> PathBuf {
+        self.root.join("admin-token")
+    }
+
+    /// `config.json`: the default config `init` writes.
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.json")
+    }
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(120).collect()
+}
+
+fn invalid(field: &'static str, value: &Value, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        value: clip(&value.to_string()),
+        reason: reason.into(),
+    }
+}
+
+fn string<'v>(value: &'v Value, field: &'static str) -> Result<&'v str, ConfigError> {
+    value
+        .as_str()
+        .ok_or_else(|| invalid(field, value, "expected a string"))
+}
+
+fn socket_addr(value: &Value, field: &'static str) -> Result<SocketAddr, ConfigError> {
+    string(value, field)?.parse().map_err(|_| {
+        invalid(
+            field,
+            value,
+            "expected an IP address and port such as \"127.0.0.1:8480\" or \"[::]:4433\"",
+        )
+    })
+}
+
+fn public_names(value: &Value) -> Result<Vec<String>, ConfigError> {
+    let field = "public_names";
+    let items = value
+        .as_array()
+        .ok_or_else(|| invalid(field, value, "expected a list of DNS names or IP addresses"))?;
+    if items.is_empty() {
+        return Err(invalid(
+            field,
+            value,
+            "central's certificate needs at least one name, e.g. [\"localhost\"]",
+        ));
+    }
+    items
+        .iter()
+        .map(|item| {
+            let name = item
+                .as_str()
+                .ok_or_else(|| invalid(field, item, "each name must be a string"))?;
+            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(invalid(
+                    field,
+                    item,
+                    "a name must be a DNS name or IP address without spaces",
+                ));
+            }
+            Ok(name.to_owned())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_object_gives_the_documented_defaults() {
+        let c = Config::from_json("{}").unwrap();
+        assert_eq!(c.http_listen.to_string(), Config::DEFAULT_HTTP_LISTEN);
+        assert_eq!(c.quic_listen.to_string(), Config::DEFAULT_QUIC_LISTEN);
+        assert_eq!(c.public_names, ["localhost", "127.0.0.1"]);
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.enrollment_code_ttl.duration(), time::Duration::hours(24));
+        assert_eq!(c.data_dir, PathBuf::from("taplink-central-data"));
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let mut c = Config::new("/var/lib/taplink");
+        c.log_format = LogFormat::Json;
+        c.enrollment_code_ttl = "90m".parse().unwrap();
+        c.public_names = vec!["central.example.com".into()];
+        assert_eq!(Config::from_json(&c.to_json_pretty()).unwrap(), c);
+    }
+
+    #[test]
+    fn errors_name_the_field_and_value() {
+        let cases = [
+            (
+                r#"{"http_listen": "localhost"}"#,
+                "http_listen",
+                "\"localhost\"",
+            ),
+            (r#"{"quic_listen": 4433}"#, "quic_listen", "4433"),
+            (r#"{"log_format": "yaml"}"#, "log_format", "\"yaml\""),
+            (
+                r#"{"enrollment_code_ttl": "1y"}"#,
+                "enrollment_code_ttl",
+                "\"1y\"",
+            ),
+            (r#"{"public_names": []}"#, "public_names", "[]"),
+            (r#"{"public_names": ["a b"]}"#, "public_names", "\"a b\""),
+        ];
+        for (json, field, value) in cases {
+            let msg = Config::from_json(json).unwrap_err().to_string();
+            assert!(msg.contains(field) && msg.contains(value), "{json}: {msg}");
+        }
+        let msg = Config::from_json(r#"{"http_listn": "x"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("http_listn") && msg.contains("http_listen"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn ttl_parses_units_and_refuses_nonsense() {
+        assert_eq!("90s".parse::<Ttl>().unwrap().duration().whole_seconds(), 90);
+        assert_eq!("2d".parse::<Ttl>().unwrap().to_string(), "2d");
+        assert_eq!("120m".parse::<Ttl>().unwrap().to_string(), "2h");
+        for bad in ["", "0h", "h", "-1h", "1.5h", "1w", "99999999999999999d"] {
+            assert!(bad.parse::<Ttl>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn relative_data_dir_is_taken_from_the_config_file_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, r#"{"data_dir": "data"}"#).unwrap();
+        assert_eq!(
+            Config::load(&path).unwrap().data_dir,
+            dir.path().join("data")
+        );
+    }
+}

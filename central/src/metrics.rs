@@ -1,0 +1,157 @@
+//! Central's Prometheus metrics, served as OpenMetrics text on `GET /metrics`.
+//!
+//! Every metric is a field of [`Metrics`], registered once in [`Metrics::new`] under the
+//! `taplink_central_` prefix. Counters and gauges are atomics, so recording never blocks.
+
+use std::fmt;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::store::Counts;
+
+/// Labels of an HTTP request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The route template (`/api/v1/venues/{id}`), or `unmatched`: templates keep the
+    /// number of series bounded whatever paths clients send.
+    pub route: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The response status code.
+    pub status: u16,
+}
+
+/// Every metric central exports.
+pub struct Metrics {
+    registry: Registry,
+    /// `taplink_central_http_requests_total{route,method,status}`: HTTP requests answered.
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// `taplink_central_venues`: venues in the registry (refreshed on each scrape).
+    pub venues: Gauge,
+    /// `taplink_central_hubs{state="active"|"revoked"}`: hubs in the registry (refreshed on
+    /// each scrape).
+    pub hubs: Family<HubStateLabels, Gauge>,
+    /// `taplink_central_telemetry_events_total`: new telemetry events stored since start
+    /// (duplicates by event id not counted).
+    pub telemetry_events: Counter,
+    // SEAM(quic): QUIC endpoint metrics (connections, handshakes refused, sync sessions,
+    // bytes, enrollments) go here as fields, registered in `Metrics::new`.
+}
+
+/// Labels of the hubs gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HubStateLabels {
+    /// `active` or `revoked`.
+    pub state: &'static str,
+}
+
+impl Metrics {
+    /// Every metric, registered and at zero.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("taplink_central");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route template, method and status",
+            http_requests.clone(),
+        );
+        let venues = Gauge::default();
+        registry.register("venues", "Venues in the registry", venues.clone());
+        let hubs = Family::<HubStateLabels, Gauge>::default();
+        registry.register(
+            "hubs",
+            "Hubs in the registry, by state (active or revoked)",
+            hubs.clone(),
+        );
+        let telemetry_events = Counter::default();
+        registry.register(
+            "telemetry_events",
+            "New telemetry events stored since start (duplicates not counted)",
+            telemetry_events.clone(),
+        );
+        Metrics {
+            registry,
+            http_requests,
+            venues,
+            hubs,
+            telemetry_events,
+        }
+    }
+
+    /// Count one answered HTTP request.
+    pub fn http_request(&self, route: &str, method: &str, status: u16) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+                status,
+            })
+            .inc();
+    }
+
+    /// Set the registry gauges from fresh counts.
+    pub fn set_counts(&self, counts: Counts) {
+        self.venues.set(saturating_i64(counts.venues));
+        self.hubs
+            .get_or_create(&HubStateLabels { state: "active" })
+            .set(saturating_i64(counts.active_hubs));
+        self.hubs
+            .get_or_create(&HubStateLabels { state: "revoked" })
+            .set(saturating_i64(counts.revoked_hubs));
+    }
+
+    /// Every metric in the OpenMetrics text format.
+    pub fn encode(&self) -> Result<String, fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_every_metric_with_its_labels() {
+        let m = Metrics::new();
+        m.http_request("/healthz", "GET", 200);
+        m.set_counts(Counts {
+            venues: 3,
+            active_hubs: 2,
+            revoked_hubs: 1,
+        });
+        m.telemetry_events.inc_by(5);
+        let text = m.encode().unwrap();
+        for line in [
+            "taplink_central_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1",
+            "taplink_central_venues 3",
+            "taplink_central_hubs{state=\"active\"} 2",
+            "taplink_central_hubs{state=\"revoked\"} 1",
+            "taplink_central_telemetry_events_total 5",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

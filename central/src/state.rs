@@ -1,0 +1,211 @@
+//! What central's request handlers and endpoints share: the registry, the metrics, the org
+//! PKI, settings and the clock.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls::pki_types::CertificateDer;
+use taplink_certs::{Fingerprint, OrgCa, PrivateKey, StoreError, cert_der_from_pem};
+use taplink_sync_proto::ids::HubId;
+use taplink_sync_proto::wire::TelemetryEvent;
+use time::OffsetDateTime;
+use tokio::sync::broadcast;
+
+use crate::config::{Config, DataDir};
+use crate::metrics::Metrics;
+use crate::store::{OpenError, Registry, RegistryError};
+
+/// Revocations are rare; a receiver this far behind rebuilds from the registry.
+const REVOCATION_CHANNEL_CAPACITY: usize = 64;
+
+/// Why central's state could not be loaded from its data directory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The data directory does not exist.
+    #[error(
+        "data directory {path} does not exist; create it with `taplink-central init --data {path}`"
+    )]
+    NoDataDir {
+        /// The configured directory.
+        path: PathBuf,
+    },
+    /// The registry database could not be opened.
+    #[error(transparent)]
+    Registry(#[from] OpenError),
+    /// The org CA could not be loaded.
+    #[error("could not load the org CA: {source}")]
+    Ca {
+        /// The certs crate's report (names the file).
+        #[source]
+        source: StoreError,
+    },
+    /// Central's server certificate or key could not be loaded.
+    #[error("could not load central's server certificate or key: {source}")]
+    ServerIdentity {
+        /// The certs crate's report (names the file).
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// The org CA and central's own certificate and key, loaded from the data directory.
+pub struct CentralPki {
+    /// The org CA: signs hub certificates (enrollment) and CRLs (revocation).
+    pub ca: OrgCa,
+    /// Central's server certificate (DER), presented on the QUIC endpoint.
+    pub server_cert: CertificateDer<'static>,
+    /// Central's server private key.
+    pub server_key: PrivateKey,
+    /// SHA-256 fingerprint of `server_cert`, which enrollment codes pin.
+    pub server_fingerprint: Fingerprint,
+}
+
+impl CentralPki {
+    /// Load the CA from `ca/` and the server certificate and key from `server.pem` and
+    /// `server.key` (which must be 0600).
+    pub fn load(data: &DataDir) -> Result<CentralPki, LoadError> {
+        let ca = OrgCa::load(&data.ca_dir()).map_err(|source| LoadError::Ca { source })?;
+        let server_cert = load_cert(data)?;
+        let server_key = PrivateKey::load(&data.server_key())
+            .map_err(|source| LoadError::ServerIdentity { source })?;
+        Ok(CentralPki {
+            server_fingerprint: Fingerprint::of(&server_cert),
+            ca,
+            server_cert,
+            server_key,
+        })
+    }
+}
+
+/// Read central's server certificate (`server.pem`).
+pub fn load_cert(data: &DataDir) -> Result<CertificateDer<'static>, LoadError> {
+    let path = data.server_cert();
+    let bytes = taplink_certs::store::read_public_file(&path)
+        .map_err(|source| LoadError::ServerIdentity { source })?;
+    let bad = |reason: String| LoadError::ServerIdentity {
+        source: StoreError::BadContents {
+            path: path.clone(),
+            reason,
+        },
+    };
+    let text = String::from_utf8(bytes).map_err(|_| bad("not UTF-8 PEM text".to_owned()))?;
+    cert_der_from_pem(&text).map_err(|e| bad(e.to_string()))
+}
+
+impl fmt::Debug for CentralPki {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CentralPki")
+            .field("ca", &self.ca)
+            .field("server_fingerprint", &self.server_fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where "now" comes from: the system clock in production, a chosen time in tests and
+/// simulations.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> OffsetDateTime + Send + Sync>);
+
+impl Clock {
+    /// The system clock (UTC).
+    pub fn system() -> Clock {
+        Clock(Arc::new(OffsetDateTime::now_utc))
+    }
+
+    /// A clock that calls `now` for the time.
+    pub fn from_fn(now: impl Fn() -> OffsetDateTime + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(now))
+    }
+
+    /// The current time.
+    pub fn now(&self) -> OffsetDateTime {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+/// Central's shared state: cheap to clone (every part is behind an `Arc`).
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The registry database.
+    pub registry: Arc<Registry>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// The org CA and central's certificate and key.
+    pub pki: Arc<CentralPki>,
+    /// The configuration central was started with.
+    pub config: Arc<Config>,
+    /// The clock handlers read.
+    pub clock: Clock,
+    /// Every hub revoked through the admin API, as it happens.
+    ///
+    /// SEAM(quic): the QUIC endpoint subscribes ([`AppState::subscribe_hub_revocations`]),
+    /// reissues its CRL and closes the hub's connections. A receiver that lags should
+    /// rebuild from `Registry::revoked_serials`.
+    pub hub_revocations: broadcast::Sender<HubId>,
+    // SEAM(docstore): the document store (`taplink_sync_io::docstore`) and blob store go
+    // here once they exist, so the admin API and the QUIC endpoint share them.
+}
+
+impl AppState {
+    /// Open the registry and load the PKI from `config.data_dir`, with the system clock.
+    pub fn load(config: Config) -> Result<AppState, LoadError> {
+        let data = config.data();
+        if !data.root().is_dir() {
+            return Err(LoadError::NoDataDir {
+                path: data.root().to_owned(),
+            });
+        }
+        let registry = Registry::open(&data.registry_db())?;
+        let pki = CentralPki::load(&data)?;
+        Ok(AppState {
+            registry: Arc::new(registry),
+            metrics: Arc::new(Metrics::new()),
+            pki: Arc::new(pki),
+            config: Arc::new(config),
+            clock: Clock::system(),
+            hub_revocations: broadcast::channel(REVOCATION_CHANNEL_CAPACITY).0,
+        })
+    }
+
+    /// The same state reading time from `clock`.
+    pub fn with_clock(self, clock: Clock) -> AppState {
+        AppState { clock, ..self }
+    }
+
+    /// Announce that `hub` was revoked.
+    pub fn notify_hub_revoked(&self, hub: HubId) {
+        // An error only means nobody listens yet (no QUIC endpoint); the registry is the
+        // record, and a later subscriber starts from it.
+        let _ = self.hub_revocations.send(hub);
+    }
+
+    /// Receive every hub revoked from now on.
+    pub fn subscribe_hub_revocations(&self) -> broadcast::Receiver<HubId> {
+        self.hub_revocations.subscribe()
+    }
+
+    /// Store a hub's telemetry batch and count the new events; blocks on SQLite (call it
+    /// from `spawn_blocking`). Once it returns `Ok`, the batch may be acknowledged.
+    ///
+    /// SEAM(quic): the sync endpoint calls this for `Message::TelemetryBatch` and answers
+    /// `TelemetryAck { stored }`.
+    pub fn store_telemetry(
+        &self,
+        hub: HubId,
+        events: &[TelemetryEvent],
+    ) -> Result<u32, RegistryError> {
+        let stored = self
+            .registry
+            .store_telemetry(hub, events, self.clock.now())?;
+        self.metrics.telemetry_events.inc_by(u64::from(stored));
+        Ok(stored)
+    }
+}

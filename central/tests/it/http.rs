@@ -1,0 +1,434 @@
+//! The HTTP router, driven with `oneshot` requests.
+
+use axum::http::{StatusCode, header};
+use taplink_central::enroll_token::EnrollmentToken;
+use taplink_central::http::{BODY_LIMIT, app};
+use taplink_certs::{Fingerprint, cert_der_from_pem};
+use taplink_sync_proto::ids::VenueId;
+use taplink_sync_proto::wire::{Heartbeat, TelemetryEvent, TelemetryKind};
+use time::{Duration, OffsetDateTime};
+
+use taplink_central::state::Clock;
+
+use crate::support::{Initialised, at, call, cert_of, hub, request, t0};
+
+#[tokio::test]
+async fn the_api_needs_a_valid_bearer_token() {
+    let init = Initialised::new();
+    let app = app(init.state());
+    let token = init.token();
+
+    let cases = [
+        request("GET", "/api/v1/venues", None, None),
+        request("GET", "/api/v1/venues", Some("tla1-wrong"), None),
+        request(
+            "POST",
+            "/api/v1/venues",
+            None,
+            Some(r#"{"name":"a","timezone":"UTC"}"#),
+        ),
+        {
+            let mut r = request("GET", "/api/v1/hubs", None, None);
+            r.headers_mut().insert(
+                header::AUTHORIZATION,
+                format!("Basic {token}").parse().unwrap(),
+            );
+            r
+        },
+    ];
+    for req in cases {
+        let uri = req.uri().clone();
+        let answer = call(&app, req).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{uri}");
+        assert_eq!(answer.headers[header::WWW_AUTHENTICATE], "Bearer");
+        assert!(answer.error().contains("admin token"), "{}", answer.error());
+    }
+    // Nothing was created by the refused POST.
+    let answer = call(&app, request("GET", "/api/v1/venues", Some(&token), None)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json()["venues"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn venues_are_created_listed_and_fetched() {
+    let init = Initialised::new();
+    let app = app(init.state());
+    let token = init.token();
+
+    let body = r#"{"name": "Bar One", "timezone": "Europe/Berlin"}"#;
+    let created = call(
+        &app,
+        request("POST", "/api/v1/venues", Some(&token), Some(body)),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let venue = created.json();
+    let id = venue["id"].as_str().unwrap().to_owned();
+    id.parse::<VenueId>().unwrap();
+    assert_eq!(venue["name"], "Bar One");
+    assert_eq!(venue["timezone"], "Europe/Berlin");
+    assert!(venue["created_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        created.headers[header::LOCATION],
+        format!("/api/v1/venues/{id}")
+    );
+
+    let list = call(&app, request("GET", "/api/v1/venues", Some(&token), None)).await;
+    assert_eq!(list.json()["venues"], serde_json::json!([venue]));
+
+    let one = call(
+        &app,
+        request("GET", &format!("/api/v1/venues/{id}"), Some(&token), None),
+    )
+    .await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert_eq!(one.json(), venue);
+
+    let ghost = VenueId::from_bytes([1; 16]);
+    let missing = call(
+        &app,
+        request(
+            "GET",
+            &format!("/api/v1/venues/{ghost}"),
+            Some(&token),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.error().contains(&ghost.to_string()));
+
+    let bad = call(
+        &app,
+        request("GET", "/api/v1/venues/not-an-id", Some(&token), None),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.error().contains("venue id"), "{}", bad.error());
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_400s_that_name_the_field() {
+    let init = Initialised::new();
+    let app = app(init.state());
+    let token = init.token();
+    let cases = [
+        (r#"{"name": "Bar"}"#, "timezone"),
+        (r#"{"name": 5, "timezone": "UTC"}"#, "name"),
+        (r#"{"name": "Bar", "timezone": "UTC", "tz": "UTC"}"#, "tz"),
+        (
+            r#"{"name": "Bar", "timezone": "Mars/Olympus_Mons"}"#,
+            "timezone",
+        ),
+        (r#"{"name": " ", "timezone": "UTC"}"#, "name"),
+        (r#"{"name": "Bar", "timezone": "#, "JSON"),
+        ("[]", "struct"),
+    ];
+    for (body, field) in cases {
+        let answer = call(
+            &app,
+            request("POST", "/api/v1/venues", Some(&token), Some(body)),
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            answer.text()
+        );
+        let error = answer.error();
+        assert!(error.contains(field), "{body}: {error}");
+    }
+
+    let mut no_type = request("POST", "/api/v1/venues", Some(&token), None);
+    *no_type.body_mut() = r#"{"name": "Bar", "timezone": "UTC"}"#.into();
+    let answer = call(&app, no_type).await;
+    assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(answer.error().contains("application/json"));
+
+    let list = call(&app, request("GET", "/api/v1/venues", Some(&token), None)).await;
+    assert_eq!(
+        list.json()["venues"],
+        serde_json::json!([]),
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_a_413() {
+    let init = Initialised::new();
+    let app = app(init.state());
+    let name = "x".repeat(BODY_LIMIT);
+    let body = format!(r#"{{"name": "{name}", "timezone": "UTC"}}"#);
+    let answer = call(
+        &app,
+        request("POST", "/api/v1/venues", Some(&init.token()), Some(&body)),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        answer.error().contains(&BODY_LIMIT.to_string()),
+        "{}",
+        answer.error()
+    );
+}
+
+#[tokio::test]
+async fn an_enrollment_code_pins_centrals_certificate_and_redeems_once() {
+    let init = Initialised::new();
+    // A fixed clock makes the expiry exact.
+    let state = init.state().with_clock(Clock::from_fn(t0));
+    let app = app(state.clone());
+    let token = init.token();
+    let venue = state.registry.create_venue("Bar", "UTC", t0()).unwrap().id;
+
+    let answer = call(
+        &app,
+        request(
+            "POST",
+            &format!("/api/v1/venues/{venue}/enrollment-codes"),
+            Some(&token),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    assert_eq!(answer.headers[header::CACHE_CONTROL], "no-store");
+    let body = answer.json();
+    let parsed: EnrollmentToken = body["code"].as_str().unwrap().parse().unwrap();
+
+    // Central's certificate, read from disk independently of the server's state.
+    let pem = std::fs::read_to_string(init.data_dir.join("server.pem")).unwrap();
+    let central = Fingerprint::of(&cert_der_from_pem(&pem).unwrap());
+    assert_eq!(parsed.central, central);
+    assert_eq!(body["central_fingerprint"], central.to_string());
+    assert_eq!(body["venue_id"], venue.to_string());
+    // The default lifetime from config.json: 24 hours.
+    assert_eq!(body["expires_at"], "2026-03-02T12:00:00Z");
+
+    // The secret in the token is the one the registry stored (by hash).
+    let later = at(Duration::HOUR);
+    assert_eq!(
+        state
+            .registry
+            .redeem_enrollment_code(&parsed.secret, hub(1), later)
+            .unwrap(),
+        venue
+    );
+    assert!(
+        state
+            .registry
+            .redeem_enrollment_code(&parsed.secret, hub(2), later)
+            .is_err()
+    );
+
+    let ghost = VenueId::from_bytes([3; 16]);
+    let answer = call(
+        &app,
+        request(
+            "POST",
+            &format!("/api/v1/venues/{ghost}/enrollment-codes"),
+            Some(&token),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn hubs_are_listed_filtered_shown_and_revoked() {
+    let init = Initialised::new();
+    let state = init.state();
+    let app = app(state.clone());
+    let token = init.token();
+    let now = OffsetDateTime::now_utc();
+    let v1 = state.registry.create_venue("One", "UTC", now).unwrap().id;
+    let v2 = state.registry.create_venue("Two", "UTC", now).unwrap().id;
+    let (s1, f1) = cert_of(1);
+    let (s2, f2) = cert_of(2);
+    state.registry.record_hub(hub(1), v1, &s1, f1, now).unwrap();
+    state
+        .registry
+        .record_hub(hub(2), v2, &s2, f2, now + Duration::SECOND)
+        .unwrap();
+    let mut revocations = state.subscribe_hub_revocations();
+
+    let all = call(&app, request("GET", "/api/v1/hubs", Some(&token), None)).await;
+    assert_eq!(all.status, StatusCode::OK);
+    let hubs = all.json()["hubs"].as_array().unwrap().clone();
+    assert_eq!(hubs.len(), 2);
+    assert_eq!(hubs[0]["id"], hub(1).to_string());
+    assert_eq!(hubs[0]["venue_id"], v1.to_string());
+    assert_eq!(hubs[0]["state"], "active");
+    assert_eq!(hubs[0]["cert_serial"], s1.to_string());
+    assert_eq!(hubs[0]["cert_fingerprint"], f1.to_string());
+
+    let only = call(
+        &app,
+        request(
+            "GET",
+            &format!("/api/v1/hubs?venue={v2}"),
+            Some(&token),
+            None,
+        ),
+    )
+    .await;
+    let only = only.json()["hubs"].as_array().unwrap().clone();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0]["id"], hub(2).to_string());
+
+    let bad = call(
+        &app,
+        request("GET", "/api/v1/hubs?venue=nope", Some(&token), None),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.error().contains("`venue`"), "{}", bad.error());
+    let ghost = VenueId::from_bytes([8; 16]);
+    let unknown = call(
+        &app,
+        request(
+            "GET",
+            &format!("/api/v1/hubs?venue={ghost}"),
+            Some(&token),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    let revoked = call(
+        &app,
+        request(
+            "POST",
+            &format!("/api/v1/hubs/{}/revoke", hub(2)),
+            Some(&token),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text());
+    assert_eq!(revoked.json()["state"], "revoked");
+    assert!(revoked.json()["revoked_at"].is_string());
+    assert_eq!(revocations.try_recv().unwrap(), hub(2));
+    assert_eq!(state.registry.revoked_serials().unwrap()[0].serial, s2);
+
+    let shown = call(
+        &app,
+        request(
+            "GET",
+            &format!("/api/v1/hubs/{}", hub(2)),
+            Some(&token),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(shown.json()["state"], "revoked");
+
+    let missing = call(
+        &app,
+        request(
+            "POST",
+            &format!("/api/v1/hubs/{}/revoke", hub(9)),
+            Some(&token),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.error().contains(&hub(9).to_string()));
+}
+
+#[tokio::test]
+async fn healthz_answers_ok_and_unknown_routes_are_json_404s() {
+    let init = Initialised::new();
+    let app = app(init.state());
+    let health = call(&app, request("GET", "/healthz", None, None)).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(
+        health.json(),
+        serde_json::json!({"status": "ok", "db": "ok"})
+    );
+
+    let nothing = call(&app, request("GET", "/nothing", None, None)).await;
+    assert_eq!(nothing.status, StatusCode::NOT_FOUND);
+    assert!(nothing.error().contains("/nothing"));
+
+    let wrong_method = call(&app, request("DELETE", "/healthz", None, None)).await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(wrong_method.error().contains("DELETE"));
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_report_the_registry() {
+    let init = Initialised::new();
+    let state = init.state();
+    let app = app(state.clone());
+    let token = init.token();
+    let now = OffsetDateTime::now_utc();
+    let venue = state.registry.create_venue("One", "UTC", now).unwrap().id;
+    let (s, f) = cert_of(1);
+    state
+        .registry
+        .record_hub(hub(1), venue, &s, f, now)
+        .unwrap();
+    let event = TelemetryEvent {
+        id: [1; 16],
+        kiosk: None,
+        at_ms: 0,
+        kind: TelemetryKind::Heartbeat(Heartbeat {
+            on_screen: None,
+            manifest_version: "v1".into(),
+            disk_free_bytes: 0,
+            temperature_mc: None,
+            uptime_s: 0,
+            software: "hub".into(),
+        }),
+    };
+    assert_eq!(
+        state
+            .store_telemetry(hub(1), std::slice::from_ref(&event))
+            .unwrap(),
+        1
+    );
+    assert_eq!(state.store_telemetry(hub(1), &[event]).unwrap(), 0);
+
+    call(
+        &app,
+        request(
+            "GET",
+            &format!("/api/v1/venues/{venue}"),
+            Some(&token),
+            None,
+        ),
+    )
+    .await;
+    call(
+        &app,
+        request("GET", &format!("/api/v1/venues/{venue}"), None, None),
+    )
+    .await;
+    call(&app, request("GET", "/nothing", None, None)).await;
+
+    let answer = call(&app, request("GET", "/metrics", None, None)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(
+        answer.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = answer.text();
+    for line in [
+        r#"taplink_central_http_requests_total{route="/api/v1/venues/{id}",method="GET",status="200"} 1"#,
+        r#"taplink_central_http_requests_total{route="/api/v1/venues/{id}",method="GET",status="401"} 1"#,
+        r#"taplink_central_http_requests_total{route="unmatched",method="GET",status="404"} 1"#,
+        "taplink_central_venues 1",
+        r#"taplink_central_hubs{state="active"} 1"#,
+        r#"taplink_central_hubs{state="revoked"} 0"#,
+        "taplink_central_telemetry_events_total 1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+}

@@ -1,0 +1,7 @@
+//! taplink-central's integration tests: one binary, one module per area.
+
+mod cli;
+mod http;
+mod registry;
+mod server;
+mod support;

@@ -1,0 +1,129 @@
+//! Helpers shared by the integration tests: fixed times, data directories, requests.
+
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use taplink_central::init::{InitOptions, InitReport, init};
+use taplink_central::store::Registry;
+use taplink_central::{AppState, Config};
+use taplink_certs::{Fingerprint, Serial};
+use taplink_sync_proto::ids::HubId;
+use tempfile::TempDir;
+use time::{Duration, OffsetDateTime};
+use tower::ServiceExt;
+
+/// A fixed instant (2026-03-01T12:00:00Z) so registry tests control time exactly.
+pub fn t0() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_772_366_400).unwrap()
+}
+
+pub fn at(offset: Duration) -> OffsetDateTime {
+    t0() + offset
+}
+
+/// A fresh registry in a temporary directory.
+pub fn registry() -> (TempDir, Registry) {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::create(&dir.path().join("central.sqlite")).unwrap();
+    (dir, registry)
+}
+
+/// A data directory made by `init` inside a temporary directory.
+pub struct Initialised {
+    pub _tmp: TempDir,
+    pub data_dir: PathBuf,
+    pub report: InitReport,
+}
+
+impl Initialised {
+    pub fn new() -> Initialised {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let report = init(&InitOptions::new(&data_dir), OffsetDateTime::now_utc()).unwrap();
+        Initialised {
+            _tmp: tmp,
+            data_dir,
+            report,
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        Config::load(&self.data_dir.join("config.json")).unwrap()
+    }
+
+    pub fn state(&self) -> AppState {
+        AppState::load(self.config()).unwrap()
+    }
+
+    pub fn token(&self) -> String {
+        self.report.admin_token.as_str().to_owned()
+    }
+}
+
+/// A hub certificate's serial and fingerprint, distinct per `n`.
+pub fn cert_of(n: u8) -> (Serial, Fingerprint) {
+    let serial: Serial = format!("4{n:x}").repeat(8).parse().unwrap();
+    (serial, Fingerprint::of(&[n; 8]))
+}
+
+pub fn hub(n: u8) -> HubId {
+    HubId::from_bytes([n; 16])
+}
+
+/// A request with an optional bearer token and JSON body.
+pub fn request(method: &str, uri: &str, token: Option<&str>, json: Option<&str>) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    match json {
+        Some(body) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    }
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).unwrap()
+    }
+
+    /// The `error` sentence of an error body.
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap().to_owned()
+    }
+}
+
+pub async fn call(app: &Router, req: Request<Body>) -> Answer {
+    let response = app.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
