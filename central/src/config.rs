@@ -340,6 +340,16 @@ impl DataDir {
         self.root.join("server.key")
     }
 
+    /// `docs.sqlite`: the CRDT documents (venues, org) and per-hub sync states.
+    pub fn docs_db(&self) -> PathBuf {
+        self.root.join("docs.sqlite")
+    }
+
+    /// `media/`: media blobs by content hash.
+    pub fn media_dir(&self) -> PathBuf {
+        self.root.join("media")
+    }
+
     /// `admin-token`: the bootstrap admin token (0600).
     pub fn admin_token(&self) -> PathBuf {
         self.root.join("admin-token")

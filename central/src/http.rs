@@ -258,6 +258,10 @@ impl From<CreateVenueError> for ApiError {
                 message: e.to_string(),
             },
             CreateVenueError::Registry(e) => e.into(),
+            e @ CreateVenueError::Document(_) => {
+                tracing::error!(error = %e, "venue created in the registry but its document was not stored");
+                ApiError::Internal
+            }
         }
     }
 }
@@ -522,15 +526,16 @@ async fn post_venue(
     ApiJson(body): ApiJson<CreateVenueRequest>,
 ) -> Result<Response, ApiError> {
     let registry = state.registry.clone();
+    let docs = state.docs.clone();
     let now = state.clock.now();
-    let new = blocking(move || create_venue(&registry, &body.name, &body.timezone, now)).await?;
-    // SEAM(docstore): persist `new.doc` as the venue document before answering.
-    tracing::info!(venue = %new.venue.id, name = %new.venue.name, "venue created");
-    let location = format!("/api/v1/venues/{}", new.venue.id);
+    let new =
+        blocking(move || create_venue(&registry, &docs, &body.name, &body.timezone, now)).await?;
+    tracing::info!(venue = %new.id, name = %new.name, "venue created");
+    let location = format!("/api/v1/venues/{}", new.id);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(VenueJson::from(&new.venue)),
+        Json(VenueJson::from(&new)),
     )
         .into_response())
 }

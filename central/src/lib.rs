@@ -11,14 +11,17 @@
 //! [`enroll_token`] (the enrollment code format), [`venue`] (creating a venue).
 
 pub mod config;
-pub mod enroll_token;
 pub mod http;
 pub mod init;
 pub mod metrics;
 pub mod state;
 pub mod store;
+pub mod sync;
 mod timefmt;
 pub mod venue;
+
+/// The enrollment token format, shared with hubs (it lives in `taplink-sync-io`).
+pub use taplink_sync_io::enroll_token;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -50,6 +53,14 @@ pub enum BindError {
         #[source]
         source: std::io::Error,
     },
+    /// The QUIC sync endpoint could not be set up.
+    #[error("could not start the QUIC sync endpoint on {addr}: {reason}")]
+    Quic {
+        /// The configured address.
+        addr: SocketAddr,
+        /// What failed.
+        reason: String,
+    },
     /// The task loading the data directory panicked or was cancelled.
     #[error("loading the data directory failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -72,12 +83,40 @@ pub enum ShutdownError {
 pub struct Central {
     state: AppState,
     http_addr: SocketAddr,
+    quic_addr: SocketAddr,
     cancel: CancellationToken,
     tasks: TaskTracker,
-    // SEAM(quic): the QUIC endpoint (quinn) lives next to the HTTP listener: add its
-    // handle and `quic_addr` here, bind it in `Central::start` on
-    // `state.config.quic_listen` with `state.pki`, spawn its accept loop on `tasks` with a
-    // child of `cancel`, and close it in `shutdown`.
+}
+
+/// The sync endpoint's TLS: central's certificate, hub certificates required for
+/// `taplink/1` (checked against the org CA and a fresh CRL of revoked hubs), optional for
+/// `taplink-enroll/1`.
+fn sync_tls(state: &AppState) -> Result<rustls::ServerConfig, String> {
+    let revoked = state
+        .registry
+        .revoked_serials()
+        .map_err(|e| e.to_string())?;
+    let now = state.clock.now();
+    // CRL numbers must grow; seconds since the epoch do across restarts.
+    let number = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+    let crl = state
+        .pki
+        .ca
+        .crl(&revoked, number, now, now + time::Duration::days(30))
+        .map_err(|e| e.to_string())?;
+    let mut tls = taplink_certs::tls::server_config(
+        vec![state.pki.server_cert.clone()],
+        state.pki.server_key.to_der(),
+        state.pki.ca.cert_der(),
+        vec![crl.into_der()],
+        taplink_certs::tls::ClientAuth::Optional,
+    )
+    .map_err(|e| e.to_string())?;
+    tls.alpn_protocols = vec![
+        taplink_sync_proto::wire::ALPN.to_vec(),
+        taplink_sync_io::net::ENROLL_ALPN.to_vec(),
+    ];
+    Ok(tls)
 }
 
 impl Central {
@@ -102,6 +141,48 @@ impl Central {
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
 
+        let quic_listen = state.config.quic_listen;
+        let quic_err = |reason: String| BindError::Quic {
+            addr: quic_listen,
+            reason,
+        };
+        let tls = sync_tls(&state).map_err(quic_err)?;
+        let endpoint = taplink_sync_io::net::server_endpoint(quic_listen, tls)
+            .map_err(|e| quic_err(e.to_string()))?;
+        let quic_addr = endpoint.local_addr().map_err(|e| quic_err(e.to_string()))?;
+        tasks.spawn(sync::serve(
+            endpoint.clone(),
+            state.clone(),
+            cancel.child_token(),
+            tasks.clone(),
+        ));
+        // A revoked hub's certificate is refused from the next handshake on (its open
+        // connections are closed by their sessions).
+        let mut revocations = state.subscribe_hub_revocations();
+        let crl_state = state.clone();
+        let crl_cancel = cancel.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = crl_cancel.cancelled() => return,
+                    r = revocations.recv() => {
+                        if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                            return;
+                        }
+                    }
+                }
+                let config = sync_tls(&crl_state)
+                    .and_then(|tls| taplink_sync_io::net::server_config(tls).map_err(|e| e.to_string()));
+                match config {
+                    Ok(config) => endpoint.set_server_config(Some(config)),
+                    Err(error) => tracing::error!(
+                        %error,
+                        "cannot reissue the CRL; revoked hubs are still refused by the registry check"
+                    ),
+                }
+            }
+        });
+
         let app = http::app(state.clone());
         let stop = cancel.clone();
         tasks.spawn(async move {
@@ -117,10 +198,11 @@ impl Central {
         // `close` only means "wait() may return once the tasks are done"; tasks can still
         // be spawned on it afterwards.
         tasks.close();
-        tracing::info!(%http_addr, data_dir = %state.config.data_dir.display(), "central serving");
+        tracing::info!(%http_addr, %quic_addr, data_dir = %state.config.data_dir.display(), "central serving");
         Ok(Central {
             state,
             http_addr,
+            quic_addr,
             cancel,
             tasks,
         })
@@ -129,6 +211,11 @@ impl Central {
     /// The address the HTTP API listens on.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The address the QUIC sync endpoint listens on.
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_addr
     }
 
     /// The shared state (registry, metrics, PKI, config, clock).

@@ -149,14 +149,16 @@ fn main() -> anyhow::Result<()> {
                 } => {
                     let config = location.load()?;
                     let registry = Registry::open(&config.data().registry_db())?;
+                    let db = taplink_sync_io::docstore::DocDb::open(&config.data().docs_db())?;
+                    let docs = taplink_sync_io::docs::Documents::open(std::sync::Arc::new(db))?;
                     let new = venue::create_venue(
                         &registry,
+                        &docs,
                         &name,
                         &timezone,
                         OffsetDateTime::now_utc(),
                     )?;
-                    // SEAM(docstore): persist `new.doc` once the document store exists.
-                    println!("{}", new.venue.id);
+                    println!("{}", new.id);
                     Ok(())
                 }
                 VenueCommand::List { location } => {

@@ -38,8 +38,16 @@ pub struct Metrics {
     /// `taplink_central_telemetry_events_total`: new telemetry events stored since start
     /// (duplicates by event id not counted).
     pub telemetry_events: Counter,
-    // SEAM(quic): QUIC endpoint metrics (connections, handshakes refused, sync sessions,
-    // bytes, enrollments) go here as fields, registered in `Metrics::new`.
+    /// `taplink_central_hub_connections`: hubs with an open sync connection.
+    pub hub_connections: Gauge,
+    /// `taplink_central_blobs_fetched_total`: media files fetched from hubs.
+    pub blobs_fetched: Counter,
+    /// `taplink_central_blob_bytes_fetched_total`: media bytes fetched from hubs.
+    pub blob_bytes_fetched: Counter,
+    /// `taplink_central_quic_retries_total`: retry tokens sent by admission control.
+    pub quic_retries: Counter,
+    /// `taplink_central_quic_refused_total`: connections refused with a full queue.
+    pub quic_refused: Counter,
 }
 
 /// Labels of the hubs gauge.
@@ -73,12 +81,47 @@ impl Metrics {
             "New telemetry events stored since start (duplicates not counted)",
             telemetry_events.clone(),
         );
+        let hub_connections = Gauge::default();
+        registry.register(
+            "hub_connections",
+            "Hubs with an open sync connection",
+            hub_connections.clone(),
+        );
+        let blobs_fetched = Counter::default();
+        registry.register(
+            "blobs_fetched",
+            "Media files fetched from hubs",
+            blobs_fetched.clone(),
+        );
+        let blob_bytes_fetched = Counter::default();
+        registry.register(
+            "blob_bytes_fetched",
+            "Media bytes fetched from hubs",
+            blob_bytes_fetched.clone(),
+        );
+        let quic_retries = Counter::default();
+        registry.register(
+            "quic_retries",
+            "Retry tokens sent by admission control",
+            quic_retries.clone(),
+        );
+        let quic_refused = Counter::default();
+        registry.register(
+            "quic_refused",
+            "Connections refused because the queue was full",
+            quic_refused.clone(),
+        );
         Metrics {
             registry,
             http_requests,
             venues,
             hubs,
             telemetry_events,
+            hub_connections,
+            blobs_fetched,
+            blob_bytes_fetched,
+            quic_retries,
+            quic_refused,
         }
     }
 
@@ -91,6 +134,17 @@ impl Metrics {
                 status,
             })
             .inc();
+    }
+
+    /// A hub connected (`1`) or disconnected (`-1`).
+    pub fn hub_connected(&self, delta: i64) {
+        self.hub_connections.inc_by(delta);
+    }
+
+    /// A media file of `bytes` was fetched from a hub.
+    pub fn record_blob_fetched(&self, bytes: u64) {
+        self.blobs_fetched.inc();
+        self.blob_bytes_fetched.inc_by(bytes);
     }
 
     /// Set the registry gauges from fresh counts.

@@ -12,6 +12,12 @@ use taplink_sync_proto::wire::TelemetryEvent;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
+use taplink_sync_io::blobs::{BlobError, BlobStore};
+use taplink_sync_io::docs::{Documents, DocumentsError};
+use taplink_sync_io::docstore::{DocDb, DocDbError};
+use taplink_sync_proto::doc::new_org_doc;
+use taplink_sync_proto::wire::DocId;
+
 use crate::config::{Config, DataDir};
 use crate::metrics::Metrics;
 use crate::store::{OpenError, Registry, RegistryError};
@@ -47,6 +53,33 @@ pub enum LoadError {
         /// The certs crate's report (names the file).
         #[source]
         source: StoreError,
+    },
+    /// The document database could not be opened.
+    #[error("could not open the document database: {source}")]
+    Docs {
+        /// What failed.
+        #[source]
+        source: DocDbError,
+    },
+    /// The documents could not be loaded or the org document created.
+    #[error("could not load the documents: {source}")]
+    Documents {
+        /// What failed.
+        #[source]
+        source: DocumentsError,
+    },
+    /// The org document could not be made (a bug: its defaults are constants).
+    #[error("could not create the org document: {reason}")]
+    OrgDoc {
+        /// What failed.
+        reason: String,
+    },
+    /// The media store could not be opened.
+    #[error("could not open the media store: {source}")]
+    Blobs {
+        /// What failed.
+        #[source]
+        source: BlobError,
     },
 }
 
@@ -150,8 +183,14 @@ pub struct AppState {
     /// reissues its CRL and closes the hub's connections. A receiver that lags should
     /// rebuild from `Registry::revoked_serials`.
     pub hub_revocations: broadcast::Sender<HubId>,
-    // SEAM(docstore): the document store (`taplink_sync_io::docstore`) and blob store go
     // here once they exist, so the admin API and the QUIC endpoint share them.
+    /// The CRDT documents (venue documents and the org document), shared by the admin API
+    /// and the sync endpoint.
+    pub docs: Arc<Documents>,
+    /// Media blobs by content hash.
+    pub blobs: Arc<BlobStore>,
+    /// The sync endpoint's admission counters.
+    pub admission: Arc<crate::sync::Admission>,
 }
 
 impl AppState {
@@ -165,7 +204,24 @@ impl AppState {
         }
         let registry = Registry::open(&data.registry_db())?;
         let pki = CentralPki::load(&data)?;
+        let db =
+            Arc::new(DocDb::open(&data.docs_db()).map_err(|source| LoadError::Docs { source })?);
+        let docs = Arc::new(Documents::open(db).map_err(|source| LoadError::Documents { source })?);
+        if !docs.contains(DocId::Org) {
+            // The org document is created once, here, on central's first start.
+            let org = new_org_doc("UTC", 10_000).map_err(|e| LoadError::OrgDoc {
+                reason: e.to_string(),
+            })?;
+            docs.create(DocId::Org, org)
+                .map_err(|source| LoadError::Documents { source })?;
+        }
+        let blobs = Arc::new(
+            BlobStore::open(&data.media_dir()).map_err(|source| LoadError::Blobs { source })?,
+        );
         Ok(AppState {
+            docs,
+            blobs,
+            admission: Arc::default(),
             registry: Arc::new(registry),
             metrics: Arc::new(Metrics::new()),
             pki: Arc::new(pki),

@@ -1,7 +1,8 @@
 //! Creating a venue: its registry entry and its CRDT document, which must be made together.
 
-use automerge::AutoCommit;
+use taplink_sync_io::docs::{Documents, DocumentsError};
 use taplink_sync_proto::doc::{DocOpError, new_venue_doc};
+use taplink_sync_proto::wire::DocId;
 use time::OffsetDateTime;
 
 use crate::store::{Registry, RegistryError, Venue};
@@ -16,32 +17,24 @@ pub enum CreateVenueError {
     /// The registry refused or failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
-}
-
-/// A venue just created: its registry entry and the document every replica will start from.
-#[derive(Debug)]
-pub struct NewVenue {
-    /// The registry entry.
-    pub venue: Venue,
-    /// The venue document, created exactly once here. Every replica must start from a copy
-    /// of it (two independently created venue documents never merge).
-    pub doc: AutoCommit,
+    /// The venue document could not be stored.
+    #[error("the venue document could not be stored: {0}")]
+    Document(#[from] DocumentsError),
 }
 
 /// Validate `name` and `timezone` the way the venue document does (IANA time zone names
-/// from the time zone database, names of 1 to 100 characters), create the document, then
-/// the registry entry.
-///
-/// SEAM(docstore): the caller must persist `NewVenue::doc` under `DocId::Venue(venue.id)`;
-/// today's callers (the admin API and the CLI) drop it because the document store is not
-/// wired in yet.
+/// from the time zone database, names of 1 to 100 characters), create the registry entry,
+/// then store the venue document: created exactly once, here; every replica (the venue's
+/// hub) starts from a copy of it, since two independently created documents never merge.
 pub fn create_venue(
     registry: &Registry,
+    docs: &Documents,
     name: &str,
     timezone: &str,
     now: OffsetDateTime,
-) -> Result<NewVenue, CreateVenueError> {
+) -> Result<Venue, CreateVenueError> {
     let doc = new_venue_doc(name, timezone)?;
     let venue = registry.create_venue(name, timezone, now)?;
-    Ok(NewVenue { venue, doc })
+    docs.create(DocId::Venue(venue.id), doc)?;
+    Ok(venue)
 }

@@ -143,8 +143,10 @@ fn venues_are_validated_listed_in_creation_order_and_fetched() {
 
 #[test]
 fn creating_a_venue_checks_the_time_zone_database_and_makes_its_document() {
-    let (_dir, reg) = registry();
-    let err = create_venue(&reg, "Bar", "Mars/Olympus_Mons", t0()).unwrap_err();
+    let (dir, reg) = registry();
+    let db = taplink_sync_io::docstore::DocDb::open(&dir.path().join("docs.sqlite")).unwrap();
+    let docs = taplink_sync_io::docs::Documents::open(std::sync::Arc::new(db)).unwrap();
+    let err = create_venue(&reg, &docs, "Bar", "Mars/Olympus_Mons", t0()).unwrap_err();
     assert!(
         matches!(
             err,
@@ -153,12 +155,18 @@ fn creating_a_venue_checks_the_time_zone_database_and_makes_its_document() {
         "{err:?}"
     );
     assert!(reg.list_venues().unwrap().is_empty(), "nothing is stored");
+    assert!(docs.list().is_empty(), "no document either");
 
-    let new = create_venue(&reg, "Bar", "America/New_York", t0()).unwrap();
-    let doc = taplink_sync_proto::doc::load_venue(&new.doc).unwrap();
+    let new = create_venue(&reg, &docs, "Bar", "America/New_York", t0()).unwrap();
+    let doc = docs
+        .read(taplink_sync_proto::wire::DocId::Venue(new.id), |am| {
+            taplink_sync_proto::doc::load_venue(am)
+        })
+        .unwrap()
+        .unwrap();
     assert_eq!(doc.settings.name, "Bar");
     assert_eq!(doc.settings.timezone, "America/New_York");
-    assert_eq!(reg.venue(new.venue.id).unwrap(), Some(new.venue));
+    assert_eq!(reg.venue(new.id).unwrap(), Some(new));
 }
 
 #[test]

@@ -126,11 +126,22 @@ impl Documents {
     }
 
     fn get(&self, doc: DocId) -> Option<Shared> {
-        self.docs
+        if let Some(shared) = self
+            .docs
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&doc)
-            .cloned()
+        {
+            return Some(shared.clone());
+        }
+        // Another process (the CLI) may have created it in the database since we loaded.
+        let am = self.db.load(doc).ok().flatten()?;
+        let mut docs = self.docs.write().unwrap_or_else(PoisonError::into_inner);
+        Some(
+            docs.entry(doc)
+                .or_insert_with(|| Arc::new(Mutex::new(am)))
+                .clone(),
+        )
     }
 
     /// Read a document (`&mut` because automerge closes its transaction to read heads).

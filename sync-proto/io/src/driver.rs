@@ -184,7 +184,9 @@ pub async fn drive(
                             write_frame(doc_streams.entry(*doc).or_insert(stream), &msg).await
                         }
                         Err(e) => {
-                            return DriverEnd::Failed(format!("cannot open a document stream: {e}"));
+                            return DriverEnd::Failed(format!(
+                                "cannot open a document stream: {e}"
+                            ));
                         }
                     },
                 },

@@ -10,97 +10,17 @@
 //! and the ids. Messages are JSON behind a `u32` big-endian length, at most
 //! [`MAX_ENROLL_MESSAGE`] bytes.
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 
-use data_encoding::BASE32_DNSSEC;
 use serde::{Deserialize, Serialize};
-use taplink_certs::Fingerprint;
 use taplink_sync_proto::ids::{HubId, VenueId};
+
+pub use crate::enroll_token::{EnrollmentSecret, EnrollmentToken, ParseTokenError};
 
 use crate::net::{ENROLL_ALPN, NetError, client_config};
 
 /// Largest enrollment message either way.
 pub const MAX_ENROLL_MESSAGE: usize = 64 * 1024;
-
-/// Bytes of randomness in an enrollment secret.
-pub const SECRET_LEN: usize = 20;
-
-/// What an admin hands to a new hub: the one-time secret and central's fingerprint.
-///
-/// Printed as `tl1-<secret>-<fingerprint>`, both in lowercase base32 (`0-9a-v`): 32 and
-/// 52 characters, safe to paste and to put on a command line.
-#[derive(Clone, PartialEq, Eq)]
-pub struct EnrollmentToken {
-    /// The one-time secret (central stores only its hash).
-    pub secret: [u8; SECRET_LEN],
-    /// The fingerprint of central's certificate.
-    pub fingerprint: Fingerprint,
-}
-
-impl EnrollmentToken {
-    /// A fresh token for a central whose certificate has this fingerprint.
-    pub fn generate(fingerprint: Fingerprint) -> Self {
-        let mut secret = [0u8; SECRET_LEN];
-        rand::fill(&mut secret);
-        Self {
-            secret,
-            fingerprint,
-        }
-    }
-
-    /// The secret as printed (what the hub sends; central hashes it).
-    pub fn secret_text(&self) -> String {
-        BASE32_DNSSEC.encode(&self.secret)
-    }
-}
-
-impl fmt::Display for EnrollmentToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "tl1-{}-{}",
-            self.secret_text(),
-            BASE32_DNSSEC.encode(self.fingerprint.as_bytes())
-        )
-    }
-}
-
-impl fmt::Debug for EnrollmentToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The secret is a credential: never in logs.
-        write!(
-            f,
-            "EnrollmentToken(secret: <hidden>, central: {})",
-            self.fingerprint
-        )
-    }
-}
-
-/// Why a text is not an enrollment token.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not an enrollment token (expected tl1-<32 characters>-<52 characters> of 0-9a-v)")]
-pub struct ParseTokenError;
-
-impl FromStr for EnrollmentToken {
-    type Err = ParseTokenError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let lower = s.trim().to_ascii_lowercase();
-        let rest = lower.strip_prefix("tl1-").ok_or(ParseTokenError)?;
-        let (secret, fp) = rest.split_once('-').ok_or(ParseTokenError)?;
-        let secret = BASE32_DNSSEC
-            .decode(secret.as_bytes())
-            .map_err(|_| ParseTokenError)?;
-        let fp = BASE32_DNSSEC
-            .decode(fp.as_bytes())
-            .map_err(|_| ParseTokenError)?;
-        Ok(Self {
-            secret: secret.try_into().map_err(|_| ParseTokenError)?,
-            fingerprint: Fingerprint::from_bytes(fp.try_into().map_err(|_| ParseTokenError)?),
-        })
-    }
-}
 
 /// Hub → central.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,7 +134,7 @@ pub async fn request_enrollment(
     csr_pem: String,
     software: String,
 ) -> Result<Enrolled, EnrollError> {
-    let mut tls = taplink_certs::tls::pinned_client_config(token.fingerprint, None)?;
+    let mut tls = taplink_certs::tls::pinned_client_config(token.central, None)?;
     tls.alpn_protocols = vec![ENROLL_ALPN.to_vec()];
     let config = client_config(tls)?;
     let connect_err = |reason: String| EnrollError::Connect { addr, reason };
@@ -229,7 +149,7 @@ pub async fn request_enrollment(
         .await
         .map_err(|e| connect_err(e.to_string()))?;
     let request = EnrollRequest {
-        secret: token.secret_text(),
+        secret: token.secret.to_base32(),
         csr_pem,
         software,
     };
@@ -244,41 +164,5 @@ pub async fn request_enrollment(
     match response {
         EnrollResponse::Enrolled(enrolled) => Ok(enrolled),
         EnrollResponse::Refused { reason } => Err(EnrollError::Refused(reason)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_round_trip_and_hide_their_secret() {
-        let token = EnrollmentToken::generate(Fingerprint::of(b"central cert"));
-        let text = token.to_string();
-        assert!(text.starts_with("tl1-"));
-        assert_eq!(text.len(), 4 + 32 + 1 + 52);
-        assert_eq!(text.parse::<EnrollmentToken>().unwrap(), token);
-        assert_eq!(
-            text.to_uppercase().parse::<EnrollmentToken>().unwrap(),
-            token
-        );
-        assert!(!format!("{token:?}").contains(&token.secret_text()));
-    }
-
-    #[test]
-    fn malformed_tokens_are_refused() {
-        for bad in [
-            "",
-            "tl1-",
-            "tl2-aaaa-bbbb",
-            "tl1-zz-zz",
-            "tl1-00000000000000000000000000000000",
-        ] {
-            assert_eq!(
-                bad.parse::<EnrollmentToken>(),
-                Err(ParseTokenError),
-                "{bad}"
-            );
-        }
     }
 }

@@ -47,15 +47,21 @@ pub fn transport_config() -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
-/// A server endpoint on `addr` speaking `tls` (whose ALPN list decides the protocols).
+/// A quinn server configuration from a rustls one (whose ALPN list decides the protocols).
+pub fn server_config(tls: rustls::ServerConfig) -> Result<quinn::ServerConfig, NetError> {
+    let crypto = QuicServerConfig::try_from(Arc::new(tls))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport_config());
+    Ok(config)
+}
+
+/// A server endpoint on `addr` speaking `tls`.
 pub fn server_endpoint(
     addr: SocketAddr,
     tls: rustls::ServerConfig,
 ) -> Result<quinn::Endpoint, NetError> {
-    let crypto = QuicServerConfig::try_from(Arc::new(tls))?;
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(transport_config());
-    quinn::Endpoint::server(config, addr).map_err(|source| NetError::Bind { addr, source })
+    quinn::Endpoint::server(server_config(tls)?, addr)
+        .map_err(|source| NetError::Bind { addr, source })
 }
 
 /// A client endpoint bound to `bind` (use port 0).

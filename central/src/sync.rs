@@ -1,0 +1,357 @@
+//! The QUIC endpoint hubs connect to: admission control, enrollment, and one sync session
+//! per hub connection.
+//!
+//! One UDP port speaks two ALPNs. `taplink-enroll/1` (no client certificate) redeems a
+//! one-time code for a hub certificate. `taplink/1` (mutual TLS, CRL-checked) runs the
+//! sync session: the hub's venue document read-write, the org document read-only, blobs
+//! both ways (each side fetches what the venue document references and it lacks; a hub
+//! may read only its venue's media and the org library), and telemetry batches stored
+//! idempotently before they are acknowledged.
+//!
+//! Admission: thousands of hubs reconnect at once after a regional outage. Handshakes run
+//! at most [`MAX_HANDSHAKES`] at a time; while that many are in flight, a new client whose
+//! address is not yet validated gets a stateless retry token (cheap for us, one round trip
+//! for it); beyond [`MAX_QUEUED`] waiting connections, new ones are refused and the hubs
+//! retry with jittered backoff. Initial syncs (from hello to first "in sync") run at most
+//! [`MAX_HEAVY_SYNCS`] at a time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use taplink_certs::{HubIdentity, Validity};
+use taplink_sync_io::driver::{AppLink, ConnectionParams, Inbound, drive};
+use taplink_sync_io::enroll::{
+    EnrollRequest, EnrollResponse, Enrolled, read_message, write_message,
+};
+use taplink_sync_io::net::ENROLL_ALPN;
+use taplink_sync_io::transfer::{BlobServer, fetch_missing};
+use taplink_sync_proto::doc::{load_org, load_venue};
+use taplink_sync_proto::ids::{HubId, MediaHash};
+use taplink_sync_proto::session::{Access, SessionConfig};
+use taplink_sync_proto::wire::{DocId, ErrorCode, Message, PeerIdentity};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::state::AppState;
+
+/// Handshakes in flight at once.
+pub const MAX_HANDSHAKES: usize = 256;
+/// Connections waiting for a handshake slot before new ones are refused.
+pub const MAX_QUEUED: usize = 8192;
+/// Initial syncs in flight at once.
+pub const MAX_HEAVY_SYNCS: usize = 64;
+/// Lifetime of a hub certificate issued at enrollment.
+pub const HUB_CERT_DAYS: i64 = 365;
+
+/// Admission counters, shared with metrics.
+#[derive(Debug, Default)]
+pub struct Admission {
+    /// Connections waiting for or in a handshake.
+    pub queued: AtomicUsize,
+    /// Retry tokens sent.
+    pub retries: AtomicU64,
+    /// Connections refused because the queue was full.
+    pub refused: AtomicU64,
+}
+
+/// Run the accept loop on `endpoint` until `cancel`.
+pub async fn serve(
+    endpoint: quinn::Endpoint,
+    state: AppState,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+) {
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let heavy = Arc::new(Semaphore::new(MAX_HEAVY_SYNCS));
+    let admission = state.admission.clone();
+    let next_origin = Arc::new(AtomicU64::new(1));
+    loop {
+        let incoming = tokio::select! {
+            _ = cancel.cancelled() => break,
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => break,
+            },
+        };
+        let queued = admission.queued.load(Ordering::Relaxed);
+        if queued >= MAX_QUEUED {
+            admission.refused.fetch_add(1, Ordering::Relaxed);
+            state.metrics.quic_refused.inc();
+            incoming.refuse();
+            continue;
+        }
+        if queued >= MAX_HANDSHAKES && !incoming.remote_address_validated() && incoming.may_retry()
+        {
+            admission.retries.fetch_add(1, Ordering::Relaxed);
+            state.metrics.quic_retries.inc();
+            // A retry can only fail if the client's token was already validated.
+            let _ = incoming.retry();
+            continue;
+        }
+        admission.queued.fetch_add(1, Ordering::Relaxed);
+        let state = state.clone();
+        let handshakes = handshakes.clone();
+        let heavy = heavy.clone();
+        let cancel = cancel.child_token();
+        // Origins only need to differ between live connections; 0 and 1 are reserved.
+        let origin = next_origin.fetch_add(1, Ordering::Relaxed) + 1;
+        tasks.spawn(async move {
+            let permit = handshakes.acquire_owned().await;
+            let connecting = incoming.accept();
+            let conn = match connecting {
+                Ok(c) => c.await,
+                Err(e) => Err(e),
+            };
+            drop(permit);
+            state.admission.queued.fetch_sub(1, Ordering::Relaxed);
+            match conn {
+                Ok(conn) => handle(conn, state, heavy, origin, cancel).await,
+                Err(e) => debug!(error = %e, "handshake failed"),
+            }
+        });
+    }
+    endpoint.close(0u32.into(), b"central shutting down");
+}
+
+async fn handle(
+    conn: quinn::Connection,
+    state: AppState,
+    heavy: Arc<Semaphore>,
+    origin: u64,
+    cancel: CancellationToken,
+) {
+    let alpn = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol);
+    if alpn.as_deref() == Some(ENROLL_ALPN) {
+        return enroll(conn, state).await;
+    }
+    let identity = conn
+        .peer_identity()
+        .and_then(|id| {
+            id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .ok_or_else(|| "no client certificate".to_owned())
+        .and_then(|chain| {
+            HubIdentity::from_peer_certificates(Some(&chain)).map_err(|e| e.to_string())
+        });
+    let ids = match identity {
+        Ok(ids) => ids,
+        Err(reason) => {
+            warn!(remote = %conn.remote_address(), %reason, "refused a sync connection");
+            conn.close(3u32.into(), reason.as_bytes());
+            return;
+        }
+    };
+    match state.registry.hub(ids.hub) {
+        Ok(Some(hub)) if hub.revoked_at.is_none() && hub.venue == ids.venue => {}
+        Ok(Some(hub)) if hub.revoked_at.is_some() => {
+            warn!(hub = %ids.hub, "refused a revoked hub");
+            conn.close(3u32.into(), b"this hub's certificate is revoked");
+            return;
+        }
+        Ok(_) => {
+            warn!(hub = %ids.hub, venue = %ids.venue, "refused a hub central does not know");
+            conn.close(3u32.into(), b"unknown hub");
+            return;
+        }
+        Err(e) => {
+            warn!(hub = %ids.hub, error = %e, "cannot check hub; refusing for now");
+            conn.close(4u32.into(), b"central cannot check this hub right now");
+            return;
+        }
+    }
+    run_hub(conn, ids, state, heavy, origin, cancel).await;
+}
+
+/// Whether a hub of `venue` may read `hash`: its venue's media or the org library.
+fn blob_policy(state: &AppState, venue: DocId) -> taplink_sync_io::transfer::BlobPolicy {
+    let docs = state.docs.clone();
+    Arc::new(move |hash: &MediaHash| {
+        let in_venue = docs
+            .read(venue, |am| {
+                load_venue(am).map(|v| v.media.contains_key(hash))
+            })
+            .is_ok_and(|r| r.unwrap_or(false));
+        in_venue
+            || docs
+                .read(DocId::Org, |am| {
+                    load_org(am).map(|o| o.library.contains_key(hash))
+                })
+                .is_ok_and(|r| r.unwrap_or(false))
+    })
+}
+
+async fn run_hub(
+    conn: quinn::Connection,
+    ids: HubIdentity,
+    state: AppState,
+    heavy: Arc<Semaphore>,
+    origin: u64,
+    cancel: CancellationToken,
+) {
+    let venue = DocId::Venue(ids.venue);
+    if !state.docs.contains(venue) {
+        warn!(hub = %ids.hub, venue = %ids.venue, "the hub's venue has no document here");
+        conn.close(4u32.into(), b"venue document missing at central");
+        return;
+    }
+    let session = SessionConfig::new(
+        PeerIdentity::Central,
+        PeerIdentity::Hub {
+            hub: ids.hub,
+            venue: ids.venue,
+        },
+        format!("taplink-central {}", env!("CARGO_PKG_VERSION")),
+        BTreeMap::from([(venue, Access::Write), (DocId::Org, Access::Read)]),
+    );
+    let params = ConnectionParams {
+        session,
+        peer_key: ids.hub.to_string(),
+        origin,
+        dialer: false,
+    };
+    let (to_peer_tx, to_peer) = mpsc::channel(16);
+    let (from_peer, mut inbound) = mpsc::channel(64);
+    let server = BlobServer::new(state.blobs.clone(), blob_policy(&state, venue));
+    let conn_cancel = cancel.child_token();
+    let _stop = conn_cancel.clone().drop_guard();
+    let mut driver = tokio::spawn(drive(
+        conn.clone(),
+        params,
+        state.docs.clone(),
+        AppLink { to_peer, from_peer },
+        Some(server),
+        conn_cancel.clone(),
+    ));
+    let blob_wake = Arc::new(Notify::new());
+    let metrics = state.metrics.clone();
+    tokio::spawn(fetch_missing(
+        conn.clone(),
+        state.docs.clone(),
+        venue,
+        state.blobs.clone(),
+        blob_wake.clone(),
+        conn_cancel.clone(),
+        move |bytes| metrics.record_blob_fetched(bytes),
+    ));
+    let mut revocations = state.hub_revocations.subscribe();
+    let mut heavy_permit = None;
+    state.metrics.hub_connected(1);
+    loop {
+        tokio::select! {
+            end = &mut driver => {
+                let end = end.map_or_else(|e| e.to_string(), |e| e.to_string());
+                info!(hub = %ids.hub, reason = %end, "hub disconnected");
+                break;
+            }
+            revoked = revocations.recv() => {
+                if matches!(revoked, Ok(h) if h == ids.hub) {
+                    warn!(hub = %ids.hub, "closing the connection of a revoked hub");
+                    conn.close(3u32.into(), b"this hub's certificate was revoked");
+                }
+            }
+            msg = inbound.recv() => match msg {
+                Some(Inbound::Established(hello)) => {
+                    heavy_permit = heavy.clone().acquire_owned().await.ok();
+                    let now = state.clock.now();
+                    if let Err(e) = state.registry.touch_hub(ids.hub, now, Some(&hello.software), Some(&hello.docs), None) {
+                        warn!(hub = %ids.hub, error = %e, "cannot record hub status");
+                    }
+                    info!(hub = %ids.hub, venue = %ids.venue, software = %hello.software, "hub connected");
+                    blob_wake.notify_one();
+                }
+                Some(Inbound::Synced) => {
+                    heavy_permit = None;
+                    let now = state.clock.now();
+                    if let Err(e) = state.registry.touch_hub(ids.hub, now, None, None, Some(now)) {
+                        warn!(hub = %ids.hub, error = %e, "cannot record hub sync");
+                    }
+                    blob_wake.notify_one();
+                }
+                Some(Inbound::DocChanged(_)) => blob_wake.notify_one(),
+                Some(Inbound::Message(Message::TelemetryBatch { batch, events })) => {
+                    let store = state.clone();
+                    let hub = ids.hub;
+                    let stored = tokio::task::spawn_blocking(move || store.store_telemetry(hub, &events)).await;
+                    let reply = match stored {
+                        Ok(Ok(stored)) => Message::TelemetryAck { batch, stored },
+                        Ok(Err(e)) => {
+                            warn!(hub = %ids.hub, error = %e, "cannot store telemetry");
+                            Message::error(ErrorCode::Internal, "central could not store this batch; it will be retried")
+                        }
+                        Err(e) => Message::error(ErrorCode::Internal, e.to_string()),
+                    };
+                    if to_peer_tx.send(reply).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Inbound::Message(other)) => debug!(hub = %ids.hub, kind = other.kind(), "ignored message"),
+                None => break,
+            },
+        }
+    }
+    drop(heavy_permit);
+    state.metrics.hub_connected(-1);
+    let _ = state
+        .registry
+        .touch_hub(ids.hub, state.clock.now(), None, None, None);
+}
+
+async fn enroll(conn: quinn::Connection, state: AppState) {
+    let remote = conn.remote_address();
+    let Ok((mut send, mut recv)) = conn.accept_bi().await else {
+        return;
+    };
+    let response = match read_message::<EnrollRequest>(&mut recv).await {
+        Ok(request) => match redeem(&state, &request) {
+            Ok(enrolled) => {
+                info!(%remote, hub = %enrolled.hub, venue = %enrolled.venue, "hub enrolled");
+                EnrollResponse::Enrolled(enrolled)
+            }
+            Err(reason) => {
+                warn!(%remote, %reason, "enrollment refused");
+                EnrollResponse::Refused { reason }
+            }
+        },
+        Err(reason) => EnrollResponse::Refused { reason },
+    };
+    let _ = write_message(&mut send, &response).await;
+    let _ = send.finish();
+    // Let the hub read the answer and close; its close or the idle timeout ends this.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn.closed()).await;
+}
+
+fn redeem(state: &AppState, request: &EnrollRequest) -> Result<Enrolled, String> {
+    let secret = taplink_sync_io::enroll_token::EnrollmentSecret::from_base32(&request.secret)
+        .map_err(|e| format!("the enrollment code is malformed: {e}"))?;
+    let now = state.clock.now();
+    let hub = HubId::random();
+    let venue = state
+        .registry
+        .redeem_enrollment_code(&secret, hub, now)
+        .map_err(|e| e.to_string())?;
+    let ids = HubIdentity { hub, venue };
+    let validity =
+        Validity::new(now, time::Duration::days(HUB_CERT_DAYS)).map_err(|e| e.to_string())?;
+    let issued = state
+        .pki
+        .ca
+        .sign_hub_csr(&request.csr_pem, ids, validity)
+        .map_err(|e| format!("the certificate request was refused: {e}"))?;
+    state
+        .registry
+        .record_hub(hub, venue, issued.serial(), issued.fingerprint(), now)
+        .map_err(|e| e.to_string())?;
+    Ok(Enrolled {
+        hub,
+        venue,
+        cert_pem: issued.pem(),
+        ca_pem: state.pki.ca.cert_pem(),
+    })
+}
