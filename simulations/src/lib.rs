@@ -1,8 +1,10 @@
 //! taplink-sim: many venues and kiosks on one machine, WAN faults, convergence and load
 //! measurements.
 //!
-//! Built so far: [`wan_proxy`], a userspace UDP "WAN" with delay, jitter, loss and cuts
-//! that hubs reach central through. The simulations themselves are still to come; see
-//! ARCHITECTURE.md.
+//! - [`mesh`]: a real central and real hubs in one process on loopback (tests, benchmarks,
+//!   the demo).
+//! - [`wan_proxy`]: a userspace UDP "WAN" with delay, jitter, loss and cuts that hubs reach
+//!   central through.
 
+pub mod mesh;
 pub mod wan_proxy;

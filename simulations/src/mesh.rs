@@ -1,0 +1,166 @@
+//! Whole Taplink nodes in one process on loopback: a central and any number of enrolled
+//! hubs, each with its own data directory. Tests, benchmarks and the demo build on this.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use automerge::AutoCommit;
+use taplink_central::Central;
+use taplink_central::init::{InitOptions, init};
+use taplink_edge_hub::Hub;
+use taplink_sync_io::docs::EditError;
+use taplink_sync_io::enroll_token::EnrollmentToken;
+use taplink_sync_proto::doc::{DocOpError, VenueDoc, load_venue};
+use taplink_sync_proto::ids::VenueId;
+use taplink_sync_proto::wire::DocId;
+
+const LOOPBACK_ANY: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+/// A running central with its data directory.
+#[derive(Debug)]
+pub struct CentralNode {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// The server.
+    pub central: Central,
+    /// The bootstrap admin token `init` made.
+    pub admin_token: String,
+}
+
+impl CentralNode {
+    /// `init` a fresh data directory at `dir` (which must not exist or be empty) and start
+    /// central on loopback with ephemeral HTTP and QUIC ports.
+    pub async fn start(dir: &Path) -> Result<CentralNode> {
+        let opts = InitOptions {
+            data_dir: dir.to_owned(),
+            org_name: "Taplink Sim".into(),
+            public_names: vec!["localhost".into(), "127.0.0.1".into()],
+        };
+        let report = init(&opts, time::OffsetDateTime::now_utc()).context("central init")?;
+        let mut config = taplink_central::Config::load(&report.config_path)?;
+        config.http_listen = LOOPBACK_ANY;
+        config.quic_listen = LOOPBACK_ANY;
+        let central = Central::bind(config).await.context("central bind")?;
+        Ok(CentralNode {
+            dir: dir.to_owned(),
+            central,
+            admin_token: report.admin_token.as_str().to_owned(),
+        })
+    }
+
+    /// Central's QUIC address.
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.central.quic_addr()
+    }
+
+    /// Create a venue (registry entry and document).
+    pub fn create_venue(&self, name: &str, timezone: &str) -> Result<VenueId> {
+        let state = self.central.state();
+        let venue = taplink_central::venue::create_venue(
+            &state.registry,
+            &state.docs,
+            name,
+            timezone,
+            state.clock.now(),
+        )?;
+        Ok(venue.id)
+    }
+
+    /// A one-time enrollment token for `venue`, valid for an hour.
+    pub fn enrollment_token(&self, venue: VenueId) -> Result<EnrollmentToken> {
+        let state = self.central.state();
+        let code = state.registry.create_enrollment_code(
+            venue,
+            time::Duration::hours(1),
+            state.clock.now(),
+        )?;
+        Ok(EnrollmentToken {
+            secret: code.secret,
+            central: state.pki.server_fingerprint,
+        })
+    }
+
+    /// Apply an edit to a venue document at central, as an admin would.
+    pub fn edit_venue(
+        &self,
+        venue: VenueId,
+        f: impl FnOnce(&mut AutoCommit) -> Result<(), DocOpError>,
+    ) -> Result<()> {
+        self.central
+            .state()
+            .docs
+            .edit(DocId::Venue(venue), f)
+            .map_err(edit_error)
+    }
+
+    /// The venue document as central has it.
+    pub fn venue_doc(&self, venue: VenueId) -> Result<VenueDoc> {
+        Ok(self
+            .central
+            .state()
+            .docs
+            .read(DocId::Venue(venue), |am| load_venue(am))??)
+    }
+}
+
+fn edit_error(e: EditError<DocOpError>) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+/// Enroll a hub in `dir` with the central at `central` and configure it for tests: HTTP on
+/// an ephemeral loopback port, short reconnect backoff (50 ms to 1 s).
+pub async fn enroll_hub(dir: &Path, central: SocketAddr, token: &EnrollmentToken) -> Result<()> {
+    taplink_edge_hub::identity::enroll(dir, central, token).await?;
+    let mut config = taplink_edge_hub::Config::load(dir)?;
+    config.http_listen = LOOPBACK_ANY;
+    config.backoff_min_ms = 50;
+    config.backoff_max_ms = 1000;
+    config.save()?;
+    Ok(())
+}
+
+/// Start an enrolled hub from `dir`, optionally reaching central through another address
+/// (a WAN proxy).
+pub async fn start_hub(dir: &Path, central_via: Option<SocketAddr>) -> Result<Hub> {
+    let mut config = taplink_edge_hub::Config::load(dir)?;
+    if let Some(addr) = central_via {
+        config.central_addr = addr;
+    }
+    Ok(Hub::bind(config).await?)
+}
+
+/// A hub's view of its venue document (`None` until it has synced the first time).
+pub fn hub_venue_doc(hub: &Hub) -> Option<VenueDoc> {
+    let venue = DocId::Venue(hub.ids().venue);
+    hub.docs()
+        .read(venue, |am| load_venue(am).ok())
+        .ok()
+        .flatten()
+}
+
+/// Apply an edit at a hub, as store staff would.
+pub fn edit_at_hub(
+    hub: &Hub,
+    f: impl FnOnce(&mut AutoCommit) -> Result<(), DocOpError>,
+) -> Result<()> {
+    hub.docs()
+        .edit(DocId::Venue(hub.ids().venue), f)
+        .map_err(edit_error)
+}
+
+/// Poll `check` every 20 ms until it returns `Some`, for at most `limit`.
+pub async fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Result<T> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("condition not met within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
