@@ -164,3 +164,63 @@ pub async fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Option<T>
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A minimal HTTP/1.1 client for talking to nodes on loopback: one request per connection
+/// (`Connection: close`), the whole response read (at most 256 MiB). Returns the status
+/// and the body.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    let mut response = Vec::new();
+    stream
+        .take(256 * 1024 * 1024)
+        .read_to_end(&mut response)
+        .await?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("response without a header end")?;
+    let head = std::str::from_utf8(&response[..split]).context("response head is not UTF-8")?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("response without a status")?;
+    let mut body = response[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body)?;
+    }
+    Ok((status, body))
+}
+
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("bad chunk header")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end])?.trim(), 16)?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        anyhow::ensure!(data.len() >= size + 2, "truncated chunk");
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}

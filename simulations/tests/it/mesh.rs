@@ -78,3 +78,438 @@ async fn central_and_two_hubs_route_edits_to_the_right_venue() {
     }
     central.central.shutdown().await.unwrap();
 }
+
+mod refusals {
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use taplink_certs::tls::client_config;
+    use taplink_certs::{Fingerprint, HubIdentity, OrgCa, Validity};
+    use taplink_simulations::mesh::{
+        CentralNode, enroll_hub, eventually, hub_venue_doc, start_hub,
+    };
+    use taplink_sync_io::docs::Documents;
+    use taplink_sync_io::docstore::DocDb;
+    use taplink_sync_io::driver::{AppLink, ConnectionParams, Inbound, drive};
+    use taplink_sync_io::enroll_token::{EnrollmentSecret, EnrollmentToken};
+    use taplink_sync_io::net;
+    use taplink_sync_proto::doc;
+    use taplink_sync_proto::ids::KioskId;
+    use taplink_sync_proto::session::{Access, SessionConfig};
+    use taplink_sync_proto::wire::{DocId, ErrorCode, Message, PeerIdentity};
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn enrollment_succeeds_once_and_refuses_bad_codes_with_a_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        let central = CentralNode::start(&tmp.path().join("central"))
+            .await
+            .unwrap();
+        let venue = central.create_venue("The Anchor", "Europe/London").unwrap();
+        let token = central.enrollment_token(venue).unwrap();
+        let err_of = |e: anyhow::Error| format!("{e:#}");
+
+        enroll_hub(&tmp.path().join("ok"), central.quic_addr(), &token)
+            .await
+            .unwrap();
+        let again = enroll_hub(&tmp.path().join("again"), central.quic_addr(), &token)
+            .await
+            .unwrap_err();
+        assert!(err_of(again).contains("already used"), "reused code");
+
+        let wrong = EnrollmentToken {
+            secret: EnrollmentSecret::random(),
+            central: token.central,
+        };
+        let err = err_of(
+            enroll_hub(&tmp.path().join("wrong"), central.quic_addr(), &wrong)
+                .await
+                .unwrap_err(),
+        );
+        assert!(err.contains("unknown enrollment code"), "{err}");
+
+        let state = central.central.state();
+        let past = state.clock.now() - time::Duration::hours(2);
+        let expired = state
+            .registry
+            .create_enrollment_code(venue, time::Duration::hours(1), past)
+            .unwrap();
+        let expired = EnrollmentToken {
+            secret: expired.secret,
+            central: token.central,
+        };
+        let err = err_of(
+            enroll_hub(&tmp.path().join("expired"), central.quic_addr(), &expired)
+                .await
+                .unwrap_err(),
+        );
+        assert!(err.contains("expired"), "{err}");
+
+        // A token pinning another certificate: the hub refuses to talk to this "central".
+        let fresh = central.enrollment_token(venue).unwrap();
+        let pinned_elsewhere = EnrollmentToken {
+            secret: fresh.secret.clone(),
+            central: Fingerprint::of(b"someone else"),
+        };
+        let err = err_of(
+            enroll_hub(
+                &tmp.path().join("mitm"),
+                central.quic_addr(),
+                &pinned_elsewhere,
+            )
+            .await
+            .unwrap_err(),
+        );
+        assert!(
+            err.contains("fingerprint") || err.contains("certificate"),
+            "{err}"
+        );
+        // The refused attempt did not use the code up.
+        enroll_hub(&tmp.path().join("fresh"), central.quic_addr(), &fresh)
+            .await
+            .unwrap();
+        assert_eq!(state.registry.list_hubs(Some(venue)).unwrap().len(), 2);
+        central.central.shutdown().await.unwrap();
+    }
+
+    /// Connect to central as a hub with this identity and these documents; returns what
+    /// the driver reports.
+    async fn rogue_session(
+        central: &CentralNode,
+        tls: rustls::ClientConfig,
+        ids: HubIdentity,
+        docs: BTreeMap<DocId, Access>,
+        store: Arc<Documents>,
+    ) -> anyhow::Result<(mpsc::Receiver<Inbound>, CancellationToken)> {
+        let endpoint = net::client_endpoint(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let conn = endpoint
+            .connect_with(net::client_config(tls)?, central.quic_addr(), "localhost")?
+            .await?;
+        let (_to_peer_tx, to_peer) = mpsc::channel(1);
+        let (from_peer, inbound) = mpsc::channel(64);
+        let cancel = CancellationToken::new();
+        let params = ConnectionParams {
+            session: SessionConfig::new(
+                PeerIdentity::Hub {
+                    hub: ids.hub,
+                    venue: ids.venue,
+                },
+                PeerIdentity::Central,
+                "rogue",
+                docs,
+            ),
+            peer_key: "central".into(),
+            origin: 1,
+            dialer: true,
+        };
+        tokio::spawn(drive(
+            conn,
+            params,
+            store,
+            AppLink { to_peer, from_peer },
+            None,
+            cancel.clone(),
+        ));
+        std::mem::forget(_to_peer_tx);
+        Ok((inbound, cancel))
+    }
+
+    fn scratch_docs(dir: &std::path::Path, ids: &[DocId]) -> Arc<Documents> {
+        let db = DocDb::open(&dir.join("rogue.sqlite")).unwrap();
+        let docs = Arc::new(Documents::open(Arc::new(db)).unwrap());
+        for id in ids {
+            docs.create(*id, automerge::AutoCommit::new()).unwrap();
+        }
+        docs
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hub_certificate_from_another_ca_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let central = CentralNode::start(&tmp.path().join("central"))
+            .await
+            .unwrap();
+        let venue = central.create_venue("The Anchor", "Europe/London").unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let other_ca = OrgCa::create(
+            "Other Org",
+            Validity::new(now, time::Duration::days(30)).unwrap(),
+        )
+        .unwrap();
+        // The identity of a real, enrolled hub, so that only the CA check can stop it.
+        let dir = tmp.path().join("real-hub");
+        enroll_hub(
+            &dir,
+            central.quic_addr(),
+            &central.enrollment_token(venue).unwrap(),
+        )
+        .await
+        .unwrap();
+        let ids: HubIdentity = taplink_edge_hub::identity::load(&dir).unwrap().ids;
+        let forged = other_ca
+            .issue_hub_cert(ids, Validity::new(now, time::Duration::days(1)).unwrap())
+            .unwrap();
+        // It trusts central's real CA, so only central's check can stop it.
+        let tls = client_config(
+            vec![forged.cert.der().clone()],
+            forged.key.to_der(),
+            central.central.state().pki.ca.cert_der(),
+        )
+        .unwrap();
+        let store = scratch_docs(tmp.path(), &[DocId::Venue(venue)]);
+        let docs = BTreeMap::from([(DocId::Venue(venue), Access::Write)]);
+        // The handshake may look complete to the client; the refusal shows on first use.
+        if let Ok((mut inbound, _cancel)) =
+            rogue_session(&central, tls, ids, docs, store.clone()).await
+        {
+            let established = tokio::time::timeout(Duration::from_secs(5), async {
+                while let Some(msg) = inbound.recv().await {
+                    if matches!(msg, Inbound::Established(_)) {
+                        return true;
+                    }
+                }
+                false
+            })
+            .await
+            .unwrap_or(false);
+            assert!(!established, "a foreign hub got a session");
+        }
+        let got = store
+            .read(DocId::Venue(venue), |am| doc::load_venue(am).is_ok())
+            .unwrap();
+        assert!(!got, "the foreign hub received the venue document");
+        central.central.shutdown().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hub_asking_for_another_venues_document_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let central = CentralNode::start(&tmp.path().join("central"))
+            .await
+            .unwrap();
+        let anchor = central.create_venue("The Anchor", "Europe/London").unwrap();
+        let crown = central.create_venue("The Crown", "Europe/Berlin").unwrap();
+        let dir = tmp.path().join("hub-a");
+        enroll_hub(
+            &dir,
+            central.quic_addr(),
+            &central.enrollment_token(anchor).unwrap(),
+        )
+        .await
+        .unwrap();
+        // The Anchor's real hub identity, asking for The Crown's document.
+        let identity = taplink_edge_hub::identity::load(&dir).unwrap();
+        let tls = client_config(
+            identity.chain.clone(),
+            identity.key.clone_key(),
+            &identity.ca,
+        )
+        .unwrap();
+        let store = scratch_docs(tmp.path(), &[DocId::Venue(crown)]);
+        let docs = BTreeMap::from([(DocId::Venue(crown), Access::Write)]);
+        let (mut inbound, cancel) = rogue_session(&central, tls, identity.ids, docs, store.clone())
+            .await
+            .unwrap();
+        let refusal = tokio::time::timeout(WAIT, async {
+            loop {
+                match inbound.recv().await {
+                    Some(Inbound::Message(Message::Error { code, reason })) => {
+                        return (code, reason);
+                    }
+                    Some(_) => {}
+                    None => panic!("connection ended without a refusal"),
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(refusal.0, ErrorCode::Forbidden, "{}", refusal.1);
+        assert!(
+            !store
+                .read(DocId::Venue(crown), |am| doc::load_venue(am).is_ok())
+                .unwrap()
+        );
+        assert_eq!(central.venue_doc(crown).unwrap().settings.name, "The Crown");
+        cancel.cancel();
+        central.central.shutdown().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revoked_hub_is_cut_off_and_cannot_come_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let central = CentralNode::start(&tmp.path().join("central"))
+            .await
+            .unwrap();
+        let venue = central.create_venue("The Anchor", "Europe/London").unwrap();
+        let dir = tmp.path().join("hub");
+        enroll_hub(
+            &dir,
+            central.quic_addr(),
+            &central.enrollment_token(venue).unwrap(),
+        )
+        .await
+        .unwrap();
+        let hub = start_hub(&dir, None).await.unwrap();
+        let mut uplink = hub.uplink();
+        eventually(WAIT, || hub_venue_doc(&hub)).await.unwrap();
+        tokio::time::timeout(WAIT, uplink.wait_for(|s| s.connected))
+            .await
+            .unwrap()
+            .unwrap();
+
+        let state = central.central.state();
+        state
+            .registry
+            .revoke_hub(hub.ids().hub, state.clock.now())
+            .unwrap();
+        state.notify_hub_revoked(hub.ids().hub);
+        tokio::time::timeout(WAIT, uplink.wait_for(|s| !s.connected))
+            .await
+            .unwrap()
+            .unwrap();
+
+        // It keeps trying (with backoff) and is refused every time: nothing more reaches it.
+        let kiosk = KioskId::random();
+        central
+            .edit_venue(venue, |am| doc::add_kiosk(am, kiosk, "Door"))
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!uplink.borrow().connected);
+        assert!(!hub_venue_doc(&hub).unwrap().kiosks.contains_key(&kiosk));
+        hub.shutdown().await;
+        central.central.shutdown().await.unwrap();
+    }
+}
+
+mod flows {
+    use std::time::Duration;
+
+    use taplink_simulations::mesh::{CentralNode, enroll_hub, eventually, http, start_hub};
+    use taplink_sync_proto::doc::{self, MediaMeta};
+    use taplink_sync_proto::ids::MediaHash;
+    use taplink_sync_proto::wire::{Heartbeat, TelemetryEvent, TelemetryKind};
+
+    const WAIT: Duration = Duration::from_secs(30);
+
+    fn bytes(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn media_flows_both_ways_and_telemetry_is_stored_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let central = CentralNode::start(&tmp.path().join("central"))
+            .await
+            .unwrap();
+        let venue = central.create_venue("The Anchor", "Europe/London").unwrap();
+        let dir = tmp.path().join("hub");
+        enroll_hub(
+            &dir,
+            central.quic_addr(),
+            &central.enrollment_token(venue).unwrap(),
+        )
+        .await
+        .unwrap();
+        let hub = start_hub(&dir, None).await.unwrap();
+        let api = hub.http_addr();
+        eventually(WAIT, || taplink_simulations::mesh::hub_venue_doc(&hub))
+            .await
+            .unwrap();
+
+        // Central's admins add media: the hub fetches it and serves it on the LAN.
+        let down = bytes(1_500_000, 1);
+        let state = central.central.state();
+        let down_hash = state.blobs.put(&down).unwrap();
+        let meta = MediaMeta {
+            name: "menu.png".into(),
+            content_type: "image/png".into(),
+            size: down.len() as u64,
+        };
+        central
+            .edit_venue(venue, |am| doc::add_media(am, down_hash, &meta))
+            .unwrap();
+        eventually(WAIT, || hub.blobs().has(&down_hash).ok().filter(|h| *h))
+            .await
+            .unwrap();
+        let (status, body) = http(api, "GET", &format!("/api/v1/media/{down_hash}"), b"")
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(MediaHash::of(&body), down_hash);
+
+        // Store staff upload at the hub: central fetches it.
+        let up = bytes(700_000, 9);
+        let (status, body) = http(
+            api,
+            "PUT",
+            "/api/v1/media?name=promo.jpg&content_type=image%2Fjpeg",
+            &up,
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+        let up_hash = MediaHash::of(&up);
+        eventually(WAIT, || state.blobs.has(&up_hash).ok().filter(|h| *h))
+            .await
+            .unwrap();
+        assert_eq!(state.blobs.read_range(&up_hash, 0, up.len()).unwrap(), up);
+        assert_eq!(
+            central.venue_doc(venue).unwrap().media[&up_hash].name,
+            "promo.jpg"
+        );
+
+        // Telemetry: sent twice (a retry), stored once.
+        let events: Vec<TelemetryEvent> = (0..3u8)
+            .map(|n| TelemetryEvent {
+                id: [n + 1; 16],
+                kiosk: None,
+                at_ms: 1_700_000_000_000 + i64::from(n),
+                kind: TelemetryKind::Heartbeat(Heartbeat {
+                    on_screen: Some(down_hash),
+                    manifest_version: "v1".into(),
+                    disk_free_bytes: 1 << 30,
+                    temperature_mc: Some(48_000),
+                    uptime_s: 60,
+                    software: "kiosk-test".into(),
+                }),
+            })
+            .collect();
+        let json = serde_json::to_vec(&events).unwrap();
+        for _ in 0..2 {
+            let (status, _) = http(api, "POST", "/api/v1/events", &json).await.unwrap();
+            assert_eq!(status, 200);
+        }
+        eventually(WAIT, || {
+            (state.registry.telemetry_count().unwrap() == 3).then_some(())
+        })
+        .await
+        .unwrap();
+        eventually(WAIT, || {
+            (hub.outbox().pending().unwrap() == 0).then_some(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(state.registry.telemetry_count().unwrap(), 3);
+
+        // Bad input is refused with a reason and loses nothing.
+        let (status, body) = http(
+            api,
+            "POST",
+            "/api/v1/venue/ops",
+            br#"{"op":"add_kiosk","id":"nope","name":"x"}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+        assert!(String::from_utf8_lossy(&body).contains("kiosk id"));
+        hub.shutdown().await;
+        central.central.shutdown().await.unwrap();
+    }
+}
