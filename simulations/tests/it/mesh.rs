@@ -513,3 +513,199 @@ mod flows {
         central.central.shutdown().await.unwrap();
     }
 }
+
+mod outage {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use taplink_simulations::mesh::{
+        CentralNode, edit_at_hub, enroll_hub, eventually, hub_venue_doc, start_hub,
+    };
+    use taplink_simulations::wan_proxy::WanProxy;
+    use taplink_sync_proto::doc::{self, MediaMeta, Placement, VenueDoc};
+    use taplink_sync_proto::ids::{ItemId, KioskId, MediaHash, PlaylistId};
+
+    const WAIT: Duration = Duration::from_secs(60);
+
+    /// Everything an acknowledged edit added; all of it must exist after the merge.
+    #[derive(Default)]
+    struct Added {
+        kiosks: BTreeSet<KioskId>,
+        items: BTreeSet<ItemId>,
+        playlists: BTreeSet<PlaylistId>,
+    }
+
+    fn random_edit(
+        rng: &mut StdRng,
+        view: &VenueDoc,
+        shared: PlaylistId,
+        media: MediaHash,
+        added: &mut Added,
+    ) -> impl FnOnce(&mut automerge::AutoCommit) -> Result<(), doc::DocOpError> + use<> {
+        let kiosks: Vec<KioskId> = view.kiosks.keys().copied().collect();
+        let items: Vec<ItemId> = view
+            .playlists
+            .get(&shared)
+            .map(|p| p.items.keys().copied().collect())
+            .unwrap_or_default();
+        let choice = rng.random_range(0..6);
+        let pick_kiosk = (!kiosks.is_empty()).then(|| kiosks[rng.random_range(0..kiosks.len())]);
+        let pick_item = (!items.is_empty()).then(|| items[rng.random_range(0..items.len())]);
+        let n: u32 = rng.random();
+        let op: Box<dyn FnOnce(&mut automerge::AutoCommit) -> Result<(), doc::DocOpError>> =
+            match (choice, pick_kiosk, pick_item) {
+                (1, Some(k), _) => {
+                    Box::new(move |am| doc::rename_kiosk(am, k, &format!("kiosk {n}")))
+                }
+                (2, _, after) => {
+                    let item = ItemId::random();
+                    added.items.insert(item);
+                    let at = after.map_or(Placement::Front, Placement::After);
+                    Box::new(move |am| {
+                        doc::insert_item(
+                            am,
+                            shared,
+                            item,
+                            at,
+                            media,
+                            1000 + u64::from(n % 9000),
+                            None,
+                        )
+                    })
+                }
+                (3, _, Some(i)) => {
+                    Box::new(move |am| doc::move_item(am, shared, i, Placement::End))
+                }
+                (4, _, Some(i)) => Box::new(move |am| {
+                    doc::set_item_duration(am, shared, i, 500 + u64::from(n % 5000))
+                }),
+                (5, _, _) => {
+                    let p = PlaylistId::random();
+                    added.playlists.insert(p);
+                    Box::new(move |am| doc::create_playlist(am, p, &format!("list {n}")))
+                }
+                _ => {
+                    let k = KioskId::random();
+                    added.kiosks.insert(k);
+                    Box::new(move |am| doc::add_kiosk(am, k, &format!("new {n}")))
+                }
+            };
+        op
+    }
+
+    async fn outage_round(seed: u64, restart_hub_while_cut: bool) {
+        let tmp = tempfile::tempdir().unwrap();
+        let central = CentralNode::start(&tmp.path().join("central"))
+            .await
+            .unwrap();
+        let venue = central.create_venue("The Anchor", "Europe/London").unwrap();
+        let dir = tmp.path().join("hub");
+        enroll_hub(
+            &dir,
+            central.quic_addr(),
+            &central.enrollment_token(venue).unwrap(),
+        )
+        .await
+        .unwrap();
+        let proxy = WanProxy::start("127.0.0.1:0".parse().unwrap(), central.quic_addr(), seed)
+            .await
+            .unwrap();
+        let mut hub = start_hub(&dir, Some(proxy.local_addr())).await.unwrap();
+
+        // A shared playlist with one media file, synced before the outage.
+        let media = central.central.state().blobs.put(b"a poster").unwrap();
+        let shared = PlaylistId::random();
+        let meta = MediaMeta {
+            name: "poster.png".into(),
+            content_type: "image/png".into(),
+            size: 8,
+        };
+        central
+            .edit_venue(venue, |am| doc::add_media(am, media, &meta))
+            .unwrap();
+        central
+            .edit_venue(venue, |am| doc::create_playlist(am, shared, "Evening"))
+            .unwrap();
+        eventually(WAIT, || {
+            hub_venue_doc(&hub).filter(|d| d.playlists.contains_key(&shared))
+        })
+        .await
+        .unwrap();
+
+        proxy.cut();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut added = Added::default();
+        for round in 0..60 {
+            if restart_hub_while_cut && round == 30 {
+                hub.shutdown().await;
+                hub = start_hub(&dir, Some(proxy.local_addr())).await.unwrap();
+            }
+            if rng.random_bool(0.5) {
+                let view = central.venue_doc(venue).unwrap();
+                let edit = random_edit(&mut rng, &view, shared, media, &mut added);
+                central.edit_venue(venue, edit).unwrap();
+            } else {
+                let view = hub_venue_doc(&hub).unwrap();
+                let edit = random_edit(&mut rng, &view, shared, media, &mut added);
+                edit_at_hub(&hub, edit).unwrap();
+            }
+            if rng.random_bool(0.1) {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(0..100))).await;
+            }
+        }
+        // The cut really separated them: both sides diverged, and the proxy dropped traffic.
+        assert_ne!(
+            central.venue_doc(venue).unwrap(),
+            hub_venue_doc(&hub).unwrap(),
+            "seed {seed}"
+        );
+        proxy.heal();
+        let merged = eventually(WAIT, || {
+            let at_central = central.venue_doc(venue).ok()?;
+            let at_hub = hub_venue_doc(&hub)?;
+            (at_central == at_hub).then_some(at_hub)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let items: BTreeSet<ItemId> = merged.playlists[&shared].items.keys().copied().collect();
+        for k in &added.kiosks {
+            assert!(merged.kiosks.contains_key(k), "seed {seed}: kiosk {k} lost");
+        }
+        for p in &added.playlists {
+            assert!(
+                merged.playlists.contains_key(p),
+                "seed {seed}: playlist {p} lost"
+            );
+        }
+        assert_eq!(items, added.items, "seed {seed}: items lost or invented");
+        // Order is a total order with each item once (no duplicate from concurrent moves).
+        assert_eq!(
+            doc::ordered_items(&merged.playlists[&shared]).len(),
+            items.len()
+        );
+        let stats = proxy.stats();
+        assert!(
+            stats.to_upstream.dropped() + stats.to_client.dropped() > 0,
+            "seed {seed}: nothing was cut"
+        );
+        hub.shutdown().await;
+        proxy.shutdown().await;
+        central.central.shutdown().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_edits_through_a_wan_cut_all_survive_the_merge() {
+        for seed in 0..4 {
+            outage_round(seed, false).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hub_restarted_while_offline_merges_everything_when_the_link_returns() {
+        for seed in 10..12 {
+            outage_round(seed, true).await;
+        }
+    }
+}
