@@ -529,6 +529,9 @@ mod outage {
 
     const WAIT: Duration = Duration::from_secs(60);
 
+    /// One edit, decided against one side's view of the document.
+    type Edit = Box<dyn FnOnce(&mut automerge::AutoCommit) -> Result<(), doc::DocOpError>>;
+
     /// Everything an acknowledged edit added; all of it must exist after the merge.
     #[derive(Default)]
     struct Added {
@@ -554,44 +557,39 @@ mod outage {
         let pick_kiosk = (!kiosks.is_empty()).then(|| kiosks[rng.random_range(0..kiosks.len())]);
         let pick_item = (!items.is_empty()).then(|| items[rng.random_range(0..items.len())]);
         let n: u32 = rng.random();
-        let op: Box<dyn FnOnce(&mut automerge::AutoCommit) -> Result<(), doc::DocOpError>> =
-            match (choice, pick_kiosk, pick_item) {
-                (1, Some(k), _) => {
-                    Box::new(move |am| doc::rename_kiosk(am, k, &format!("kiosk {n}")))
-                }
-                (2, _, after) => {
-                    let item = ItemId::random();
-                    added.items.insert(item);
-                    let at = after.map_or(Placement::Front, Placement::After);
-                    Box::new(move |am| {
-                        doc::insert_item(
-                            am,
-                            shared,
-                            item,
-                            at,
-                            media,
-                            1000 + u64::from(n % 9000),
-                            None,
-                        )
-                    })
-                }
-                (3, _, Some(i)) => {
-                    Box::new(move |am| doc::move_item(am, shared, i, Placement::End))
-                }
-                (4, _, Some(i)) => Box::new(move |am| {
-                    doc::set_item_duration(am, shared, i, 500 + u64::from(n % 5000))
-                }),
-                (5, _, _) => {
-                    let p = PlaylistId::random();
-                    added.playlists.insert(p);
-                    Box::new(move |am| doc::create_playlist(am, p, &format!("list {n}")))
-                }
-                _ => {
-                    let k = KioskId::random();
-                    added.kiosks.insert(k);
-                    Box::new(move |am| doc::add_kiosk(am, k, &format!("new {n}")))
-                }
-            };
+        let op: Edit = match (choice, pick_kiosk, pick_item) {
+            (1, Some(k), _) => Box::new(move |am| doc::rename_kiosk(am, k, &format!("kiosk {n}"))),
+            (2, _, after) => {
+                let item = ItemId::random();
+                added.items.insert(item);
+                let at = after.map_or(Placement::Front, Placement::After);
+                Box::new(move |am| {
+                    doc::insert_item(
+                        am,
+                        shared,
+                        item,
+                        at,
+                        media,
+                        1000 + u64::from(n % 9000),
+                        None,
+                    )
+                })
+            }
+            (3, _, Some(i)) => Box::new(move |am| doc::move_item(am, shared, i, Placement::End)),
+            (4, _, Some(i)) => {
+                Box::new(move |am| doc::set_item_duration(am, shared, i, 500 + u64::from(n % 5000)))
+            }
+            (5, _, _) => {
+                let p = PlaylistId::random();
+                added.playlists.insert(p);
+                Box::new(move |am| doc::create_playlist(am, p, &format!("list {n}")))
+            }
+            _ => {
+                let k = KioskId::random();
+                added.kiosks.insert(k);
+                Box::new(move |am| doc::add_kiosk(am, k, &format!("new {n}")))
+            }
+        };
         op
     }
 
