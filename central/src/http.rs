@@ -615,6 +615,8 @@ pub struct HubJson {
     pub venue_id: VenueId,
     /// `active` or `revoked`.
     pub state: String,
+    /// Whether it has a sync connection to central right now.
+    pub online: bool,
     /// Its certificate's serial number (hex).
     pub cert_serial: String,
     /// Its certificate's fingerprint (`sha256:<hex>`).
@@ -633,6 +635,14 @@ pub struct HubJson {
     pub heads: Option<BTreeMap<String, Vec<String>>>,
 }
 
+impl HubJson {
+    /// Mark whether the hub is connected now.
+    fn online_in(mut self, state: &AppState) -> HubJson {
+        self.online = state.online.contains(self.id);
+        self
+    }
+}
+
 impl From<&HubRecord> for HubJson {
     fn from(h: &HubRecord) -> HubJson {
         HubJson {
@@ -644,6 +654,7 @@ impl From<&HubRecord> for HubJson {
                 "active"
             }
             .to_owned(),
+            online: false,
             cert_serial: h.cert_serial.to_string(),
             cert_fingerprint: h.cert_fingerprint.to_string(),
             enrolled_at: rfc3339(h.enrolled_at),
@@ -707,7 +718,10 @@ async fn list_hubs(
     })
     .await?;
     Ok(Json(HubList {
-        hubs: hubs.iter().map(HubJson::from).collect(),
+        hubs: hubs
+            .iter()
+            .map(|h| HubJson::from(h).online_in(&state))
+            .collect(),
     }))
 }
 
@@ -718,7 +732,7 @@ async fn get_hub(
     let registry = state.registry.clone();
     blocking(move || registry.hub(id))
         .await?
-        .map(|h| Json(HubJson::from(&h)))
+        .map(|h| Json(HubJson::from(&h).online_in(&state)))
         .ok_or(ApiError::NotFound {
             what: format!("hub {id}"),
         })
@@ -736,5 +750,5 @@ async fn revoke_hub(
     // `Registry::revoked_serials`, rebuild its TLS server config and close the hub's
     // connections.
     state.notify_hub_revoked(id);
-    Ok(Json(HubJson::from(&record)))
+    Ok(Json(HubJson::from(&record).online_in(&state)))
 }

@@ -156,6 +156,12 @@ impl Central {
             cancel.child_token(),
             tasks.clone(),
         ));
+        tasks.spawn(
+            state
+                .docs
+                .clone()
+                .compact_periodically(Duration::from_secs(60), cancel.child_token()),
+        );
         // A revoked hub's certificate is refused from the next handshake on (its open
         // connections are closed by their sessions).
         let mut revocations = state.subscribe_hub_revocations();

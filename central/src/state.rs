@@ -191,6 +191,8 @@ pub struct AppState {
     pub blobs: Arc<BlobStore>,
     /// The sync endpoint's admission counters.
     pub admission: Arc<crate::sync::Admission>,
+    /// Hubs with a sync connection right now.
+    pub online: Arc<crate::sync::OnlineHubs>,
 }
 
 impl AppState {
@@ -222,6 +224,7 @@ impl AppState {
             docs,
             blobs,
             admission: Arc::default(),
+            online: Arc::default(),
             registry: Arc::new(registry),
             metrics: Arc::new(Metrics::new()),
             pki: Arc::new(pki),

@@ -57,6 +57,48 @@ pub struct Admission {
     pub refused: AtomicU64,
 }
 
+/// The hubs connected right now (a hub may briefly hold two connections while an old one
+/// times out, hence a count).
+#[derive(Debug, Default)]
+pub struct OnlineHubs(std::sync::Mutex<BTreeMap<HubId, usize>>);
+
+impl OnlineHubs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<HubId, usize>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `hub` has a sync connection.
+    pub fn contains(&self, hub: HubId) -> bool {
+        self.lock().contains_key(&hub)
+    }
+
+    /// How many hubs are connected.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no hub is connected.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn up(&self, hub: HubId) {
+        *self.lock().entry(hub).or_default() += 1;
+    }
+
+    fn down(&self, hub: HubId) {
+        let mut online = self.lock();
+        if let Some(n) = online.get_mut(&hub) {
+            *n -= 1;
+            if *n == 0 {
+                online.remove(&hub);
+            }
+        }
+    }
+}
+
 /// Run the accept loop on `endpoint` until `cancel`.
 pub async fn serve(
     endpoint: quinn::Endpoint,
@@ -242,6 +284,7 @@ async fn run_hub(
     ));
     let mut revocations = state.hub_revocations.subscribe();
     let mut heavy_permit = None;
+    let mut established = false;
     state.metrics.hub_connected(1);
     loop {
         tokio::select! {
@@ -259,6 +302,10 @@ async fn run_hub(
             msg = inbound.recv() => match msg {
                 Some(Inbound::Established(hello)) => {
                     heavy_permit = heavy.clone().acquire_owned().await.ok();
+                    if !established {
+                        established = true;
+                        state.online.up(ids.hub);
+                    }
                     let now = state.clock.now();
                     if let Err(e) = state.registry.touch_hub(ids.hub, now, Some(&hello.software), Some(&hello.docs), None) {
                         warn!(hub = %ids.hub, error = %e, "cannot record hub status");
@@ -297,6 +344,9 @@ async fn run_hub(
         }
     }
     drop(heavy_permit);
+    if established {
+        state.online.down(ids.hub);
+    }
     state.metrics.hub_connected(-1);
     let _ = state
         .registry

@@ -30,6 +30,9 @@ use tracing::info;
 pub use config::Config;
 use uplink::{UplinkParts, UplinkStatus};
 
+/// How often documents are checked for compaction.
+const COMPACT_EVERY: Duration = Duration::from_secs(60);
+
 /// How long shutdown waits for tasks to finish their current step.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -154,18 +157,10 @@ impl Hub {
             metrics,
         };
         tasks.spawn(uplink::run(identity, parts, status_tx, cancel.clone()));
-        let compact_docs = docs.clone();
-        let compact_cancel = cancel.clone();
-        tasks.spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = compact_cancel.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-                }
-                let docs = compact_docs.clone();
-                let _ = tokio::task::spawn_blocking(move || docs.compact_due()).await;
-            }
-        });
+        tasks.spawn(
+            docs.clone()
+                .compact_periodically(COMPACT_EVERY, cancel.clone()),
+        );
         tasks.close();
         info!(hub = %ids.hub, venue = %ids.venue, http = %http_addr, central = %config.central_addr, "hub running");
         Ok(Hub {

@@ -43,6 +43,18 @@ async fn central_and_two_hubs_route_edits_to_the_right_venue() {
     })
     .await
     .unwrap();
+    let state = central.central.state();
+    eventually(WAIT, || (state.online.len() == 2).then_some(()))
+        .await
+        .unwrap();
+    assert!(state.online.contains(hub_a.ids().hub) && state.online.contains(hub_b.ids().hub));
+    let listed = state.registry.list_hubs(None).unwrap();
+    assert!(listed.iter().all(|h| {
+        h.last_seen.is_some()
+            && h.software
+                .as_deref()
+                .is_some_and(|s| s.starts_with("taplink-hub"))
+    }));
 
     // An edit at central reaches the right hub, and only it.
     let kiosk = KioskId::random();
@@ -372,6 +384,11 @@ mod refusals {
             .await
             .unwrap()
             .unwrap();
+        eventually(WAIT, || {
+            (!state.online.contains(hub.ids().hub)).then_some(())
+        })
+        .await
+        .unwrap();
 
         // It keeps trying (with backoff) and is refused every time: nothing more reaches it.
         let kiosk = KioskId::random();
@@ -695,14 +712,14 @@ mod outage {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_edits_through_a_wan_cut_all_survive_the_merge() {
-        for seed in 0..4 {
+        for seed in 0..8 {
             outage_round(seed, false).await;
         }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_hub_restarted_while_offline_merges_everything_when_the_link_returns() {
-        for seed in 10..12 {
+        for seed in 10..13 {
             outage_round(seed, true).await;
         }
     }

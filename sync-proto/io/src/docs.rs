@@ -206,6 +206,28 @@ impl Documents {
         Ok(compacted)
     }
 
+    /// Until `cancel`: every `every`, compact the documents that are due, off the async
+    /// workers (compaction writes a whole snapshot).
+    pub async fn compact_periodically(
+        self: Arc<Self>,
+        every: std::time::Duration,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let docs = self.clone();
+            match tokio::task::spawn_blocking(move || docs.compact_due()).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(documents = n, "compacted documents"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "document compaction failed; will retry"),
+                Err(e) => tracing::warn!(error = %e, "document compaction task failed"),
+            }
+        }
+    }
+
     /// Every durable change from now on. A receiver that lags behind gets
     /// `RecvError::Lagged` and should treat every document as changed.
     pub fn subscribe(&self) -> broadcast::Receiver<DocChange> {

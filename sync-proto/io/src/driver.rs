@@ -25,6 +25,9 @@ use crate::docs::{Documents, Origin};
 use crate::frames::{FrameError, FrameReader, write_frame};
 use crate::transfer::BlobServer;
 
+/// How often a sync that is not yet complete logs its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Frames from all of a connection's receive streams wait here for the driver; a full
 /// queue stops the readers, and QUIC flow control then slows the peer.
 const INBOUND_QUEUE: usize = 256;
@@ -165,6 +168,10 @@ pub async fn drive(
     }
     let mut doc_streams: BTreeMap<DocId, quinn::SendStream> = BTreeMap::new();
     let mut was_synced = false;
+    let started = Instant::now();
+    let mut ever_synced = false;
+    let mut frames_in = 0u64;
+    let mut last_report = started;
 
     loop {
         // Durability first: everything the session applied goes to disk before any frame
@@ -200,8 +207,25 @@ pub async fn drive(
             doc_ids.iter().all(|d| session.is_synced(*d, locked))
         });
         if synced && !was_synced {
-            debug!(peer = %params.peer_key, "in sync");
+            if ever_synced {
+                debug!(peer = %params.peer_key, "in sync");
+            } else {
+                let stats = conn.stats();
+                info!(
+                    peer = %params.peer_key,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    frames_in,
+                    bytes_in = stats.udp_rx.bytes,
+                    bytes_out = stats.udp_tx.bytes,
+                    "initial sync complete"
+                );
+                ever_synced = true;
+            }
             let _ = app.from_peer.send(Inbound::Synced).await;
+        } else if !synced && last_report.elapsed() >= PROGRESS_EVERY {
+            // A long (initial or catch-up) sync reports that it is moving.
+            last_report = Instant::now();
+            info!(peer = %params.peer_key, frames_in, bytes_in = conn.stats().udp_rx.bytes, "sync in progress");
         }
         was_synced = synced;
 
@@ -250,6 +274,7 @@ pub async fn drive(
                 return DriverEnd::Failed(reason);
             }
             Step::Message(msg) => {
+                frames_in += 1;
                 docs.with_locked(&doc_ids, |locked| session.handle_message(now, msg, locked));
             }
             Step::Changed(ids) => docs.with_locked(&doc_ids, |locked| {
