@@ -15,9 +15,9 @@
 //! retry with jittered backoff. Initial syncs (from hello to first "in sync") run at most
 //! [`MAX_HEAVY_SYNCS`] at a time.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use taplink_certs::{HubIdentity, Validity};
 use taplink_sync_io::driver::{AppLink, ConnectionParams, Inbound, drive};
@@ -45,6 +45,9 @@ pub const MAX_QUEUED: usize = 8192;
 pub const MAX_HEAVY_SYNCS: usize = 64;
 /// Lifetime of a hub certificate issued at enrollment.
 pub const HUB_CERT_DAYS: i64 = 365;
+
+/// The live sync connection of each hub, so that a newer one supersedes it.
+type LiveHubs = Arc<Mutex<HashMap<HubId, quinn::Connection>>>;
 
 /// Admission counters, shared with metrics.
 #[derive(Debug, Default)]
@@ -110,6 +113,7 @@ pub async fn serve(
     let heavy = Arc::new(Semaphore::new(MAX_HEAVY_SYNCS));
     let admission = state.admission.clone();
     let next_origin = Arc::new(AtomicU64::new(1));
+    let live: LiveHubs = Arc::default();
     loop {
         let incoming = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -137,6 +141,7 @@ pub async fn serve(
         let state = state.clone();
         let handshakes = handshakes.clone();
         let heavy = heavy.clone();
+        let live = live.clone();
         let cancel = cancel.child_token();
         // Origins only need to differ between live connections; 0 and 1 are reserved.
         let origin = next_origin.fetch_add(1, Ordering::Relaxed) + 1;
@@ -150,7 +155,7 @@ pub async fn serve(
             drop(permit);
             state.admission.queued.fetch_sub(1, Ordering::Relaxed);
             match conn {
-                Ok(conn) => handle(conn, state, heavy, origin, cancel).await,
+                Ok(conn) => handle(conn, state, heavy, live, origin, cancel).await,
                 Err(e) => debug!(error = %e, "handshake failed"),
             }
         });
@@ -162,6 +167,7 @@ async fn handle(
     conn: quinn::Connection,
     state: AppState,
     heavy: Arc<Semaphore>,
+    live: LiveHubs,
     origin: u64,
     cancel: CancellationToken,
 ) {
@@ -208,7 +214,7 @@ async fn handle(
             return;
         }
     }
-    run_hub(conn, ids, state, heavy, origin, cancel).await;
+    run_hub(conn, ids, state, heavy, live, origin, cancel).await;
 }
 
 /// Whether a hub of `venue` may read `hash`: its venue's media or the org library.
@@ -234,6 +240,7 @@ async fn run_hub(
     ids: HubIdentity,
     state: AppState,
     heavy: Arc<Semaphore>,
+    live: LiveHubs,
     origin: u64,
     cancel: CancellationToken,
 ) {
@@ -242,6 +249,22 @@ async fn run_hub(
         warn!(hub = %ids.hub, venue = %ids.venue, "the hub's venue has no document here");
         conn.close(4u32.into(), b"venue document missing at central");
         return;
+    }
+    // A hub keeps one uplink, so a new connection means its previous one is dead (the hub
+    // crashed or changed network), which QUIC would only notice at the idle timeout. Close
+    // it now: until then its blob fetches would hold their partial downloads (the new
+    // connection's fetches of the same blobs would fail as busy) and two sessions would
+    // write this hub's sync states.
+    let previous = live
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(ids.hub, conn.clone());
+    if let Some(previous) = previous {
+        info!(hub = %ids.hub, "a newer connection from this hub supersedes its previous one");
+        previous.close(
+            5u32.into(),
+            b"superseded by a newer connection from this hub",
+        );
     }
     let session = SessionConfig::new(
         PeerIdentity::Central,
@@ -346,6 +369,15 @@ async fn run_hub(
     drop(heavy_permit);
     if established {
         state.online.down(ids.hub);
+    }
+    {
+        let mut live = live.lock().unwrap_or_else(PoisonError::into_inner);
+        if live
+            .get(&ids.hub)
+            .is_some_and(|c| c.stable_id() == conn.stable_id())
+        {
+            live.remove(&ids.hub);
+        }
     }
     state.metrics.hub_connected(-1);
     let _ = state

@@ -25,7 +25,7 @@ use taplink_sync_proto::wire::DocId;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{info, warn};
 
 pub use config::Config;
 use uplink::{UplinkParts, UplinkStatus};
@@ -73,6 +73,32 @@ pub enum StartError {
     },
 }
 
+/// Delete what earlier runs left in the upload staging directory. An upload is staged there
+/// only while its request is arriving; a file still there at start-up belongs to a request
+/// that died with the process (a crash or `kill -9` mid-upload), was never acknowledged, and
+/// nothing else would ever delete it. Failures only cost disk space, so they are logged.
+fn clear_stale_uploads(dir: &std::path::Path) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            warn!(dir = %dir.display(), error = %e, "cannot list the upload staging directory");
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                info!(path = %path.display(), "deleted an upload cut short by a previous run")
+            }
+            Err(e) => warn!(path = %path.display(), error = %e, "cannot delete a stale upload"),
+        }
+    }
+}
+
 /// A running hub.
 #[derive(Debug)]
 pub struct Hub {
@@ -109,6 +135,9 @@ impl Hub {
             }
         }
         let blobs = Arc::new(BlobStore::open(&dir("media")?)?);
+        let upload_dir = dir("uploads")?;
+        // After the media store's lock: no other hub process is using this data directory.
+        clear_stale_uploads(&upload_dir);
         let outbox = Arc::new(outbox::Outbox::open(
             &config.data_dir.join("outbox.sqlite"),
         )?);
@@ -137,7 +166,7 @@ impl Hub {
             metrics: metrics.clone(),
             uplink: status_rx.clone(),
             max_upload: config.max_upload_bytes,
-            upload_dir: dir("uploads")?,
+            upload_dir,
         });
         let http_cancel = cancel.clone();
         tasks.spawn(async move {
