@@ -5,6 +5,11 @@
 //!   the demo).
 //! - [`wan_proxy`]: a userspace UDP "WAN" with delay, jitter, loss and cuts that hubs reach
 //!   central through.
+//! - [`netns`]: network namespaces for tests that need separate hosts on a LAN (mDNS) and a
+//!   WAN link that can be cut.
+//! - [`demo`]: the demo mesh of the README's first command.
 
+pub mod demo;
 pub mod mesh;
+pub mod netns;
 pub mod wan_proxy;

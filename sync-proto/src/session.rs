@@ -499,13 +499,16 @@ impl Session {
         sync.rto_deadline = None;
         sync.rto = self.config.initial_rto;
         let changed = automerge_doc.get_heads() != before;
+        // The changes first: their owner persists them before the sync state that says the
+        // peer and we share them, so a crash in between never leaves a state that claims
+        // changes the document lacks.
+        if changed {
+            self.events.push_back(Event::DocChanged { doc });
+        }
         if sync.state.shared_heads != shared_before {
             let state = sync.state.encode();
             self.events
                 .push_back(Event::PeerStateChanged { doc, state });
-        }
-        if changed {
-            self.events.push_back(Event::DocChanged { doc });
         }
         if !self.generate(now, doc, docs) && reply_due {
             if let Some(sync) = self.docs.get_mut(&doc) {

@@ -262,6 +262,10 @@ pub async fn drive(
                     .map_or_else(|| "all streams ended".to_owned(), |e| e.to_string());
                 return DriverEnd::Failed(why);
             }
+            Step::BadFrame(FrameError::Read(e)) => {
+                // The stream (usually the whole connection) went away: not the peer's fault.
+                return DriverEnd::Failed(format!("connection lost: {e}"));
+            }
             Step::BadFrame(e) => {
                 warn!(peer = %params.peer_key, error = %e, "closing connection: bad frame");
                 let reason = e.to_string();

@@ -29,6 +29,9 @@ pub const SYNC_EVERY: u64 = 4 * 1024 * 1024;
 /// How often missing blobs are retried while connected, even without a document change.
 pub const BLOB_RETRY: Duration = Duration::from_secs(30);
 
+/// How soon a fetch that failed on our side is tried again.
+const FAILED_RETRY: Duration = Duration::from_secs(2);
+
 /// Blobs at least this big log their progress at info level.
 const LOUD_SIZE: u64 = 8 * 1024 * 1024;
 
@@ -265,12 +268,14 @@ pub async fn fetch_missing(
     cancel: CancellationToken,
     on_fetched: impl Fn(u64) + Send + 'static,
 ) {
+    let mut retry_in = BLOB_RETRY;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(BLOB_RETRY) => {}
+            _ = tokio::time::sleep(retry_in) => {}
         }
+        retry_in = BLOB_RETRY;
         let wanted: Vec<(MediaHash, u64)> = match docs.read(venue, |am| load_venue(am)) {
             Ok(Ok(doc)) => doc.media.iter().map(|(h, m)| (*h, m.size)).collect(),
             // Not synced yet (no schema) or not here: nothing to fetch yet.
@@ -290,7 +295,11 @@ pub async fn fetch_missing(
                     debug!(%hash, %reason, "peer cannot serve this media yet");
                 }
                 Err(TransferError::Connection(_)) => return,
-                Err(e) => warn!(%hash, error = %e, "media fetch failed; will retry"),
+                Err(e) => {
+                    // A local failure (busy, disk, a corrupt transfer) is worth retrying soon.
+                    warn!(%hash, error = %e, "media fetch failed; will retry");
+                    retry_in = FAILED_RETRY;
+                }
             }
         }
     }
