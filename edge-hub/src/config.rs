@@ -33,6 +33,15 @@ pub struct Config {
     /// Largest media upload the local API accepts, in bytes.
     #[serde(default = "default_max_upload")]
     pub max_upload_bytes: u64,
+    /// Advertise the LAN API by mDNS (`_taplink._tcp`) so kiosks find the hub by
+    /// themselves. Nothing is advertised while `http_listen` is a loopback address and
+    /// `mdns_interface` is unset (the default config), since no kiosk could reach it.
+    #[serde(default = "default_mdns")]
+    pub mdns: bool,
+    /// The network interface to advertise on (e.g. `eth0`; `lo` for a demo on one
+    /// machine); every other interface is left alone. `None`: every interface.
+    #[serde(default)]
+    pub mdns_interface: Option<String>,
 }
 
 fn default_central_name() -> String {
@@ -49,6 +58,9 @@ fn default_backoff_max_ms() -> u64 {
 }
 fn default_max_upload() -> u64 {
     512 * 1024 * 1024
+}
+fn default_mdns() -> bool {
+    true
 }
 
 /// Why the configuration could not be used.
@@ -96,6 +108,8 @@ impl Config {
             backoff_min_ms: default_backoff_min_ms(),
             backoff_max_ms: default_backoff_max_ms(),
             max_upload_bytes: default_max_upload(),
+            mdns: default_mdns(),
+            mdns_interface: None,
         }
     }
 
@@ -142,6 +156,17 @@ impl Config {
                 field: "backoff_max_ms",
                 value: self.backoff_max_ms.to_string(),
                 reason: "must be at least backoff_min_ms",
+            });
+        }
+        if self
+            .mdns_interface
+            .as_deref()
+            .is_some_and(|i| i.trim().is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                field: "mdns_interface",
+                value: String::new(),
+                reason: "must name a network interface (e.g. \"eth0\") or be null for all",
             });
         }
         if self.central_name.is_empty() {

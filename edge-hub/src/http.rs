@@ -1,14 +1,16 @@
 //! The hub's local HTTP API: health, metrics, the venue document, operations, media upload
-//! and download, and telemetry intake. It works whether or not central is reachable.
+//! and download, and telemetry intake, plus the kiosks' LAN API ([`crate::kiosk_api`]). It
+//! works whether or not central is reachable.
 //!
-//! Kiosk pairing and per-kiosk tokens come with the kiosk work; until then this API is for
-//! the venue's own network and listens on loopback by default.
+//! The staff endpoints here have no authentication yet (it arrives with the staff UI): they
+//! are for the venue's own network, and the hub listens on loopback by default.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -18,18 +20,21 @@ use serde::Deserialize;
 use serde_json::json;
 use taplink_sync_io::blobs::{BlobError, BlobStore};
 use taplink_sync_io::docs::{Documents, EditError};
-use taplink_sync_proto::doc::{DocOpError, MediaMeta, VenueCommand, add_media, load_venue};
+use taplink_sync_proto::doc::{
+    DocOpError, MediaMeta, VenueCommand, VenueDoc, add_media, load_venue,
+};
 use taplink_sync_proto::ids::MediaHash;
 use taplink_sync_proto::wire::{DocId, MAX_TELEMETRY_BATCH, TelemetryEvent};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
+pub use crate::error::ApiError;
+use crate::error::{MAX_JSON_BODY, body as limited, internal, parse_json};
 use crate::metrics::Metrics;
-use crate::outbox::Outbox;
+use crate::store::Store;
 use crate::uplink::UplinkStatus;
-
-/// Largest JSON body (operations, telemetry).
-const MAX_JSON_BODY: usize = 1024 * 1024;
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -40,8 +45,8 @@ pub struct HubState {
     pub docs: Arc<Documents>,
     /// Media.
     pub blobs: Arc<BlobStore>,
-    /// Telemetry outbox.
-    pub outbox: Arc<Outbox>,
+    /// The hub's database: telemetry outbox, pairings, device tokens.
+    pub store: Arc<Store>,
     /// Woken when telemetry is queued.
     pub outbox_ready: Arc<Notify>,
     /// Metrics.
@@ -52,50 +57,10 @@ pub struct HubState {
     pub max_upload: u64,
     /// Where uploads are staged while they arrive.
     pub upload_dir: std::path::PathBuf,
-}
-
-/// An API error: a status and a sentence, as `{"error": "..."}`.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ApiError {
-    /// The venue document has not arrived from central yet (first start while offline).
-    #[error(
-        "the venue document has not been received from central yet; try again once the hub has synced"
-    )]
-    NotSynced,
-    /// The operation was refused by the document's rules.
-    #[error("{0}")]
-    Refused(#[from] DocOpError),
-    /// The request was malformed.
-    #[error("{0}")]
-    BadRequest(String),
-    /// No such thing.
-    #[error("{0}")]
-    NotFound(String),
-    /// The upload or batch exceeded a limit.
-    #[error("{0}")]
-    TooLarge(String),
-    /// Something failed on the hub; nothing was accepted.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            ApiError::NotSynced => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
-    }
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(e.to_string())
+    /// The wall clock manifests and pairing expiry are computed with.
+    pub clock: Arc<dyn Clock>,
+    /// Cancelled when the hub shuts down: long-polls answer at once.
+    pub shutdown: CancellationToken,
 }
 
 /// The router.
@@ -108,6 +73,7 @@ pub fn app(state: Arc<HubState>) -> Router {
         .route("/api/v1/venue/ops", post(apply_op))
         .route("/api/v1/events", post(events))
         .route("/api/v1/media/{hash}", get(media))
+        .merge(crate::kiosk_api::routes())
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .merge(
             Router::new()
@@ -129,9 +95,14 @@ async fn healthz(State(s): State<Arc<HubState>>) -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(s): State<Arc<HubState>>) -> impl IntoResponse {
-    if let Ok(n) = s.outbox.pending() {
+    if let Ok(n) = s.store.pending() {
         s.metrics
             .outbox_pending
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    if let Ok(n) = s.store.paired_kiosks() {
+        s.metrics
+            .kiosks_paired
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
     (
@@ -144,24 +115,23 @@ async fn metrics(State(s): State<Arc<HubState>>) -> impl IntoResponse {
 }
 
 async fn venue(State(s): State<Arc<HubState>>) -> Result<Json<serde_json::Value>, ApiError> {
-    let doc = s
-        .docs
-        .read(s.venue, |am| load_venue(am))
-        .map_err(internal)?
-        .map_err(|_| ApiError::NotSynced)?;
+    let doc = venue_doc(&s)?;
     Ok(Json(serde_json::to_value(doc).map_err(internal)?))
 }
 
-fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+/// The venue document as it is now, or `NotSynced` before central's copy has arrived.
+pub(crate) fn venue_doc(s: &HubState) -> Result<VenueDoc, ApiError> {
+    s.docs
+        .read(s.venue, |am| load_venue(am))
+        .map_err(internal)?
+        .map_err(|_| ApiError::NotSynced)
 }
 
 async fn apply_op(
     State(s): State<Arc<HubState>>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let command: VenueCommand = parse_json(&body)?;
+    let command: VenueCommand = parse_json(&limited(body)?)?;
     ensure_synced(&s)?;
     s.docs
         .edit(s.venue, |am| command.apply(am))
@@ -171,17 +141,10 @@ async fn apply_op(
 }
 
 fn ensure_synced(s: &HubState) -> Result<(), ApiError> {
-    match s
-        .docs
-        .read(s.venue, |am| load_venue(am))
-        .map_err(internal)?
-    {
-        Ok(_) => Ok(()),
-        Err(_) => Err(ApiError::NotSynced),
-    }
+    venue_doc(s).map(drop)
 }
 
-fn edit_error(e: EditError<DocOpError>) -> ApiError {
+pub(crate) fn edit_error(e: EditError<DocOpError>) -> ApiError {
     match e {
         EditError::Refused(e) => ApiError::Refused(e),
         other => internal(other),
@@ -283,17 +246,17 @@ async fn media(
 
 async fn events(
     State(s): State<Arc<HubState>>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let events: Vec<TelemetryEvent> = parse_json(&body)?;
+    let events: Vec<TelemetryEvent> = parse_json(&limited(body)?)?;
     if events.len() > MAX_TELEMETRY_BATCH {
         return Err(ApiError::TooLarge(format!(
             "{} events in one request; at most {MAX_TELEMETRY_BATCH}",
             events.len()
         )));
     }
-    let outbox = s.outbox.clone();
-    let added = tokio::task::spawn_blocking(move || outbox.push(&events))
+    let store = s.store.clone();
+    let added = tokio::task::spawn_blocking(move || store.push(&events))
         .await
         .map_err(internal)?
         .map_err(internal)?;

@@ -1,18 +1,22 @@
 //! taplink-hub: the venue edge hub. It owns its venue's state locally (documents, media,
-//! telemetry outbox), serves it on the LAN, and keeps it in sync with central over QUIC
-//! whenever the WAN allows.
+//! telemetry outbox, kiosk devices), serves it on the LAN (advertised by mDNS), and keeps it
+//! in sync with central over QUIC whenever the WAN allows.
 //!
 //! [`Hub::bind`] starts everything; [`Hub::shutdown`] stops it (a SQLite transaction or a
 //! blob write in progress is never cut half-way: tasks finish their step first).
 
+pub mod clock;
 pub mod config;
+pub mod error;
 pub mod http;
 pub mod identity;
+pub mod kiosk_api;
+pub mod mdns;
 pub mod metrics;
-pub mod outbox;
+pub mod store;
 pub mod uplink;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,9 +56,9 @@ pub enum StartError {
     /// The media store could not be opened.
     #[error(transparent)]
     Blobs(#[from] taplink_sync_io::blobs::BlobError),
-    /// The outbox could not be opened.
+    /// The hub's database could not be opened.
     #[error(transparent)]
-    Outbox(#[from] outbox::OutboxError),
+    Store(#[from] store::StoreError),
     /// The HTTP listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -106,8 +110,9 @@ pub struct Hub {
     http_addr: SocketAddr,
     docs: Arc<Documents>,
     blobs: Arc<BlobStore>,
-    outbox: Arc<outbox::Outbox>,
+    store: Arc<store::Store>,
     uplink: watch::Receiver<UplinkStatus>,
+    mdns: Option<mdns::Advertiser>,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -138,8 +143,8 @@ impl Hub {
         let upload_dir = dir("uploads")?;
         // After the media store's lock: no other hub process is using this data directory.
         clear_stale_uploads(&upload_dir);
-        let outbox = Arc::new(outbox::Outbox::open(
-            &config.data_dir.join("outbox.sqlite"),
+        let store = Arc::new(store::Store::open(
+            &config.data_dir.join(store::STORE_FILE),
         )?);
         let outbox_ready = Arc::new(Notify::new());
         let metrics = Arc::new(metrics::Metrics::new());
@@ -161,12 +166,14 @@ impl Hub {
             venue: DocId::Venue(ids.venue),
             docs: docs.clone(),
             blobs: blobs.clone(),
-            outbox: outbox.clone(),
+            store: store.clone(),
             outbox_ready: outbox_ready.clone(),
             metrics: metrics.clone(),
             uplink: status_rx.clone(),
             max_upload: config.max_upload_bytes,
             upload_dir,
+            clock: Arc::new(clock::SystemClock),
+            shutdown: cancel.clone(),
         });
         let http_cancel = cancel.clone();
         tasks.spawn(async move {
@@ -175,13 +182,14 @@ impl Hub {
                 .with_graceful_shutdown(http_cancel.cancelled_owned())
                 .await;
         });
+        let mdns = advertise(&config, &identity, http_addr);
         let parts = UplinkParts {
             central_addr: config.central_addr,
             central_name: config.central_name.clone(),
             backoff: config.backoff(),
             docs: docs.clone(),
             blobs: blobs.clone(),
-            outbox: outbox.clone(),
+            outbox: store.clone(),
             outbox_ready,
             metrics,
         };
@@ -197,8 +205,9 @@ impl Hub {
             http_addr,
             docs,
             blobs,
-            outbox,
+            store,
             uplink: status_rx,
+            mdns,
             cancel,
             tasks,
         })
@@ -224,9 +233,20 @@ impl Hub {
         &self.blobs
     }
 
-    /// The telemetry outbox.
-    pub fn outbox(&self) -> &Arc<outbox::Outbox> {
-        &self.outbox
+    /// The hub's database: telemetry outbox, kiosk pairings and device tokens.
+    pub fn store(&self) -> &Arc<store::Store> {
+        &self.store
+    }
+
+    /// The telemetry outbox: the same [`store::Store`], named for its outbox API
+    /// (`push`, `next_batch`, `acknowledge`, `pending`).
+    pub fn outbox(&self) -> &Arc<store::Store> {
+        &self.store
+    }
+
+    /// The mDNS advertisement's full instance name, while the hub is advertised.
+    pub fn mdns_name(&self) -> Option<&str> {
+        self.mdns.as_ref().map(mdns::Advertiser::fullname)
     }
 
     /// The uplink's state, updated as it changes.
@@ -239,9 +259,97 @@ impl Hub {
         self.tasks.wait().await;
     }
 
-    /// Stop everything, waiting up to 10 s for tasks to finish their current step.
-    pub async fn shutdown(self) {
+    /// Stop everything, waiting up to 10 s for tasks to finish their current step. The mDNS
+    /// advertisement is withdrawn first, so kiosks stop finding a hub that is going away.
+    pub async fn shutdown(mut self) {
+        if let Some(mdns) = self.mdns.take() {
+            mdns.shutdown().await;
+        }
         self.cancel.cancel();
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await;
+    }
+}
+
+/// Whether and with which address the hub is advertised by mDNS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MdnsPlan {
+    /// Not advertised, for this reason.
+    Off(&'static str),
+    /// Advertised with this address, or (`None`) the advertised interfaces' addresses.
+    Advertise(Option<IpAddr>),
+}
+
+fn mdns_plan(config: &Config, http: SocketAddr) -> MdnsPlan {
+    let ip = http.ip();
+    if !config.mdns {
+        MdnsPlan::Off("mdns = false in the config")
+    } else if ip.is_loopback() && config.mdns_interface.is_none() {
+        // The default config: nothing on the LAN could reach this address, and announcing
+        // it on every interface would only confuse kiosks.
+        MdnsPlan::Off(
+            "the HTTP API listens on loopback only; set http_listen to a LAN address (or mdns_interface to \"lo\" for a demo)",
+        )
+    } else if ip.is_unspecified() {
+        MdnsPlan::Advertise(None)
+    } else {
+        MdnsPlan::Advertise(Some(ip))
+    }
+}
+
+/// Start the mDNS advertisement the config asks for; the hub runs without it if it fails
+/// (kiosks can be given `--hub HOST:PORT`).
+fn advertise(
+    config: &Config,
+    identity: &identity::Identity,
+    http_addr: SocketAddr,
+) -> Option<mdns::Advertiser> {
+    let addr = match mdns_plan(config, http_addr) {
+        MdnsPlan::Off(why) => {
+            info!(http = %http_addr, "not advertising by mDNS: {why}");
+            return None;
+        }
+        MdnsPlan::Advertise(addr) => addr,
+    };
+    let Some(cert) = identity.chain.first() else {
+        warn!("not advertising by mDNS: the hub has no certificate");
+        return None;
+    };
+    let ad = mdns::Advertisement {
+        hub: identity.ids.hub,
+        venue: identity.ids.venue,
+        port: http_addr.port(),
+        fingerprint: taplink_certs::Fingerprint::of(cert),
+        interface: config.mdns_interface.clone(),
+        addr,
+    };
+    match mdns::Advertiser::start(&ad) {
+        Ok(advertiser) => Some(advertiser),
+        Err(e) => {
+            warn!(error = %e, "not advertising by mDNS; kiosks need --hub HOST:PORT");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_config_advertises_nothing_and_a_lan_hub_its_address() {
+        let mut config = Config::new("/data".into(), "127.0.0.1:4433".parse().unwrap());
+        let loopback: SocketAddr = "127.0.0.1:8580".parse().unwrap();
+        assert!(matches!(mdns_plan(&config, loopback), MdnsPlan::Off(_)));
+        let lan: SocketAddr = "192.168.1.5:8580".parse().unwrap();
+        assert_eq!(mdns_plan(&config, lan), MdnsPlan::Advertise(Some(lan.ip())));
+        let any: SocketAddr = "0.0.0.0:8580".parse().unwrap();
+        assert_eq!(mdns_plan(&config, any), MdnsPlan::Advertise(None));
+        config.mdns_interface = Some("lo".into());
+        assert_eq!(
+            mdns_plan(&config, loopback),
+            MdnsPlan::Advertise(Some(loopback.ip()))
+        );
+        config.mdns = false;
+        assert!(matches!(mdns_plan(&config, lan), MdnsPlan::Off(_)));
     }
 }

@@ -23,6 +23,18 @@ pub struct Metrics {
     pub outbox_pending: Gauge,
     /// Local edits applied through the API.
     pub local_edits: Counter,
+    /// Kiosks holding an active device token (updated when scraped).
+    pub kiosks_paired: Gauge,
+    /// Kiosk manifest requests answered with a manifest (200).
+    pub manifests_sent: Counter,
+    /// Kiosk manifest requests answered "unchanged" (304).
+    pub manifests_not_modified: Counter,
+    /// Manifest long-polls waiting now.
+    pub long_polls_open: Gauge,
+    /// Media bytes sent to kiosks.
+    pub kiosk_media_bytes: Counter,
+    /// Kiosk events newly accepted into the outbox.
+    pub kiosk_events_accepted: Counter,
 }
 
 impl Metrics {
@@ -37,6 +49,12 @@ impl Metrics {
             telemetry_sent: Counter::default(),
             outbox_pending: Gauge::default(),
             local_edits: Counter::default(),
+            kiosks_paired: Gauge::default(),
+            manifests_sent: Counter::default(),
+            manifests_not_modified: Counter::default(),
+            long_polls_open: Gauge::default(),
+            kiosk_media_bytes: Counter::default(),
+            kiosk_events_accepted: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -73,6 +91,36 @@ impl Metrics {
             "local_edits",
             "Edits applied through the local API",
             m.local_edits.clone(),
+        );
+        registry.register(
+            "kiosks_paired",
+            "Kiosks holding an active device token",
+            m.kiosks_paired.clone(),
+        );
+        registry.register(
+            "kiosk_manifests_sent",
+            "Kiosk manifest requests answered with a manifest (200)",
+            m.manifests_sent.clone(),
+        );
+        registry.register(
+            "kiosk_manifests_not_modified",
+            "Kiosk manifest requests answered unchanged (304)",
+            m.manifests_not_modified.clone(),
+        );
+        registry.register(
+            "kiosk_long_polls_open",
+            "Manifest long-polls waiting now",
+            m.long_polls_open.clone(),
+        );
+        registry.register(
+            "kiosk_media_bytes",
+            "Media bytes sent to kiosks",
+            m.kiosk_media_bytes.clone(),
+        );
+        registry.register(
+            "kiosk_events_accepted",
+            "Kiosk events newly accepted into the outbox",
+            m.kiosk_events_accepted.clone(),
         );
         Self { registry, ..m }
     }

@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::identity::Identity;
 use crate::metrics::Metrics;
-use crate::outbox::Outbox;
+use crate::store::Store;
 
 /// The origin of changes that arrive over the uplink (see `taplink_sync_io::docs::Origin`).
 const UPLINK_ORIGIN: u64 = 1;
@@ -55,8 +55,8 @@ pub struct UplinkParts {
     pub docs: Arc<Documents>,
     /// The hub's media.
     pub blobs: Arc<BlobStore>,
-    /// Telemetry waiting for central.
-    pub outbox: Arc<Outbox>,
+    /// Telemetry waiting for central (the outbox of the hub's store).
+    pub outbox: Arc<Store>,
     /// Woken when events are pushed to the outbox.
     pub outbox_ready: Arc<Notify>,
     /// Metrics.

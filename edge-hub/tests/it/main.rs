@@ -1,4 +1,7 @@
-//! Integration tests of taplink-edge-hub: the real `taplink-hub` binary, run as a child
-//! process against a central running in the test's own process.
+//! The hub's integration tests: one binary (link time on a 2-core machine), one module per
+//! area. `crash` runs the real `taplink-hub` binary as a child process against a central
+//! in the test's own process.
 
 mod crash;
+mod kiosk_api;
+mod mdns;

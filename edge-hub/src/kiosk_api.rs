@@ -1,0 +1,743 @@
+//! The kiosks' LAN API, as `docs/kiosk-api.md` specifies it: pairing (kiosk asks, staff
+//! approve, kiosk collects its device token once), token revocation, the manifest with
+//! ETag and long-poll, media with byte ranges, and status events into the outbox.
+//!
+//! Kiosk endpoints (`/api/v1/kiosk/…`) authenticate with [`KioskAuth`]: a device token
+//! that this hub issued, not revoked, for a kiosk that is still in the venue document. The
+//! kiosk's identity comes only from its token, so no request can read or report for another
+//! kiosk.
+
+use std::io::SeekFrom;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer};
+use serde_json::json;
+use taplink_sync_io::blobs::BlobError;
+use taplink_sync_io::docs::EditError;
+use taplink_sync_proto::doc::{DocOpError, VenueDoc, add_kiosk};
+use taplink_sync_proto::ids::{KioskId, MediaHash};
+use taplink_sync_proto::manifest::{Manifest, ManifestError, manifest};
+use taplink_sync_proto::wire::{MAX_TELEMETRY_BATCH, TelemetryEvent, TelemetryKind};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::io::ReaderStream;
+use tracing::info;
+
+use crate::error::{ApiError, body as limited, internal, parse_json};
+use crate::http::{HubState, edit_error, venue_doc};
+use crate::metrics::Metrics;
+use crate::store::{DeviceError, PairingCode, PairingId, PairingStatus, TokenState};
+
+/// The longest manifest long-poll, in seconds; longer `wait`s are shortened to this.
+pub const MAX_WAIT_SECS: u64 = 60;
+
+/// Long-polls waiting at once; beyond this a long-poll answers `304` at once and the kiosk
+/// simply asks again, so a flood of requests cannot pin unbounded tasks.
+pub const MAX_LONG_POLLS: i64 = 1024;
+
+/// Shortest wait for a schedule change: guards against spinning if the clock and `next.at`
+/// disagree (the clock is injectable, and a wall clock can be stepped).
+const MIN_RECHECK: Duration = Duration::from_millis(100);
+
+/// Media is read from disk and sent in pieces of this size.
+const MEDIA_CHUNK: usize = 64 * 1024;
+
+/// `Cache-Control` of media: content-addressed bytes never change.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// The kiosk API's routes (merged into [`crate::http::app`], which sets the body limit).
+pub fn routes() -> Router<Arc<HubState>> {
+    Router::new()
+        .route("/api/v1/pairings", post(create_pairing))
+        .route("/api/v1/pairings/approve", post(approve))
+        .route("/api/v1/pairings/{id}", get(poll_pairing))
+        .route("/api/v1/kiosks/{kiosk}/token", delete(revoke))
+        .route("/api/v1/kiosk/manifest", get(get_manifest))
+        .route("/api/v1/kiosk/media/{hash}", get(media))
+        .route("/api/v1/kiosk/events", post(events))
+}
+
+// ---------------------------------------------------------------------------------------
+// Authentication
+// ---------------------------------------------------------------------------------------
+
+/// A request made with an active device token of a kiosk that is in the venue document,
+/// and that document as it was when the request arrived.
+#[derive(Debug)]
+pub struct KioskAuth {
+    /// The kiosk the token belongs to.
+    pub kiosk: KioskId,
+    /// The venue document.
+    pub venue: VenueDoc,
+}
+
+fn removed() -> ApiError {
+    ApiError::Unauthorized(
+        "this kiosk was removed from the venue; pair it again to show content".into(),
+    )
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::Unauthorized(
+            "this endpoint needs an `Authorization: Bearer <device token>` header; pair the kiosk to get a token".into(),
+        )
+    })?;
+    let malformed = || {
+        ApiError::Unauthorized("the Authorization header must be `Bearer <device token>`".into())
+    };
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(malformed());
+    }
+    Ok(token.trim())
+}
+
+impl FromRequestParts<Arc<HubState>> for KioskAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        s: &Arc<HubState>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers)?.to_owned();
+        // Off the async workers: the store's connection may be busy with an fsync.
+        let store = s.store.clone();
+        let kiosk = match blocking(move || store.token(&token), internal).await? {
+            TokenState::Active(kiosk) => kiosk,
+            TokenState::Revoked(_) => {
+                return Err(ApiError::Unauthorized(
+                    "this kiosk's device token was revoked; pair the kiosk again".into(),
+                ));
+            }
+            TokenState::Unknown => {
+                return Err(ApiError::Unauthorized(
+                    "unknown device token: this hub did not issue it; pair the kiosk with this hub"
+                        .into(),
+                ));
+            }
+        };
+        let venue = venue_doc(s)?;
+        if !venue.kiosks.contains_key(&kiosk) {
+            return Err(removed());
+        }
+        Ok(Self { kiosk, venue })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Pairing
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreatePairing {
+    device: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Approve {
+    code: String,
+    name: String,
+}
+
+fn device_error(e: DeviceError) -> ApiError {
+    match e {
+        DeviceError::UnknownCode(_) | DeviceError::UnknownPairing(_) => {
+            ApiError::NotFound(e.to_string())
+        }
+        DeviceError::Expired | DeviceError::AlreadyCollected => ApiError::Gone(e.to_string()),
+        DeviceError::TooManyPending => ApiError::TooMany(e.to_string()),
+        DeviceError::InvalidDevice => ApiError::BadRequest(e.to_string()),
+        other => internal(other),
+    }
+}
+
+async fn blocking<T: Send + 'static, E>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+    map: impl FnOnce(E) -> ApiError,
+) -> Result<T, ApiError>
+where
+    E: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(internal)?
+        .map_err(map)
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `POST /api/v1/pairings`: a kiosk asks to be paired and gets a code to show.
+async fn create_pairing(
+    State(s): State<Arc<HubState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let req: CreatePairing = parse_json(&limited(body)?)?;
+    let (store, now) = (s.store.clone(), s.clock.now());
+    let p = blocking(move || store.create_pairing(&req.device, now), device_error).await?;
+    info!(code = %p.code, "kiosk pairing requested");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "pairing": p.id.to_string(),
+            "code": p.code.to_string(),
+            "expires_at": rfc3339(p.expires_at),
+        })),
+    ))
+}
+
+/// `POST /api/v1/pairings/approve`: staff approve a code; the kiosk joins the venue
+/// document. The order of the steps is explained in [`crate::store::devices`].
+async fn approve(
+    State(s): State<Arc<HubState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let req: Approve = parse_json(&limited(body)?)?;
+    let code: PairingCode = req.code.parse().map_err(device_error)?;
+    // Refuse before reserving anything while there is no document to add the kiosk to.
+    venue_doc(&s)?;
+    let (store, now) = (s.store.clone(), s.clock.now());
+    let approval = blocking(move || store.reserve_kiosk(&code, now), device_error).await?;
+    let (docs, venue, kiosk) = (s.docs.clone(), s.venue, approval.kiosk);
+    let added =
+        tokio::task::spawn_blocking(move || docs.edit(venue, |am| add_kiosk(am, kiosk, &req.name)))
+            .await
+            .map_err(internal)?;
+    match added {
+        Ok(()) => {
+            s.metrics.local_edits.inc();
+        }
+        // A retried approval: step 2 happened before.
+        Err(EditError::Refused(DocOpError::KioskExists(_))) => {}
+        Err(EditError::Refused(e @ DocOpError::InvalidName { .. })) => {
+            return Err(ApiError::BadRequest(format!("name: {e}")));
+        }
+        Err(e) => return Err(edit_error(e)),
+    }
+    info!(code = %code, kiosk = %approval.kiosk, retry = !approval.fresh, "kiosk pairing approved");
+    Ok(Json(json!({ "kiosk": approval.kiosk.to_string() })))
+}
+
+/// `GET /api/v1/pairings/{id}`: the kiosk polls; once approved it gets its token, once.
+async fn poll_pairing(
+    State(s): State<Arc<HubState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let no_store = || [(header::CACHE_CONTROL, "no-store")];
+    let pending = || (no_store(), Json(json!({ "status": "pending" }))).into_response();
+    let id: PairingId = id.parse().map_err(device_error)?;
+    let now = s.clock.now();
+    let store = s.store.clone();
+    let status = blocking(move || store.pairing(&id, now), device_error).await?;
+    match status {
+        PairingStatus::Pending => Ok(pending()),
+        PairingStatus::Expired => Err(ApiError::NotFound(
+            "this pairing has expired; start a new one".into(),
+        )),
+        PairingStatus::Collected => Err(ApiError::Gone(
+            "this pairing's token was already collected; it is never shown twice".into(),
+        )),
+        PairingStatus::Approved { kiosk } => {
+            // Step 3 happens only once step 2 (the kiosk in the venue document) has: until
+            // then, e.g. after a crash between the steps, the pairing still reads pending.
+            if !venue_doc(&s)?.kiosks.contains_key(&kiosk) {
+                return Ok(pending());
+            }
+            let store = s.store.clone();
+            let collected = blocking(move || store.collect_token(&id, now), device_error).await?;
+            info!(kiosk = %collected.kiosk, "kiosk collected its device token");
+            Ok((
+                no_store(),
+                Json(json!({
+                    "status": "approved",
+                    "kiosk": collected.kiosk.to_string(),
+                    "token": collected.token,
+                })),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// `DELETE /api/v1/kiosks/{kiosk}/token`: the kiosk's tokens stop working.
+async fn revoke(
+    State(s): State<Arc<HubState>>,
+    Path(kiosk): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let kiosk: KioskId = kiosk
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("kiosk id: {e}")))?;
+    let (store, now) = (s.store.clone(), s.clock.now());
+    match blocking(move || store.revoke_tokens(kiosk, now), internal).await? {
+        None => Err(ApiError::NotFound(format!(
+            "this hub never issued a token to kiosk {kiosk}"
+        ))),
+        Some(revoked) => {
+            info!(%kiosk, revoked, "kiosk device token revoked");
+            Ok(StatusCode::NO_CONTENT)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Manifest
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct ManifestQuery {
+    wait: Option<u64>,
+}
+
+/// Whether `If-None-Match` names `tag` (or is `*`). Weak and strong tags compare alike: a
+/// manifest or media file is never partially different.
+fn etag_matches(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| {
+            t == "*"
+                || t.strip_prefix("W/")
+                    .unwrap_or(t)
+                    .strip_prefix('"')
+                    .and_then(|t| t.strip_suffix('"'))
+                    == Some(tag)
+        })
+}
+
+fn etag(tag: &str) -> HeaderValue {
+    // Manifest versions and media hashes are lowercase hex.
+    HeaderValue::from_str(&format!("\"{tag}\"")).unwrap_or(HeaderValue::from_static("\"\""))
+}
+
+fn build(s: &HubState, venue: &VenueDoc, kiosk: KioskId) -> Result<Manifest, ApiError> {
+    manifest(venue, kiosk, s.clock.now()).map_err(|e| match e {
+        ManifestError::UnknownKiosk(_) => removed(),
+        other => internal(other),
+    })
+}
+
+fn manifest_sent(s: &HubState, m: Manifest) -> Response {
+    s.metrics.manifests_sent.inc();
+    (
+        [
+            (header::ETAG, etag(&m.version)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        Json(m),
+    )
+        .into_response()
+}
+
+fn manifest_unchanged(s: &HubState, version: &str) -> Response {
+    s.metrics.manifests_not_modified.inc();
+    (StatusCode::NOT_MODIFIED, [(header::ETAG, etag(version))]).into_response()
+}
+
+/// The instant (on tokio's clock) at which the wall clock reads `at`.
+fn instant_at(at: DateTime<Utc>, now: DateTime<Utc>) -> Instant {
+    Instant::now()
+        + (at - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .max(MIN_RECHECK)
+}
+
+/// Counts a long-poll as open for as long as it lives.
+struct LongPoll(Arc<Metrics>);
+
+impl LongPoll {
+    fn start(metrics: &Arc<Metrics>) -> Self {
+        metrics.long_polls_open.inc();
+        Self(metrics.clone())
+    }
+}
+
+impl Drop for LongPoll {
+    fn drop(&mut self) {
+        self.0.long_polls_open.dec();
+    }
+}
+
+/// `GET /api/v1/kiosk/manifest[?wait=s]`.
+async fn get_manifest(
+    State(s): State<Arc<HubState>>,
+    auth: KioskAuth,
+    headers: HeaderMap,
+    query: Result<Query<ManifestQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::BadRequest(format!("query string: {}", e.body_text())))?;
+    let wait = Duration::from_secs(query.wait.unwrap_or(0).min(MAX_WAIT_SECS));
+    // Subscribed before the first manifest is built, so a change in between still wakes us.
+    let mut changes = s.docs.subscribe();
+    let mut current = build(&s, &auth.venue, auth.kiosk)?;
+    if !etag_matches(&headers, &current.version) {
+        return Ok(manifest_sent(&s, current));
+    }
+    if wait.is_zero()
+        || s.shutdown.is_cancelled()
+        || s.metrics.long_polls_open.get() >= MAX_LONG_POLLS
+    {
+        return Ok(manifest_unchanged(&s, &current.version));
+    }
+    let _open = LongPoll::start(&s.metrics);
+    let deadline = Instant::now() + wait;
+    loop {
+        let next_at = current
+            .next
+            .as_ref()
+            .map(|n| instant_at(n.at, s.clock.now()));
+        tokio::select! {
+            biased;
+            _ = s.shutdown.cancelled() => break,
+            _ = sleep_until(deadline) => break,
+            change = changes.recv() => match change {
+                Ok(c) if c.doc != s.venue => continue,
+                // A lagged receiver may have missed a venue change: look.
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                // Only when the documents are gone, i.e. the hub is stopping.
+                Err(RecvError::Closed) => break,
+            },
+            _ = sleep_until(next_at.unwrap_or(deadline)), if next_at.is_some() => {}
+        }
+        let venue = venue_doc(&s)?;
+        let fresh = build(&s, &venue, auth.kiosk)?;
+        if !etag_matches(&headers, &fresh.version) {
+            return Ok(manifest_sent(&s, fresh));
+        }
+        current = fresh;
+    }
+    Ok(manifest_unchanged(&s, &current.version))
+}
+
+// ---------------------------------------------------------------------------------------
+// Media
+// ---------------------------------------------------------------------------------------
+
+/// What a `Range` header asks of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RangeRequest {
+    /// The whole file: no `Range`, or one we ignore (several ranges, another unit, invalid
+    /// syntax), as RFC 9110 §14.2 allows.
+    Full,
+    /// Bytes `start..=end`.
+    Partial {
+        /// First byte.
+        start: u64,
+        /// Last byte (inclusive).
+        end: u64,
+    },
+    /// No byte of the file is in the range.
+    Unsatisfiable,
+}
+
+fn digits(s: &str) -> Option<u64> {
+    // `u64::from_str` accepts a leading `+`, which a byte position may not have.
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Reads a single `bytes=a-b`, `bytes=a-` or `bytes=-n` range against a file of `size`.
+fn parse_range(header: &str, size: u64) -> RangeRequest {
+    let Some((unit, spec)) = header.trim().split_once('=') else {
+        return RangeRequest::Full;
+    };
+    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
+        return RangeRequest::Full;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeRequest::Full;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    if first.is_empty() {
+        let Some(n) = digits(last) else {
+            return RangeRequest::Full;
+        };
+        if n == 0 || size == 0 {
+            return RangeRequest::Unsatisfiable;
+        }
+        return RangeRequest::Partial {
+            start: size - n.min(size),
+            end: size - 1,
+        };
+    }
+    let Some(start) = digits(first) else {
+        return RangeRequest::Full;
+    };
+    let end = if last.is_empty() {
+        None
+    } else {
+        match digits(last) {
+            Some(end) if end >= start => Some(end),
+            _ => return RangeRequest::Full,
+        }
+    };
+    if start >= size {
+        return RangeRequest::Unsatisfiable;
+    }
+    RangeRequest::Partial {
+        start,
+        end: end.map_or(size - 1, |e| e.min(size - 1)),
+    }
+}
+
+/// A reader that counts the bytes it yields into the media metric.
+struct Counted<R> {
+    inner: R,
+    metrics: Arc<Metrics>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            let read = buf.filled().len().saturating_sub(before);
+            this.metrics.kiosk_media_bytes.inc_by(read as u64);
+        }
+        polled
+    }
+}
+
+/// `GET /api/v1/kiosk/media/{hash}`: a media file of the venue, streamed from disk.
+async fn media(
+    State(s): State<Arc<HubState>>,
+    auth: KioskAuth,
+    Path(hash): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let hash: MediaHash = hash
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("media hash in the path: {e}")))?;
+    let Some(meta) = auth.venue.media.get(&hash) else {
+        return Err(ApiError::NotFound(format!(
+            "media {hash} is not in this venue's media"
+        )));
+    };
+    let cache = [
+        (header::ETAG, etag(&hash.to_string())),
+        (header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE)),
+    ];
+    if etag_matches(&headers, &hash.to_string()) {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    let blobs = s.blobs.clone();
+    let (file, size) = match tokio::task::spawn_blocking(move || blobs.open_file(&hash))
+        .await
+        .map_err(internal)?
+    {
+        Ok(opened) => opened,
+        Err(BlobError::NotFound(_)) => {
+            return Err(ApiError::NotFound(format!(
+                "media {hash} is not on this hub yet (it is still being fetched from central); try again later"
+            )));
+        }
+        Err(e) => return Err(internal(e)),
+    };
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map_or(RangeRequest::Full, |r| parse_range(r, size));
+    let (status, start, len) = match range {
+        RangeRequest::Full => (StatusCode::OK, 0, size),
+        RangeRequest::Partial { start, end } => {
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        RangeRequest::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable { size }),
+    };
+    let mut file = tokio::fs::File::from_std(file);
+    if start > 0 {
+        file.seek(SeekFrom::Start(start)).await.map_err(internal)?;
+    }
+    // Streamed in small chunks: a 500 MB video never sits in memory.
+    let reader = Counted {
+        inner: file.take(len),
+        metrics: s.metrics.clone(),
+    };
+    let content_type = HeaderValue::from_str(&meta.content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let mut response = (
+        status,
+        cache,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+            (header::CONTENT_LENGTH, HeaderValue::from(len)),
+        ],
+        Body::from_stream(ReaderStream::with_capacity(reader, MEDIA_CHUNK)),
+    )
+        .into_response();
+    if status == StatusCode::PARTIAL_CONTENT {
+        let end = start + len - 1;
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")) {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(response)
+}
+
+// ---------------------------------------------------------------------------------------
+// Events
+// ---------------------------------------------------------------------------------------
+
+/// One event as a kiosk posts it. There is no kiosk field: the hub takes it from the token.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KioskEvent {
+    #[serde(deserialize_with = "event_id")]
+    id: [u8; 16],
+    at_ms: i64,
+    kind: TelemetryKind,
+}
+
+fn event_id<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
+    use serde::de::Error;
+    let text = String::deserialize(d)?;
+    data_encoding::HEXLOWER_PERMISSIVE
+        .decode(text.as_bytes())
+        .ok()
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .ok_or_else(|| {
+            D::Error::custom(format!(
+                "id must be 32 hex characters (16 bytes), got {:?}",
+                text.chars().take(40).collect::<String>()
+            ))
+        })
+}
+
+/// `POST /api/v1/kiosk/events`: status and proof of play, stored in the outbox before the
+/// answer, idempotent by event id.
+async fn events(
+    State(s): State<Arc<HubState>>,
+    auth: KioskAuth,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let body = limited(body)?;
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!("the body must be a JSON array of events: {e}"))
+    })?;
+    if items.len() > MAX_TELEMETRY_BATCH {
+        return Err(ApiError::TooLarge(format!(
+            "{} events in one request; send at most {MAX_TELEMETRY_BATCH}",
+            items.len()
+        )));
+    }
+    let events = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let e: KioskEvent = serde_json::from_value(item)
+                .map_err(|e| ApiError::BadRequest(format!("event {i}: {e}")))?;
+            Ok(TelemetryEvent {
+                id: e.id,
+                kiosk: Some(auth.kiosk),
+                at_ms: e.at_ms,
+                kind: e.kind,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let total = events.len();
+    let store = s.store.clone();
+    let added = blocking(move || store.push(&events), internal).await?;
+    if added > 0 {
+        s.metrics.kiosk_events_accepted.inc_by(added as u64);
+        s.outbox_ready.notify_one();
+    }
+    Ok(Json(json!({ "accepted": total, "new": added })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        use RangeRequest::*;
+        let p = |start, end| Partial { start, end };
+        let cases: &[(&str, u64, RangeRequest)] = &[
+            ("bytes=0-9", 100, p(0, 9)),
+            ("bytes=10-", 100, p(10, 99)),
+            ("bytes=-5", 100, p(95, 99)),
+            ("bytes=-500", 100, p(0, 99)),
+            ("bytes=90-200", 100, p(90, 99)),
+            ("bytes=99-99", 100, p(99, 99)),
+            ("BYTES = 1-2", 100, p(1, 2)),
+            ("bytes=100-", 100, Unsatisfiable),
+            ("bytes=100-200", 100, Unsatisfiable),
+            ("bytes=-0", 100, Unsatisfiable),
+            ("bytes=0-", 0, Unsatisfiable),
+            ("bytes=-1", 0, Unsatisfiable),
+            // Ignored: the whole file is sent.
+            ("bytes=5-1", 100, Full),
+            ("bytes=0-1,5-6", 100, Full),
+            ("items=0-1", 100, Full),
+            ("bytes=+1-2", 100, Full),
+            ("bytes=a-b", 100, Full),
+            ("bytes=", 100, Full),
+            ("bytes=-", 100, Full),
+            ("garbage", 100, Full),
+        ];
+        for (header, size, want) in cases {
+            assert_eq!(parse_range(header, *size), *want, "{header:?} of {size}");
+        }
+    }
+
+    #[test]
+    fn if_none_match_lists_weak_tags_and_star() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::IF_NONE_MATCH, HeaderValue::from_str(v).unwrap());
+            m
+        };
+        assert!(etag_matches(&h("\"abc\""), "abc"));
+        assert!(etag_matches(&h("W/\"abc\""), "abc"));
+        assert!(etag_matches(&h("\"x\", \"abc\""), "abc"));
+        assert!(etag_matches(&h("*"), "abc"));
+        assert!(!etag_matches(&h("\"abcd\""), "abc"));
+        assert!(!etag_matches(&h("abc"), "abc"));
+        assert!(!etag_matches(&HeaderMap::new(), "abc"));
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_authorization_header() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+            m
+        };
+        assert_eq!(bearer(&h("Bearer tlk1-abc")).unwrap(), "tlk1-abc");
+        assert_eq!(bearer(&h("bearer  tlk1-abc ")).unwrap(), "tlk1-abc");
+        assert!(bearer(&h("Basic dXNlcg==")).is_err());
+        assert!(bearer(&h("Bearer")).is_err());
+        assert!(bearer(&HeaderMap::new()).is_err());
+    }
+}

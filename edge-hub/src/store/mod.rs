@@ -1,0 +1,189 @@
+//! The hub's own SQLite database, `DATA/hub.sqlite`: state that only this hub has and that
+//! is not part of any CRDT document. This module is the only one that touches rusqlite.
+//!
+//! - [`outbox`]: telemetry waiting for central, removed only when central acknowledged it;
+//! - [`devices`]: kiosk pairings (codes staff approve) and device tokens (stored as BLAKE3
+//!   hashes only).
+//!
+//! WAL with `synchronous=FULL`: accepting an event from a kiosk, approving a pairing and
+//! handing out a token are all acknowledgements that must survive a power cut.
+//!
+//! Documents (`docs.sqlite`) and the media index (`media/index.sqlite`) have their own
+//! databases in `taplink-sync-io`; they are shared with central and are not hub-only state.
+
+pub mod devices;
+pub mod outbox;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rusqlite::Connection;
+
+pub use devices::{
+    Approval, Collected, DeviceError, NewPairing, PairingCode, PairingId, PairingStatus, TokenState,
+};
+pub use outbox::Batch;
+
+/// Name of the database file inside the data directory.
+pub const STORE_FILE: &str = "hub.sqlite";
+
+/// Schema migrations, applied in order; `user_version` counts those applied. Never edit an
+/// applied migration: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the telemetry outbox.
+    "CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id BLOB NOT NULL UNIQUE,
+        event TEXT NOT NULL
+    );",
+    // 2: kiosk pairings and device tokens. Times are Unix milliseconds (UTC).
+    "CREATE TABLE pairings (
+        id TEXT PRIMARY KEY,
+        code TEXT NOT NULL UNIQUE,
+        device TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        kiosk TEXT,
+        token_hash BLOB,
+        collected_at INTEGER
+    );
+    CREATE TABLE device_tokens (
+        token_hash BLOB PRIMARY KEY,
+        kiosk TEXT NOT NULL,
+        issued_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX device_tokens_kiosk ON device_tokens (kiosk);",
+];
+
+/// Why the hub's database failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite failed; nothing was changed by the failed call.
+    #[error("hub database: {action}: {source}")]
+    Sqlite {
+        /// What we tried.
+        action: &'static str,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer hub; run that version, or restore a backup.
+    #[error("hub database has schema version {found}; this hub understands up to {supported}")]
+    NewerSchema {
+        /// Found.
+        found: usize,
+        /// Known.
+        supported: usize,
+    },
+    /// A stored row no longer decodes (never expected; the row is kept for inspection).
+    #[error("hub database row {row} is corrupt: {reason}")]
+    Corrupt {
+        /// Which row (table and key).
+        row: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+pub(crate) fn sql(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sqlite { action, source }
+}
+
+/// The hub's database. All methods block (a write waits for an fsync): call them from
+/// `spawn_blocking` on request paths that write.
+#[derive(Debug)]
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Open or create the database at `path` and bring its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path).map_err(sql("open"))?;
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))
+            .map_err(sql("set WAL"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql("set synchronous"))?;
+        conn.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)
+            .map_err(sql("set journal_size_limit"))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql("read schema version"))?;
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::NewerSchema {
+                found: version,
+                supported: MIGRATIONS.len(),
+            });
+        }
+        let tx = conn.transaction().map_err(sql("begin migration"))?;
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+            tx.execute_batch(migration).map_err(sql("migrate"))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(sql("record schema version"))?;
+        }
+        tx.commit().map_err(sql("commit migration"))?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the connection was locked happened between SQLite calls; an open
+        // transaction rolls back when its guard drops, so the connection is usable.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STORE_FILE);
+        drop(Store::open(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::NewerSchema { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_keeping_its_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STORE_FILE);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute(
+                "INSERT INTO outbox (event_id, event) VALUES (x'01', 'kept')",
+                [],
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.pending().unwrap(), 1);
+        let version: i64 = store
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let tables: i64 = store
+            .conn()
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('pairings', 'device_tokens')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 2);
+    }
+}
