@@ -30,6 +30,11 @@ pub struct Config {
     /// Cap of the exponential reconnect delay, in milliseconds.
     #[serde(default = "default_backoff_max_ms")]
     pub backoff_max_ms: u64,
+    /// Start the mDNS daemon inside this network namespace (`/run/netns/<name>`) instead of
+    /// the hub's own. For several nodes on one machine (the demo, tests): mDNS then never
+    /// touches the machine's real interfaces. Leave unset in a venue.
+    #[serde(default)]
+    pub mdns_netns: Option<String>,
     /// Largest media upload the local API accepts, in bytes.
     #[serde(default = "default_max_upload")]
     pub max_upload_bytes: u64,
@@ -107,6 +112,7 @@ impl Config {
             http_listen: default_http_listen(),
             backoff_min_ms: default_backoff_min_ms(),
             backoff_max_ms: default_backoff_max_ms(),
+            mdns_netns: None,
             max_upload_bytes: default_max_upload(),
             mdns: default_mdns(),
             mdns_interface: None,

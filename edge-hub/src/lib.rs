@@ -322,7 +322,7 @@ fn advertise(
         interface: config.mdns_interface.clone(),
         addr,
     };
-    match mdns::Advertiser::start(&ad) {
+    match mdns::Advertiser::start_in(&ad, config.mdns_netns.as_deref()) {
         Ok(advertiser) => Some(advertiser),
         Err(e) => {
             warn!(error = %e, "not advertising by mDNS; kiosks need --hub HOST:PORT");

@@ -97,6 +97,9 @@ pub enum MdnsError {
     /// mdns-sd refused (no thread, bad name, full command queue).
     #[error("mDNS: {0}")]
     Daemon(#[from] mdns_sd::Error),
+    /// The configured network namespace could not be used.
+    #[error("mDNS namespace: {0}")]
+    Netns(String),
 }
 
 /// A running advertisement; [`Advertiser::shutdown`] withdraws it (goodbye packets, so
@@ -127,8 +130,18 @@ pub fn restrict_to_interface(daemon: &ServiceDaemon, name: &str) -> Result<(), M
 impl Advertiser {
     /// Start advertising `ad`.
     pub fn start(ad: &Advertisement) -> Result<Self, MdnsError> {
+        Self::start_in(ad, None)
+    }
+
+    /// Start advertising `ad` with a daemon started inside network namespace `netns`
+    /// (see `taplink_sync_io::netns`), or in the hub's own namespace.
+    pub fn start_in(ad: &Advertisement, netns: Option<&str>) -> Result<Self, MdnsError> {
         let info = ad.service_info()?;
-        let daemon = ServiceDaemon::new()?;
+        let daemon = match netns {
+            None => ServiceDaemon::new()?,
+            Some(name) => taplink_sync_io::netns::run_in_netns(name, ServiceDaemon::new)
+                .map_err(|e| MdnsError::Netns(e.to_string()))??,
+        };
         let mut advertiser = Self {
             daemon: Some(daemon.clone()),
             fullname: info.get_fullname().to_owned(),

@@ -79,15 +79,7 @@ impl Netns {
     /// an mDNS daemon's) stay in the namespace after `f` returns, and see only its
     /// interfaces.
     pub fn run_in<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R> {
-        let path = format!("/run/netns/{}", self.name);
-        let file = std::fs::File::open(&path).with_context(|| format!("cannot open {path}"))?;
-        std::thread::spawn(move || -> Result<R> {
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                .context("setns into the test namespace")?;
-            Ok(f())
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("the thread in the namespace panicked"))?
+        Ok(taplink_sync_io::netns::run_in_netns(&self.name, f)?)
     }
 
     /// Run a shell command line inside the namespace and return its stdout.

@@ -11,4 +11,5 @@ pub mod enroll;
 pub mod enroll_token;
 pub mod frames;
 pub mod net;
+pub mod netns;
 pub mod transfer;
