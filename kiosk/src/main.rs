@@ -1,17 +1,110 @@
-//! `taplink-kiosk`: the kiosk agent: finds its hub, caches media, runs the player page.
+//! `taplink-kiosk`: the kiosk agent (find the hub, pair, follow the manifest, serve the
+//! player page).
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
-/// taplink-kiosk: the kiosk agent: finds its hub, caches media, runs the player page.
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use taplink_kiosk::config::LogFormat;
+use taplink_kiosk::{Config, Kiosk};
+
+/// taplink-kiosk: the kiosk agent.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Cli {}
+struct Cli {
+    /// Log format (overrides `log_format` in kiosk.json).
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
-    println!(
-        "{} {}: not built yet (see ARCHITECTURE.md). Built so far: taplink-sync-proto (schema, manifest, wire protocol, sync session) and taplink-certs (org PKI, mutual TLS).",
-        env!("CARGO_BIN_NAME"),
-        env!("CARGO_PKG_VERSION")
-    );
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent: find the hub, pair, play.
+    Run {
+        /// The kiosk's data directory (created if missing; `kiosk.json` in it is optional).
+        #[arg(long)]
+        data: PathBuf,
+        /// The hub's HTTP address, HOST:PORT, instead of mDNS discovery.
+        #[arg(long)]
+        hub: Option<SocketAddr>,
+        /// Browse for the hub only on this interface (e.g. `lo` for a one-machine demo).
+        #[arg(long)]
+        mdns_interface: Option<String>,
+        /// Where to serve the player page (keep it on loopback).
+        #[arg(long)]
+        player: Option<SocketAddr>,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            data,
+            hub,
+            mdns_interface,
+            player,
+        } => {
+            std::fs::create_dir_all(&data)
+                .with_context(|| format!("cannot create {}", data.display()))?;
+            let mut config = Config::load(&data)?;
+            if hub.is_some() {
+                config.hub = hub;
+            }
+            if mdns_interface.is_some() {
+                config.mdns_interface = mdns_interface;
+            }
+            if let Some(player) = player {
+                config.player_listen = player;
+            }
+            if let Some(format) = cli.log_format.as_deref() {
+                config.log_format = if format == "json" {
+                    LogFormat::Json
+                } else {
+                    LogFormat::Text
+                };
+            }
+            init_logging(config.log_format);
+            let kiosk = Kiosk::bind(config).await?;
+            println!("player page at http://{}/", kiosk.player_addr());
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = kiosk.join() => {}
+            }
+            kiosk.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending::<()>().await,
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

@@ -176,6 +176,12 @@ impl BlobStore {
         self.inner.index().list()
     }
 
+    /// Every complete blob and its size, least recently used first (by the time of its
+    /// last [`touch`](Self::touch) or store): the order in which a cache evicts.
+    pub fn list_least_recently_used(&self) -> Result<Vec<(MediaHash, u64)>, BlobError> {
+        self.inner.index().list_by_last_used()
+    }
+
     /// The summed size of the complete blobs (partial downloads and temp files not counted).
     pub fn total_size(&self) -> Result<u64, BlobError> {
         self.inner.index().total_size()
@@ -719,6 +725,23 @@ mod tests {
         assert_eq!(
             (MediaHash::from(h.finalize()), n),
             (MediaHash::of(&data[..100_000]), 100_000)
+        );
+    }
+
+    #[test]
+    fn blobs_list_least_recently_used_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let a = store.put(b"a").unwrap();
+        let b = store.put(b"bb").unwrap();
+        let c = store.put(b"ccc").unwrap();
+        // Explicit times: `touch` reads the clock in milliseconds, too coarse to order here.
+        for (hash, used) in [(a, 30), (b, 10), (c, 20)] {
+            assert!(store.inner.index().touch(&hash, used).unwrap());
+        }
+        assert_eq!(
+            store.list_least_recently_used().unwrap(),
+            vec![(b, 2), (c, 3), (a, 1)]
         );
     }
 

@@ -122,6 +122,21 @@ impl Index {
             .collect()
     }
 
+    /// Every complete blob, least recently used first (ties by hash).
+    pub(super) fn list_by_last_used(&self) -> Result<Vec<(MediaHash, u64)>, BlobError> {
+        let rows: Vec<(Vec<u8>, i64)> = self
+            .conn
+            .prepare_cached("SELECT hash, size FROM blobs ORDER BY last_used, hash")
+            .and_then(|mut st| {
+                st.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect()
+            })
+            .map_err(self.err("list blobs by last use"))?;
+        rows.into_iter()
+            .map(|(hash, size)| Ok((self.hash_from_sql(hash)?, self.size_from_sql(size)?)))
+            .collect()
+    }
+
     pub(super) fn total_size(&self) -> Result<u64, BlobError> {
         // SUM over INTEGER is an integer (it raises an error rather than wrapping on overflow).
         let total: i64 = self

@@ -1,0 +1,225 @@
+//! The link actor: the kiosk's whole relationship with its hub, as one loop.
+//!
+//! 1. Find the hub: the configured address, or mDNS (only hubs of the kiosk's venue once
+//!    it is paired).
+//! 2. Without a device token, pair with it.
+//! 3. With one, run the manifest follower, the media fetcher and the event sender against
+//!    it until one of them reports that the token was revoked (forget it, pair again) or
+//!    that the hub stopped answering (find it again).
+//!
+//! Playback never waits for any of this: the player serves the last good manifest and the
+//! cache throughout.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::LinkEnd;
+use crate::backoff::{Backoff, sleep_or_cancel};
+use crate::discovery::{self, Browse, FoundHub};
+use crate::hub::HubApi;
+use crate::pairing::{self, PairingEnd, PairingParams};
+use crate::state::{Phase, Shared};
+use crate::store::Credentials;
+use crate::{follower, reporter};
+
+/// Run the link until `cancel` fires.
+pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut backoff = Backoff::new(shared.config.retry());
+    let mut hub: Option<FoundHub> = None;
+    loop {
+        let creds = match shared.store.credentials() {
+            Ok(creds) => creds,
+            Err(e) => {
+                error!(error = %e, "cannot read the kiosk's credentials");
+                if !sleep_or_cancel(backoff.next_delay(), &cancel).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let found = match hub.take() {
+            Some(found) => found,
+            None => match find_hub(&shared, creds.as_ref(), &cancel).await {
+                Some(found) => found,
+                None => return,
+            },
+        };
+        shared.status.send_modify(|s| s.hub = Some(found.addr));
+        let api = match HubApi::new(found.addr) {
+            Ok(api) => api,
+            Err(e) => {
+                error!(error = %e, "cannot make an HTTP client");
+                if !sleep_or_cancel(backoff.next_delay(), &cancel).await {
+                    return;
+                }
+                continue;
+            }
+        };
+
+        let creds = match creds {
+            Some(creds) => creds,
+            None => match pair(&shared, &api, &found, &cancel).await {
+                Some(PairingEnd::Paired(creds)) => creds,
+                Some(PairingEnd::HubLost) => {
+                    shared.set_reachable(false);
+                    continue;
+                }
+                Some(PairingEnd::Cancelled) => return,
+                None => {
+                    // A store error, logged; keep the hub and try again.
+                    hub = Some(found);
+                    if !sleep_or_cancel(backoff.next_delay(), &cancel).await {
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        set_paired(&shared, &creds);
+        shared.set_reachable(true);
+        backoff.reset();
+
+        let api = api.with_token(&creds.token);
+        let end = tokio::select! {
+            end = follower::follow(&shared, &api, creds.kiosk, &cancel) => end,
+            end = follower::fetch_media(&shared, &api, &cancel) => end,
+            end = reporter::send_events(&shared, &api, &cancel) => end,
+        };
+        match end {
+            LinkEnd::Cancelled => return,
+            LinkEnd::HubLost => {
+                warn!(hub = %found.addr, "hub stopped answering; searching again");
+                shared.set_reachable(false);
+            }
+            LinkEnd::Revoked => {
+                // Same hub: pair with it again.
+                hub = Some(found);
+                if !forget(&shared, &creds) && !sleep_or_cancel(backoff.next_delay(), &cancel).await
+                {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The configured hub, or the first suitable one mDNS finds; `None` only on shutdown.
+async fn find_hub(
+    shared: &Shared,
+    creds: Option<&Credentials>,
+    cancel: &CancellationToken,
+) -> Option<FoundHub> {
+    if let Some(addr) = shared.config.hub {
+        return Some(FoundHub {
+            addr,
+            instance: String::new(),
+            venue: None,
+            hub: None,
+            fingerprint: None,
+            elapsed: std::time::Duration::ZERO,
+        });
+    }
+    let browse = Browse {
+        interface: shared.config.mdns_interface.clone(),
+        venue: creds.and_then(|c| c.venue),
+    };
+    let timeout = std::time::Duration::from_millis(shared.config.discovery_timeout_ms);
+    let mut backoff = Backoff::new(shared.config.retry());
+    info!(interface = ?browse.interface, venue = ?browse.venue, "searching for the hub by mDNS");
+    loop {
+        match discovery::discover(&browse, timeout, cancel).await {
+            Ok(Some(found)) => {
+                shared.metrics.discoveries.inc();
+                shared
+                    .metrics
+                    .discovery_ms
+                    .set(i64::try_from(found.elapsed.as_millis()).unwrap_or(i64::MAX));
+                return Some(found);
+            }
+            Ok(None) if cancel.is_cancelled() => return None,
+            Ok(None) => info!(
+                waited_ms = timeout.as_millis() as u64,
+                "no hub found yet; still searching"
+            ),
+            Err(e) => {
+                error!(error = %e, "cannot browse for the hub");
+                if !sleep_or_cancel(backoff.next_delay(), cancel).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Pair with `found`; `None` after a store error (logged).
+async fn pair(
+    shared: &Shared,
+    api: &HubApi,
+    found: &FoundHub,
+    cancel: &CancellationToken,
+) -> Option<PairingEnd> {
+    shared.status.send_modify(|s| s.phase = Phase::Unpaired);
+    let params = PairingParams {
+        store: &shared.store,
+        device: &shared.config.device_name,
+        hub_venue: found.venue,
+        poll_every: std::time::Duration::from_millis(shared.config.pairing_poll_ms),
+        retry: shared.config.retry(),
+        lost_after: shared.config.hub_lost_after,
+        cancel,
+    };
+    let show = |ticket: Option<&crate::store::Ticket>| {
+        let phase = match ticket {
+            Some(t) => Phase::Pairing {
+                code: t.code.clone(),
+                expires_at: t.expires_at,
+            },
+            None => Phase::Unpaired,
+        };
+        shared.set_reachable(true);
+        shared.status.send_modify(|s| s.phase = phase);
+    };
+    match pairing::pair(api, params, show).await {
+        Ok(end) => Some(end),
+        Err(e) => {
+            error!(error = %e, "pairing state could not be stored");
+            None
+        }
+    }
+}
+
+pub(crate) fn set_paired(shared: &Shared, creds: &Credentials) {
+    shared.metrics.paired.set(1);
+    shared.status.send_modify(|s| {
+        s.phase = Phase::Paired {
+            kiosk: creds.kiosk,
+            venue: creds.venue,
+        }
+    });
+}
+
+/// The hub revoked the token: forget it and what belonged to it, and show the pairing
+/// screen again. Whether the store forgot it.
+fn forget(shared: &Shared, creds: &Credentials) -> bool {
+    match shared.store.forget_credentials() {
+        Ok(dropped) => warn!(
+            kiosk = %creds.kiosk,
+            undeliverable_events = dropped,
+            "the hub revoked this kiosk's token; pairing again"
+        ),
+        Err(e) => {
+            error!(error = %e, "cannot forget the revoked token");
+            return false;
+        }
+    }
+    shared.metrics.paired.set(0);
+    shared.metrics.set_manifest(None);
+    shared.status.send_modify(|s| {
+        s.phase = Phase::Unpaired;
+        s.manifest = None;
+        s.ready = Arc::default();
+    });
+    true
+}
