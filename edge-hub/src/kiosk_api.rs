@@ -270,6 +270,7 @@ async fn poll_pairing(
                 Json(json!({
                     "status": "approved",
                     "kiosk": collected.kiosk.to_string(),
+                    "venue": match s.venue { taplink_sync_proto::wire::DocId::Venue(v) => v.to_string(), taplink_sync_proto::wire::DocId::Org => String::new() },
                     "token": collected.token,
                 })),
             )

@@ -40,6 +40,10 @@ pub struct Config {
     /// Browse for the hub only on this network interface (e.g. `lo` for a demo on one
     /// machine). `None`: every interface the system has.
     pub mdns_interface: Option<String>,
+    /// Start the mDNS browser inside this network namespace (`/run/netns/<name>`). For
+    /// several nodes on one machine (the demo, tests): mDNS then never touches the
+    /// machine's real interfaces. Leave unset on a real kiosk.
+    pub mdns_netns: Option<String>,
     /// Where the player page, its media, `/healthz` and `/metrics` are served. Keep it on
     /// loopback: the page and its state are for the local browser only.
     pub player_listen: SocketAddr,
@@ -74,6 +78,7 @@ impl Default for Config {
             data_dir: PathBuf::new(),
             hub: None,
             mdns_interface: None,
+            mdns_netns: None,
             player_listen: SocketAddr::from(([127, 0, 0, 1], 8680)),
             cache_budget_bytes: 8 * 1024 * 1024 * 1024,
             device_name: default_device_name(),

@@ -33,6 +33,9 @@ pub enum DiscoveryError {
         /// Why.
         source: mdns_sd::Error,
     },
+    /// The configured network namespace could not be used.
+    #[error("mDNS namespace: {0}")]
+    Netns(String),
 }
 
 /// A hub found on the network.
@@ -57,6 +60,8 @@ pub struct FoundHub {
 pub struct Browse {
     /// Only this interface (e.g. `lo`); `None`: all of them.
     pub interface: Option<String>,
+    /// Start the browser inside this network namespace (see the config).
+    pub netns: Option<String>,
     /// Only hubs of this venue (a paired kiosk is bound to its venue).
     pub venue: Option<VenueId>,
 }
@@ -174,7 +179,12 @@ pub async fn discover(
 ) -> Result<Option<FoundHub>, DiscoveryError> {
     let mdns = |action| move |source| DiscoveryError::Mdns { action, source };
     let started = Instant::now();
-    let daemon = ServiceDaemon::new().map_err(mdns("start daemon"))?;
+    let daemon = match &browse.netns {
+        None => ServiceDaemon::new().map_err(mdns("start daemon"))?,
+        Some(ns) => taplink_sync_io::netns::run_in_netns(ns, ServiceDaemon::new)
+            .map_err(|e| DiscoveryError::Netns(e.to_string()))?
+            .map_err(mdns("start daemon"))?,
+    };
     let result = async {
         if let Some(name) = &browse.interface {
             // Commands are handled in order, so no query leaves on another interface.

@@ -123,6 +123,7 @@ async fn find_hub(
     }
     let browse = Browse {
         interface: shared.config.mdns_interface.clone(),
+        netns: shared.config.mdns_netns.clone(),
         venue: creds.and_then(|c| c.venue),
     };
     let timeout = std::time::Duration::from_millis(shared.config.discovery_timeout_ms);

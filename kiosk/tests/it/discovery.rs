@@ -1,6 +1,8 @@
-//! mDNS discovery over the loopback interface only: a hub advertisement made with the same
-//! library the hub uses is found, with its TXT records, and the kiosk's venue filter
-//! applies. Neither side ever touches the machine's real interfaces.
+//! mDNS discovery inside a network namespace the test creates (its only interface is its
+//! own `lo`): a hub advertisement made with the same library the hub uses is found, with
+//! its TXT records, and the kiosk's venue filter applies. mdns-sd joins its group on every
+//! interface it sees when its daemon starts, so both daemons start inside the namespace and
+//! neither ever touches the machine's real interfaces.
 
 use std::time::Duration;
 
@@ -9,9 +11,42 @@ use taplink_kiosk::discovery::{Browse, SERVICE_TYPE, discover};
 use taplink_sync_proto::ids::{HubId, VenueId};
 use tokio_util::sync::CancellationToken;
 
-/// Advertise a hub of `venue` on `lo` only, as the hub does.
-fn advertise(venue: VenueId, hub: HubId, port: u16) -> ServiceDaemon {
-    let daemon = ServiceDaemon::new().unwrap();
+/// A network namespace for one test, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn create(tag: &str) -> Netns {
+        let name = format!("tlk{}{tag}", std::process::id());
+        let status = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "ip netns add {name} (the tests run as root)"
+        );
+        let up = std::process::Command::new("ip")
+            .args(["-n", &name, "link", "set", "lo", "up"])
+            .status()
+            .unwrap();
+        assert!(up.success());
+        Netns(name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+/// Advertise a hub of `venue` on `lo` only, as the hub does, from inside `ns`.
+fn advertise(ns: &Netns, venue: VenueId, hub: HubId, port: u16) -> ServiceDaemon {
+    let daemon = taplink_sync_io::netns::run_in_netns(&ns.0, ServiceDaemon::new)
+        .unwrap()
+        .unwrap();
     daemon.disable_interface(IfKind::All).unwrap();
     daemon.enable_interface(IfKind::Name("lo".into())).unwrap();
     let txt = [
@@ -39,9 +74,11 @@ async fn a_hub_advertised_on_loopback_is_found_with_its_txt_records() {
     // and the venue filter must pick ours.
     let venue = VenueId::random();
     let hub = HubId::random();
-    let advertiser = advertise(venue, hub, 18_580);
+    let ns = Netns::create("d");
+    let advertiser = advertise(&ns, venue, hub, 18_580);
     let browse = Browse {
         interface: Some("lo".into()),
+        netns: Some(ns.0.clone()),
         venue: Some(venue),
     };
     let cancel = CancellationToken::new();
@@ -59,8 +96,10 @@ async fn a_hub_advertised_on_loopback_is_found_with_its_txt_records() {
 
 #[tokio::test]
 async fn browsing_stops_at_once_when_cancelled() {
+    let ns = Netns::create("c");
     let browse = Browse {
         interface: Some("lo".into()),
+        netns: Some(ns.0.clone()),
         venue: Some(VenueId::random()),
     };
     let cancel = CancellationToken::new();
