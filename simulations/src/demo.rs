@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use taplink_edge_hub::Hub;
 use taplink_sync_proto::doc::{self, MediaMeta, Placement};
-use taplink_sync_proto::ids::{ItemId, KioskId, MediaHash, PlaylistId, VenueId};
+use taplink_sync_proto::ids::{ItemId, MediaHash, PlaylistId, VenueId};
 use taplink_sync_proto::schedule::{ScheduleWindow, Weekdays};
 
 use crate::mesh::{CentralNode, enroll_hub, start_hub};
@@ -22,8 +22,6 @@ pub struct DemoVenue {
     pub name: &'static str,
     /// Its hub.
     pub hub: Hub,
-    /// The kiosks pre-provisioned in its document.
-    pub kiosks: Vec<KioskId>,
 }
 
 /// The running demo.
@@ -74,16 +72,11 @@ impl Demo {
         let mut venues = Vec::new();
         for (i, (name, timezone, colour)) in VENUES.into_iter().enumerate() {
             let id = central.create_venue(name, timezone)?;
-            let kiosks = furnish(&central, id, name, colour)?;
+            furnish(&central, id, name, colour)?;
             let dir = data.join(format!("hub-{}", i + 1));
             enroll_hub(&dir, central.quic_addr(), &central.enrollment_token(id)?).await?;
             let hub = start_hub(&dir, None).await?;
-            venues.push(DemoVenue {
-                id,
-                name,
-                hub,
-                kiosks,
-            });
+            venues.push(DemoVenue { id, name, hub });
         }
         Ok(Demo {
             data,
@@ -103,13 +96,14 @@ impl Demo {
     }
 }
 
-/// Give a venue media, a playlist with a late-night item, and two kiosks.
-fn furnish(
+/// Give a venue generated media and a default playlist whose last item only plays late at
+/// night; returns the media hashes.
+pub fn furnish(
     central: &CentralNode,
     venue: VenueId,
     name: &str,
     colour: &str,
-) -> Result<Vec<KioskId>> {
+) -> Result<Vec<MediaHash>> {
     let state = central.central.state();
     let slides = [
         (
@@ -161,11 +155,5 @@ fn furnish(
         })?;
     }
     central.edit_venue(venue, |am| doc::set_default_playlist(am, Some(playlist)))?;
-    let kiosks = vec![KioskId::random(), KioskId::random()];
-    for (i, kiosk) in kiosks.iter().enumerate() {
-        central.edit_venue(venue, |am| {
-            doc::add_kiosk(am, *kiosk, &format!("Screen {}", i + 1))
-        })?;
-    }
-    Ok(kiosks)
+    Ok(media.into_iter().map(|(hash, _)| hash).collect())
 }
