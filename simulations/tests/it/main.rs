@@ -2,4 +2,5 @@
 
 mod kiosks;
 mod mesh;
+mod player;
 mod wan_proxy;
