@@ -1,7 +1,13 @@
-//! The demo mesh: a central, two venue hubs and their content, on loopback, in one process.
+//! The demo mesh: a central, two venue hubs with their content, and kiosk agents, on
+//! loopback, in one process.
 //!
 //! Sample media are generated (SVG slides), so the demo needs nothing but the binary. Data
-//! goes to a temporary directory unless one is given; the demo runs until Ctrl-C.
+//! goes to a temporary directory unless one is given. Kiosks find a hub by mDNS and the demo
+//! approves their pairing codes as store staff would. mDNS never touches the machine's
+//! real interfaces: run as root, every mDNS daemon starts inside a private network
+//! namespace whose only interface is its own loopback (names are just data, so the
+//! advertised `127.0.0.1` is reached on the host's loopback); without root, kiosks are
+//! given their hub's address instead.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +17,8 @@ use taplink_sync_proto::doc::{self, MediaMeta, Placement};
 use taplink_sync_proto::ids::{ItemId, MediaHash, PlaylistId, VenueId};
 use taplink_sync_proto::schedule::{ScheduleWindow, Weekdays};
 
-use crate::mesh::{CentralNode, enroll_hub, start_hub};
+use crate::mesh::{CentralNode, enroll_hub, http};
+use crate::netns::Netns;
 
 /// One venue of the demo.
 #[derive(Debug)]
@@ -24,6 +31,15 @@ pub struct DemoVenue {
     pub hub: Hub,
 }
 
+/// One kiosk agent of the demo.
+#[derive(Debug)]
+pub struct DemoKiosk {
+    /// The agent.
+    pub agent: taplink_kiosk::Kiosk,
+    /// Its name.
+    pub name: String,
+}
+
 /// The running demo.
 #[derive(Debug)]
 pub struct Demo {
@@ -33,6 +49,10 @@ pub struct Demo {
     pub central: CentralNode,
     /// The venues and their hubs.
     pub venues: Vec<DemoVenue>,
+    /// The kiosk agents.
+    pub kiosks: Vec<DemoKiosk>,
+    /// The private namespace mDNS runs in, when the demo could make one.
+    pub mdns_netns: Option<Netns>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -56,8 +76,9 @@ pub fn slide(title: &str, subtitle: &str, background: &str) -> Vec<u8> {
 }
 
 impl Demo {
-    /// Start the demo under `data` (a fresh temporary directory when `None`).
-    pub async fn start(data: Option<&Path>) -> Result<Demo> {
+    /// Start the demo under `data` (a fresh temporary directory when `None`) with `kiosks`
+    /// kiosk agents.
+    pub async fn start(data: Option<&Path>, kiosks: usize) -> Result<Demo> {
         let (tmp, data) = match data {
             Some(dir) => (None, dir.to_owned()),
             None => {
@@ -69,25 +90,109 @@ impl Demo {
         let central = CentralNode::start(&data.join("central"))
             .await
             .context("starting central (is --data an empty or new directory?)")?;
+        // mDNS confined to a private namespace, if we may make one.
+        let mdns_netns = Netns::create("demo").ok();
         let mut venues = Vec::new();
         for (i, (name, timezone, colour)) in VENUES.into_iter().enumerate() {
             let id = central.create_venue(name, timezone)?;
             furnish(&central, id, name, colour)?;
             let dir = data.join(format!("hub-{}", i + 1));
             enroll_hub(&dir, central.quic_addr(), &central.enrollment_token(id)?).await?;
-            let hub = start_hub(&dir, None).await?;
+            let mut config = taplink_edge_hub::Config::load(&dir)?;
+            if let Some(ns) = &mdns_netns {
+                config.mdns_interface = Some("lo".into());
+                config.mdns_netns = Some(ns.name().to_owned());
+            }
+            let hub = Hub::bind(config).await?;
             venues.push(DemoVenue { id, name, hub });
         }
-        Ok(Demo {
+        let mut agents = Vec::new();
+        for n in 0..kiosks {
+            let mut config = taplink_kiosk::Config::new(data.join(format!("kiosk-{}", n + 1)));
+            config.player_listen = "127.0.0.1:0".parse()?;
+            config.device_name = format!("demo-kiosk-{}", n + 1);
+            config.pairing_poll_ms = 200;
+            match &mdns_netns {
+                Some(ns) => {
+                    config.mdns_interface = Some("lo".into());
+                    config.mdns_netns = Some(ns.name().to_owned());
+                }
+                // Without mDNS, spread the kiosks over the venues.
+                None => config.hub = Some(venues[n % venues.len()].hub.http_addr()),
+            }
+            let agent = taplink_kiosk::Kiosk::bind(config).await?;
+            agents.push(DemoKiosk {
+                agent,
+                name: format!("Screen {}", n + 1),
+            });
+        }
+        let demo = Demo {
             data,
             central,
             venues,
+            kiosks: agents,
+            mdns_netns,
             _tmp: tmp,
-        })
+        };
+        demo.approve_pairings().await?;
+        Ok(demo)
+    }
+
+    /// Approve each kiosk's pairing code on the hub it found, as store staff would.
+    async fn approve_pairings(&self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        for kiosk in &self.kiosks {
+            loop {
+                let status = kiosk.agent.status();
+                match (&status.phase, status.hub) {
+                    (taplink_kiosk::state::Phase::Paired { .. }, _) => break,
+                    (taplink_kiosk::state::Phase::Pairing { code, .. }, Some(hub)) => {
+                        let body =
+                            serde_json::json!({ "code": code, "name": kiosk.name }).to_string();
+                        let (status, answer) =
+                            http(hub, "POST", "/api/v1/pairings/approve", body.as_bytes()).await?;
+                        anyhow::ensure!(
+                            status == 200,
+                            "approving {}: {}",
+                            kiosk.name,
+                            String::from_utf8_lossy(&answer)
+                        );
+                        // Wait for the kiosk to collect its token.
+                        while !kiosk.agent.is_paired() {
+                            anyhow::ensure!(
+                                tokio::time::Instant::now() < deadline,
+                                "{} did not finish pairing",
+                                kiosk.name
+                            );
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        break;
+                    }
+                    _ => {
+                        anyhow::ensure!(
+                            tokio::time::Instant::now() < deadline,
+                            "{} found no hub within 60 s",
+                            kiosk.name
+                        );
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The venue a kiosk joined, by its hub's address.
+    pub fn venue_of(&self, kiosk: &DemoKiosk) -> Option<&DemoVenue> {
+        let hub = kiosk.agent.status().hub?;
+        self.venues.iter().find(|v| v.hub.http_addr() == hub)
     }
 
     /// Stop everything.
     pub async fn shutdown(self) -> Result<()> {
+        for kiosk in self.kiosks {
+            kiosk.agent.shutdown().await;
+        }
         for venue in self.venues {
             venue.hub.shutdown().await;
         }

@@ -1,17 +1,114 @@
-//! `taplink-sim`: many venues and kiosks on one machine, with WAN faults.
+//! `taplink-sim`: the demo mesh, simulations and benchmarks on one machine.
 
-use clap::Parser;
+use std::path::PathBuf;
 
-/// taplink-sim: many venues and kiosks on one machine, with WAN faults.
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use taplink_simulations::demo::Demo;
+
+/// taplink-sim: the demo mesh, simulations and benchmarks on one machine.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Cli {}
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the demo mesh on loopback: central, two venue hubs, kiosk agents (the default).
+    Demo {
+        /// Keep the data here instead of a temporary directory (must be new or empty).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// How many kiosk agents to run.
+        #[arg(long, default_value_t = 3)]
+        kiosks: usize,
+    },
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,taplink_simulations=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match cli.command.unwrap_or(Command::Demo {
+        data: None,
+        kiosks: 3,
+    }) {
+        Command::Demo { data, kiosks } => demo(data, kiosks).await,
+    }
+}
+
+async fn demo(data: Option<PathBuf>, kiosks: usize) -> Result<()> {
+    println!("Starting the Taplink demo mesh on loopback…");
+    let demo = Demo::start(data.as_deref(), kiosks).await?;
+    let http = demo.central.central.http_addr();
+    println!();
+    println!("Central");
     println!(
-        "{} {}: not built yet (see ARCHITECTURE.md). Built so far: taplink-sync-proto (schema, manifest, wire protocol, sync session) and taplink-certs (org PKI, mutual TLS).",
-        env!("CARGO_BIN_NAME"),
-        env!("CARGO_PKG_VERSION")
+        "  admin API   http://{http}/api/v1/venues   (Authorization: Bearer {})",
+        demo.central.admin_token
     );
+    println!("  health      http://{http}/healthz   metrics http://{http}/metrics");
+    println!("  QUIC sync   {}", demo.central.quic_addr());
+    for venue in &demo.venues {
+        println!("Venue \"{}\" ({})", venue.name, venue.id);
+        println!(
+            "  hub         http://{}/healthz   venue document http://{}/api/v1/venue",
+            venue.hub.http_addr(),
+            venue.hub.http_addr()
+        );
+    }
+    println!("Kiosks (open a player page in a browser, or: chromium --kiosk URL)");
+    for kiosk in &demo.kiosks {
+        let venue = demo.venue_of(kiosk).map_or("?", |v| v.name);
+        println!(
+            "  {:<9}   http://{}/   at \"{venue}\"",
+            kiosk.name,
+            kiosk.agent.player_addr()
+        );
+    }
+    match &demo.mdns_netns {
+        Some(ns) => println!(
+            "mDNS: kiosks found their hubs by mDNS inside the private network namespace {}.",
+            ns.name()
+        ),
+        None => println!(
+            "mDNS: not used (making a private network namespace needs root); kiosks were given their hub's address."
+        ),
+    }
+    println!("Data: {}   — press Ctrl-C to stop.", demo.data.display());
+    stop_signal().await;
+    println!("Stopping…");
+    demo.shutdown().await
+}
+
+/// Ctrl-C or SIGTERM: either way the demo stops cleanly (and removes its namespace).
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
 }
