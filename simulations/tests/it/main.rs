@@ -1,5 +1,6 @@
 //! Integration tests of taplink-simulations: real sockets on loopback.
 
+mod demo;
 mod kiosks;
 mod mesh;
 mod player;
