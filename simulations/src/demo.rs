@@ -262,3 +262,41 @@ pub fn furnish(
     central.edit_venue(venue, |am| doc::set_default_playlist(am, Some(playlist)))?;
     Ok(media.into_iter().map(|(hash, _)| hash).collect())
 }
+
+/// Give a venue content through its hub's HTTP API, as store staff would (also offline):
+/// two uploaded slides in a new default playlist. Requests are made from inside `ns`.
+/// Returns the playlist.
+pub fn furnish_via_api(ns: &Netns, hub: std::net::SocketAddr) -> Result<PlaylistId> {
+    let playlist = PlaylistId::random();
+    let op = |body: serde_json::Value| -> Result<()> {
+        let (status, answer) = ns.http(
+            hub,
+            "POST",
+            "/api/v1/venue/ops",
+            body.to_string().as_bytes(),
+        )?;
+        anyhow::ensure!(status == 200, "{}", String::from_utf8_lossy(&answer));
+        Ok(())
+    };
+    op(serde_json::json!({ "op": "create_playlist", "id": playlist, "name": "Staff picks" }))?;
+    for (i, colour) in ["#0b5d3b", "#5d3b0b"].iter().enumerate() {
+        let bytes = slide(&format!("Staff pick {}", i + 1), "made on the hub", colour);
+        let path = format!(
+            "/api/v1/media?name=pick-{}.svg&content_type=image%2Fsvg%2Bxml",
+            i + 1
+        );
+        let (status, answer) = ns.http(hub, "PUT", &path, &bytes)?;
+        anyhow::ensure!(
+            status == 201,
+            "upload: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        let hash = MediaHash::of(&bytes);
+        op(serde_json::json!({
+            "op": "insert_item", "playlist": playlist, "item": ItemId::random(), "at": "end",
+            "media": hash, "duration_ms": 3000
+        }))?;
+    }
+    op(serde_json::json!({ "op": "set_default_playlist", "playlist": playlist }))?;
+    Ok(playlist)
+}

@@ -82,6 +82,23 @@ impl Netns {
         Ok(taplink_sync_io::netns::run_in_netns(&self.name, f)?)
     }
 
+    /// An HTTP request made from inside the namespace (see [`crate::mesh::http`]).
+    pub fn http(
+        &self,
+        addr: std::net::SocketAddr,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>)> {
+        let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_vec());
+        self.run_in(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(crate::mesh::http(addr, &method, &path, &body))
+        })?
+    }
+
     /// Run a shell command line inside the namespace and return its stdout.
     pub fn sh(&self, line: &str) -> Result<String> {
         let out = self

@@ -2,6 +2,7 @@
 
 mod demo;
 mod kiosks;
+mod lan;
 mod mesh;
 mod player;
 mod wan_proxy;
