@@ -1,4 +1,5 @@
 //! Integration tests of taplink-simulations: real sockets on loopback.
 
+mod bench;
 mod mesh;
 mod wan_proxy;

@@ -214,6 +214,8 @@ pub async fn drive(
             }
             frame = inbound.recv() => match frame {
                 Some(Ok(msg)) => Step::Message(msg),
+                // A stream that fails to read is a lost connection, not a peer's bad frame.
+                Some(Err(FrameError::Read(e))) => Step::ReadFailed(e),
                 Some(Err(e)) => Step::BadFrame(e),
                 None => Step::Gone,
             },
@@ -236,6 +238,12 @@ pub async fn drive(
                 let why = conn
                     .close_reason()
                     .map_or_else(|| "all streams ended".to_owned(), |e| e.to_string());
+                return DriverEnd::Failed(why);
+            }
+            Step::ReadFailed(e) => {
+                let why = conn
+                    .close_reason()
+                    .map_or_else(|| e.to_string(), |c| c.to_string());
                 return DriverEnd::Failed(why);
             }
             Step::BadFrame(e) => {
@@ -272,6 +280,7 @@ pub async fn drive(
 enum Step {
     Nothing,
     Gone,
+    ReadFailed(quinn::ReadError),
     BadFrame(FrameError),
     Message(Message),
     Changed(Vec<DocId>),
