@@ -1,6 +1,8 @@
 //! taplink-sim: many venues and kiosks on one machine, WAN faults, convergence and load
 //! measurements.
 //!
+//! - [`bench`]: the benchmarks behind `taplink-sim bench <name>` (blob transfer, reconvergence,
+//!   warm resync, mass reconnect).
 //! - [`mesh`]: a real central and real hubs in one process on loopback (tests, benchmarks,
 //!   the demo).
 //! - [`wan_proxy`]: a userspace UDP "WAN" with delay, jitter, loss and cuts that hubs reach
@@ -9,6 +11,7 @@
 //!   WAN link that can be cut.
 //! - [`demo`]: the demo mesh of the README's first command.
 
+pub mod bench;
 pub mod demo;
 pub mod mesh;
 pub mod netns;

@@ -1,9 +1,11 @@
-//! `taplink-sim`: the demo mesh, simulations and benchmarks on one machine.
+//! `taplink-sim`: the demo mesh, and the benchmarks of the sync protocol and the transport,
+//! on one machine.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use taplink_simulations::bench;
 use taplink_simulations::demo::Demo;
 
 /// taplink-sim: the demo mesh, simulations and benchmarks on one machine.
@@ -28,12 +30,18 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         kiosks: usize,
     },
+    /// Run a benchmark and print its figures (build with --release for real figures).
+    #[command(subcommand)]
+    Bench(bench::Bench),
 }
 
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,taplink_simulations=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to stderr: the demo and the benchmarks print their results on stdout.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -50,6 +58,7 @@ async fn main() -> Result<()> {
         kiosks: 3,
     }) {
         Command::Demo { data, kiosks } => demo(data, kiosks).await,
+        Command::Bench(which) => bench::run(which).await,
     }
 }
 

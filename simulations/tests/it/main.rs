@@ -1,5 +1,6 @@
 //! Integration tests of taplink-simulations: real sockets on loopback.
 
+mod bench;
 mod demo;
 mod kiosks;
 mod lan;

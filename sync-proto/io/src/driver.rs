@@ -238,6 +238,8 @@ pub async fn drive(
             }
             frame = inbound.recv() => match frame {
                 Some(Ok(msg)) => Step::Message(msg),
+                // A stream that fails to read is a lost connection, not a peer's bad frame.
+                Some(Err(FrameError::Read(e))) => Step::ReadFailed(e),
                 Some(Err(e)) => Step::BadFrame(e),
                 None => Step::Gone,
             },
@@ -262,9 +264,11 @@ pub async fn drive(
                     .map_or_else(|| "all streams ended".to_owned(), |e| e.to_string());
                 return DriverEnd::Failed(why);
             }
-            Step::BadFrame(FrameError::Read(e)) => {
-                // The stream (usually the whole connection) went away: not the peer's fault.
-                return DriverEnd::Failed(format!("connection lost: {e}"));
+            Step::ReadFailed(e) => {
+                let why = conn
+                    .close_reason()
+                    .map_or_else(|| e.to_string(), |c| c.to_string());
+                return DriverEnd::Failed(why);
             }
             Step::BadFrame(e) => {
                 warn!(peer = %params.peer_key, error = %e, "closing connection: bad frame");
@@ -301,6 +305,7 @@ pub async fn drive(
 enum Step {
     Nothing,
     Gone,
+    ReadFailed(quinn::ReadError),
     BadFrame(FrameError),
     Message(Message),
     Changed(Vec<DocId>),

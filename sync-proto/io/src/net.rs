@@ -16,6 +16,14 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// A connection with no traffic (keep-alives included) for this long is dead.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Receive buffer asked for on central's UDP socket. When thousands of hubs reconnect at
+/// once their Initial packets arrive faster than the endpoint drains them; with the
+/// default buffer (~200 KiB) the kernel drops the overflow, and every dropped Initial
+/// costs its hub a retransmission timeout (1 s, doubling). The kernel caps the size at
+/// `net.core.rmem_max` (raise it on central's host, see docs/performance.md), and a smaller
+/// buffer is not an error.
+pub const SERVER_RECV_BUFFER: usize = 16 * 1024 * 1024;
+
 /// Why an endpoint could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -55,13 +63,36 @@ pub fn server_config(tls: rustls::ServerConfig) -> Result<quinn::ServerConfig, N
     Ok(config)
 }
 
-/// A server endpoint on `addr` speaking `tls`.
+/// A server endpoint on `addr` speaking `tls`, its socket's receive buffer sized by
+/// [`SERVER_RECV_BUFFER`].
 pub fn server_endpoint(
     addr: SocketAddr,
     tls: rustls::ServerConfig,
 ) -> Result<quinn::Endpoint, NetError> {
-    quinn::Endpoint::server(server_config(tls)?, addr)
-        .map_err(|source| NetError::Bind { addr, source })
+    let config = server_config(tls)?;
+    let bind_err = |source| NetError::Bind { addr, source };
+    let socket = udp_socket(addr, SERVER_RECV_BUFFER).map_err(bind_err)?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(bind_err)
+}
+
+/// A UDP socket bound to `addr` that asks the kernel for a `recv_buffer`-byte receive
+/// buffer (granted up to `net.core.rmem_max`), for a quinn endpoint that must absorb
+/// bursts of many connections.
+pub fn udp_socket(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(error) = socket.set_recv_buffer_size(recv_buffer) {
+        // The default buffer still works; bursts may then lose packets to retransmission.
+        tracing::warn!(%error, recv_buffer, "cannot enlarge the UDP receive buffer");
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// A client endpoint bound to `bind` (use port 0).

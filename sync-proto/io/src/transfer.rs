@@ -6,22 +6,33 @@
 //! [`SYNC_EVERY`] bytes and at the end, and resumes from the partial's durable length
 //! after a cut or a restart. The blob becomes visible only when its whole content matched
 //! its hash; a mismatch discards it, and the next fetch starts from zero.
+//!
+//! Both ends keep the disk off the stream's task: the server reads and encodes chunks
+//! ahead on a blocking thread and hands whole frames to quinn without copying them again;
+//! the fetcher writes, hashes and fsyncs on a blocking thread fed through a bounded queue,
+//! so the stream keeps flowing while the disk flushes (an fsync costs ~15 ms here, which
+//! would otherwise stall the transfer every [`SYNC_EVERY`] bytes).
 
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use taplink_sync_proto::ids::MediaHash;
-use taplink_sync_proto::wire::{ErrorCode, MAX_BLOB_CHUNK, MAX_FRAME_LEN, Message};
+use taplink_sync_proto::wire::{
+    DecodeError, ErrorCode, FRAME_HEADER_LEN, MAX_BLOB_CHUNK, MAX_FRAME_LEN, Message, decode_frame,
+    encode_frame_into,
+};
 use tracing::{debug, info, warn};
 
 use taplink_sync_proto::doc::load_venue;
 use taplink_sync_proto::wire::DocId;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::blobs::{BlobError, BlobStore};
+use crate::blobs::{BlobError, BlobStore, Partial};
 use crate::docs::Documents;
-use crate::frames::{FrameError, FrameReader, write_frame};
+use crate::frames::{FrameError, write_frame};
 
 /// How many received bytes may be lost to a crash before the next fsync of a partial blob.
 pub const SYNC_EVERY: u64 = 4 * 1024 * 1024;
@@ -31,6 +42,17 @@ pub const BLOB_RETRY: Duration = Duration::from_secs(30);
 
 /// How soon a fetch that failed on our side is tried again.
 const FAILED_RETRY: Duration = Duration::from_secs(2);
+
+/// Frames the server's reader thread prepares ahead of the stream (1 MiB of chunks).
+const READ_AHEAD: usize = 4;
+
+/// Room for everything in a `BlobChunk` frame but its data: header, tag, hash, offset,
+/// length and the data's length prefix (postcard varints), rounded up.
+const CHUNK_FRAME_OVERHEAD: usize = 64;
+
+/// Chunks received but not yet written (8 MiB): enough to keep reading from the stream
+/// through an fsync of the partial file.
+const WRITE_QUEUE: usize = 32;
 
 /// Blobs at least this big log their progress at info level.
 const LOUD_SIZE: u64 = 8 * 1024 * 1024;
@@ -90,30 +112,75 @@ impl BlobServer {
             write_frame(send, &Message::error(ErrorCode::Malformed, &reason)).await?;
             return Err(TransferError::Protocol(reason));
         }
-        let mut at = offset;
-        loop {
-            let store = self.store.clone();
-            let data =
-                tokio::task::spawn_blocking(move || store.read_range(&hash, at, MAX_BLOB_CHUNK))
-                    .await
-                    .map_err(|e| {
-                        TransferError::Protocol(format!("blob reader task failed: {e}"))
-                    })??;
-            let len = data.len() as u64;
-            write_frame(
-                send,
-                &Message::BlobChunk {
-                    hash,
-                    offset: at,
-                    total_len,
-                    data,
-                },
-            )
-            .await?;
-            at += len;
-            if at >= total_len || len == 0 {
-                return Ok(());
-            }
+        // The reader thread stops when this side drops the queue (the peer went away).
+        let (frames_tx, mut frames) = mpsc::channel(READ_AHEAD);
+        let store = self.store.clone();
+        let reader = tokio::task::spawn_blocking(move || {
+            read_frames(&store, hash, offset, total_len, &frames_tx)
+        });
+        while let Some(frame) = frames.recv().await {
+            send.write_chunk(Bytes::from(frame))
+                .await
+                .map_err(FrameError::Write)?;
+        }
+        reader
+            .await
+            .map_err(|e| TransferError::Protocol(format!("blob reader task failed: {e}")))?
+    }
+}
+
+/// Read `hash` from `offset` to `total_len` and queue it as encoded `BlobChunk` frames of
+/// at most [`MAX_BLOB_CHUNK`] bytes; at the end of the blob, one (possibly empty) chunk is
+/// always sent. Blocks: run it on a blocking thread.
+fn read_frames(
+    store: &BlobStore,
+    hash: MediaHash,
+    offset: u64,
+    total_len: u64,
+    frames: &mpsc::Sender<Vec<u8>>,
+) -> Result<(), TransferError> {
+    let (mut file, _) = store.open_file(&hash)?;
+    let read_err = |source: std::io::Error| {
+        let hex = hash.to_string();
+        TransferError::Blob(BlobError::Io {
+            action: "read blob",
+            // Where the store keeps it (`blobs/<2 hex>/<hash>`, see its module docs).
+            path: store.dir().join("blobs").join(&hex[..2]).join(&hex),
+            source,
+        })
+    };
+    file.seek(SeekFrom::Start(offset)).map_err(read_err)?;
+    let mut at = offset;
+    // One read buffer for the whole blob: each chunk's bytes are copied once more, into
+    // the frame, which quinn then owns.
+    let mut data = Vec::with_capacity(MAX_BLOB_CHUNK);
+    loop {
+        // At most MAX_BLOB_CHUNK, so it fits in a usize.
+        let want =
+            usize::try_from((total_len - at).min(MAX_BLOB_CHUNK as u64)).unwrap_or(MAX_BLOB_CHUNK);
+        data.resize(want, 0);
+        // A file shorter than its indexed size fails here rather than sending a short blob.
+        file.read_exact(&mut data).map_err(read_err)?;
+        let chunk = Message::BlobChunk {
+            hash,
+            offset: at,
+            total_len,
+            data,
+        };
+        let mut frame = Vec::with_capacity(want + CHUNK_FRAME_OVERHEAD);
+        encode_frame_into(&chunk, &mut frame).map_err(FrameError::from)?;
+        // Take the buffer back for the next chunk (it is the BlobChunk built above).
+        data = match chunk {
+            Message::BlobChunk { data, .. } => data,
+            _ => Vec::with_capacity(MAX_BLOB_CHUNK),
+        };
+        if frames.blocking_send(frame).is_err() {
+            // The stream's side stopped; it reports why.
+            return Ok(());
+        }
+        at += want as u64;
+        if at >= total_len {
+            return Ok(());
         }
     }
 }
@@ -170,7 +237,7 @@ pub async fn fetch_blob(
     if store.has(&hash)? {
         return Ok(Fetched::AlreadyPresent);
     }
-    let mut partial = store.partial(hash, total_len)?;
+    let partial = store.partial(hash, total_len)?;
     let resumed_from = partial.offset();
     let (mut send, recv) = conn.open_bi().await?;
     write_frame(
@@ -186,10 +253,54 @@ pub async fn fetch_blob(
         info!(%hash, resumed_from, total_len, "resuming blob transfer");
     }
     let loud = total_len >= LOUD_SIZE;
-    let mut reader = FrameReader::new(recv, MAX_FRAME_LEN);
-    let mut since_sync = 0u64;
-    let mut next_report = total_len / 4;
-    while partial.offset() < total_len {
+    let (chunks_tx, chunks) = mpsc::channel(WRITE_QUEUE);
+    let writer = tokio::task::spawn_blocking(move || write_chunks(partial, chunks, loud));
+    let received = receive_chunks(recv, hash, resumed_from, total_len, &chunks_tx).await;
+    // Closing the queue lets the writer finish: it syncs what it wrote, and verifies and
+    // stores the blob if it is complete.
+    drop(chunks_tx);
+    let written = writer
+        .await
+        .map_err(|e| TransferError::Protocol(format!("blob writer task failed: {e}")))?;
+    match (received, written) {
+        (Ok(()), Ok(true)) => {
+            let transferred = total_len - resumed_from;
+            if loud {
+                info!(%hash, total_len, transferred, "blob stored");
+            } else {
+                debug!(%hash, total_len, transferred, "blob stored");
+            }
+            Ok(Fetched::Stored {
+                transferred,
+                resumed_from,
+            })
+        }
+        // The writer stopped first (it failed): its error is the cause.
+        (_, Err(e)) => {
+            if matches!(e, BlobError::HashMismatch { .. }) {
+                warn!(%hash, error = %e, "received blob failed verification; it will be fetched again");
+            }
+            Err(e.into())
+        }
+        (Err(e), Ok(_)) => Err(e),
+        (Ok(()), Ok(false)) => Err(TransferError::Protocol(format!(
+            "blob {hash} ended before its {total_len} bytes were written"
+        ))),
+    }
+}
+
+/// Read `BlobChunk` frames from the stream and queue their data for the writer until
+/// `total_len` bytes have arrived.
+async fn receive_chunks(
+    recv: quinn::RecvStream,
+    hash: MediaHash,
+    resumed_from: u64,
+    total_len: u64,
+    chunks: &mpsc::Sender<(u64, Vec<u8>)>,
+) -> Result<(), TransferError> {
+    let mut reader = ChunkReader::new(recv);
+    let mut received = resumed_from;
+    while received < total_len {
         match reader.next().await? {
             Some(Message::BlobChunk {
                 hash: h,
@@ -202,55 +313,117 @@ pub async fn fetch_blob(
                         "asked for {hash} ({total_len} bytes), got a chunk of {h} ({t} bytes)"
                     )));
                 }
-                since_sync += data.len() as u64;
-                partial.write_chunk(offset, &data)?;
-                if since_sync >= SYNC_EVERY {
-                    partial.sync()?;
-                    since_sync = 0;
+                let len = data.len() as u64;
+                if chunks.send((offset, data)).await.is_err() {
+                    // The writer stopped on an error, which the caller reports.
+                    return Ok(());
                 }
-                if loud && partial.offset() >= next_report && partial.offset() < total_len {
-                    info!(%hash, received = partial.offset(), total_len, "blob transfer progress");
-                    next_report += total_len / 4;
-                }
+                received = received.saturating_add(len);
             }
             Some(Message::Error { code, reason }) => {
-                partial.sync()?;
                 return Err(TransferError::Refused { code, reason });
             }
             Some(other) => {
-                partial.sync()?;
                 return Err(TransferError::Protocol(format!(
                     "unexpected {} on a blob stream",
                     other.kind()
                 )));
             }
             None => {
-                partial.sync()?;
                 return Err(TransferError::Protocol(format!(
-                    "peer ended blob {hash} at {} of {total_len} bytes",
-                    partial.offset()
+                    "peer ended blob {hash} at {received} of {total_len} bytes"
                 )));
             }
         }
     }
+    Ok(())
+}
+
+/// Write queued chunks into `partial`, fsyncing every [`SYNC_EVERY`] bytes; when the
+/// queue closes, sync and, if the blob is complete, verify and store it (`Ok(true)`).
+/// Dropping the `Partial` on the way out keeps what was written for a resume. Blocks: run
+/// it on a blocking thread.
+fn write_chunks(
+    mut partial: Partial,
+    mut chunks: mpsc::Receiver<(u64, Vec<u8>)>,
+    loud: bool,
+) -> Result<bool, BlobError> {
+    let hash = partial.hash();
+    let total_len = partial.total_len();
+    let mut since_sync = 0u64;
+    let mut next_report = total_len / 4;
+    while let Some((offset, data)) = chunks.blocking_recv() {
+        partial.write_chunk(offset, &data)?;
+        since_sync += data.len() as u64;
+        if since_sync >= SYNC_EVERY {
+            partial.sync()?;
+            since_sync = 0;
+        }
+        if loud && partial.offset() >= next_report && partial.offset() < total_len {
+            info!(%hash, received = partial.offset(), total_len, "blob transfer progress");
+            next_report += total_len / 4;
+        }
+    }
     partial.sync()?;
-    match partial.finish() {
-        Ok(_) => {
-            let transferred = total_len - resumed_from;
-            if loud {
-                info!(%hash, total_len, transferred, "blob stored");
-            } else {
-                debug!(%hash, total_len, transferred, "blob stored");
+    if partial.offset() < total_len {
+        return Ok(false);
+    }
+    partial.finish()?;
+    Ok(true)
+}
+
+/// Reads the frames of a blob stream whole, into one buffer kept across frames: blob
+/// chunks are the largest frames there are, and a general [`FrameReader`] regrows its
+/// buffer for each one. Like it, it never buffers more than one frame, and checks a
+/// frame's length before reading its body.
+struct ChunkReader {
+    recv: quinn::RecvStream,
+    buf: Vec<u8>,
+}
+
+impl ChunkReader {
+    fn new(recv: quinn::RecvStream) -> Self {
+        Self {
+            recv,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next message, or `None` when the peer finished the stream between frames.
+    async fn next(&mut self) -> Result<Option<Message>, FrameError> {
+        let mut header = [0u8; FRAME_HEADER_LEN];
+        match self.recv.read_exact(&mut header).await {
+            Ok(()) => {}
+            Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+            Err(quinn::ReadExactError::FinishedEarly(buffered)) => {
+                return Err(FrameError::Truncated { buffered });
             }
-            Ok(Fetched::Stored {
-                transferred,
-                resumed_from,
-            })
+            Err(quinn::ReadExactError::ReadError(e)) => return Err(e.into()),
         }
-        Err(e) => {
-            warn!(%hash, error = %e, "received blob failed verification; it will be fetched again");
-            Err(e.into())
+        let len = u32::from_be_bytes(header) as usize;
+        if len > MAX_FRAME_LEN {
+            return Err(DecodeError::FrameTooLarge {
+                len,
+                max: MAX_FRAME_LEN,
+            }
+            .into());
         }
+        let frame_len = FRAME_HEADER_LEN + len;
+        if self.buf.len() < frame_len {
+            self.buf.resize(frame_len, 0);
+        }
+        let frame = &mut self.buf[..frame_len];
+        frame[..FRAME_HEADER_LEN].copy_from_slice(&header);
+        match self.recv.read_exact(&mut frame[FRAME_HEADER_LEN..]).await {
+            Ok(()) => {}
+            Err(quinn::ReadExactError::FinishedEarly(n)) => {
+                return Err(FrameError::Truncated {
+                    buffered: FRAME_HEADER_LEN + n,
+                });
+            }
+            Err(quinn::ReadExactError::ReadError(e)) => return Err(e.into()),
+        }
+        Ok(Some(decode_frame(frame)?))
     }
 }
 

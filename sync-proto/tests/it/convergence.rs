@@ -870,6 +870,7 @@ impl Run {
         // automerge drops a put of the value a key already holds when there is no conflict
         // on it: such a write does not exist and must not be recorded as overriding anything.
         // A new window is a fresh object, never elided.
+        let all_specs = specs.clone();
         let real: Vec<WriteSpec> = specs
             .into_iter()
             .filter(|(path, value)| match value {
@@ -882,6 +883,14 @@ impl Run {
             })
             .collect();
         let hash = self.docs[r].commit();
+        // Eliding a same-value put is an automerge optimisation, not a promise: in some
+        // merged states it writes anyway. Such a write is real (it may resolve a conflict),
+        // so it is recorded as one. A write the model expects must always produce a change.
+        let real = if hash.is_some() && real.is_empty() {
+            all_specs
+        } else {
+            real
+        };
         assert_eq!(
             hash.is_some(),
             !real.is_empty(),

@@ -221,6 +221,33 @@ fn warm_resync_after_one_change_sends_under_2_kb() {
 }
 
 #[test]
+fn offline_edits_on_both_sides_travel_as_bundles() {
+    let mut s = big_setup();
+    let mut h = harness(&mut s, LinkConfig::default(), 7);
+    h.run_until_synced(LIMIT).expect("initial sync");
+    // An outage: both sides edit with no session, then reconnect.
+    for (side, prefix) in [(Side::A, "central"), (Side::B, "hub")] {
+        let doc = h.peer(side).docs.get_mut(&s.venue).unwrap();
+        for i in 0..200 {
+            doc.put(ROOT, format!("{prefix}-offline-{}", i % 50), i)
+                .unwrap();
+            doc.commit();
+        }
+    }
+    h.reconnect();
+    let before = h.bytes_sent();
+    h.run_until_synced(LIMIT).expect("reconverges");
+    let bytes = h.bytes_sent() - before;
+    assert_converged(&mut h, s.venue);
+    let a = h.a.docs.get_mut(&s.venue).unwrap();
+    assert_eq!(a.get_changes(&[]).len(), 2000 + 400);
+    // As separate change chunks these 400 changes are over 100 bytes each; as one
+    // bundle per direction, a small fraction of that.
+    eprintln!("figure: 200 offline changes on each side of a 2,000-change document: {bytes} bytes");
+    assert!(bytes < 400 * 40, "reconvergence sent {bytes} bytes");
+}
+
+#[test]
 fn warm_resync_of_unchanged_documents_sends_only_hellos() {
     let mut s = big_setup();
     let mut h = harness(&mut s, LinkConfig::default(), 4);

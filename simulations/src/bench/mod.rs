@@ -1,0 +1,174 @@
+//! The benchmarks of `taplink-sim bench <name>`: blob transfer against a plain TCP copy,
+//! reconvergence after an outage, warm resync, and a mass reconnect to one central.
+//!
+//! Each bench prints its figures as a small table next to its target and returns them, so
+//! tests can run the same code at a small size. Everything runs on 127.0.0.1, every loop
+//! is bounded in count and in time, and figures only mean something from a `--release`
+//! build (a debug build is tens of times slower).
+
+pub mod blob;
+pub mod cpu;
+pub mod reconnect;
+pub mod reconverge;
+pub mod simhub;
+pub mod venue_history;
+pub mod warm;
+
+use std::fmt;
+
+/// One benchmark to run.
+#[derive(Debug, clap::Subcommand)]
+pub enum Bench {
+    /// Blob transfer central → hub over QUIC against a plain TCP copy of the same file.
+    Blob(blob::Args),
+    /// Reconvergence after an outage with offline edits on both sides: bytes and CPU.
+    Reconverge(reconverge::Args),
+    /// Warm resync of an unchanged venue document after a reconnect: bytes.
+    Warm(warm::Args),
+    /// Many hubs reconnecting at once to one central after a regional outage.
+    Reconnect(reconnect::Args),
+}
+
+/// Run one benchmark and print its table.
+pub async fn run(bench: Bench) -> anyhow::Result<()> {
+    let table = match bench {
+        Bench::Blob(args) => blob::run(&args).await?.table(),
+        Bench::Reconverge(args) => tokio::task::spawn_blocking(move || reconverge::run(&args))
+            .await??
+            .table(),
+        Bench::Warm(args) => warm::run(&args).await?.table(),
+        Bench::Reconnect(args) => reconnect::run(&args).await?.table(),
+    };
+    println!("{table}");
+    Ok(())
+}
+
+/// A printable table of figures: what, figure, target.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    /// What was measured, in one line.
+    pub title: String,
+    /// Setup notes printed under the title.
+    pub notes: Vec<String>,
+    /// Rows: what, figure, target (empty when there is none).
+    pub rows: Vec<[String; 3]>,
+}
+
+impl Table {
+    /// An empty table with a title.
+    pub fn new(title: impl Into<String>) -> Self {
+        Self {
+            title: title.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Add a setup note.
+    pub fn note(&mut self, note: impl Into<String>) -> &mut Self {
+        self.notes.push(note.into());
+        self
+    }
+
+    /// Add a row.
+    pub fn row(
+        &mut self,
+        what: impl Into<String>,
+        figure: impl Into<String>,
+        target: impl Into<String>,
+    ) -> &mut Self {
+        self.rows.push([what.into(), figure.into(), target.into()]);
+        self
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.title)?;
+        for note in &self.notes {
+            writeln!(f, "  {note}")?;
+        }
+        let header = ["what".to_owned(), "figure".to_owned(), "target".to_owned()];
+        let mut widths = [0usize; 3];
+        for row in std::iter::once(&header).chain(&self.rows) {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |f: &mut fmt::Formatter<'_>, row: &[String; 3]| {
+            writeln!(
+                f,
+                "| {:<w0$} | {:>w1$} | {:<w2$} |",
+                row[0],
+                row[1],
+                row[2],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            )
+        };
+        line(f, &header)?;
+        writeln!(
+            f,
+            "|{}|{}|{}|",
+            "-".repeat(widths[0] + 2),
+            "-".repeat(widths[1] + 2),
+            "-".repeat(widths[2] + 2)
+        )?;
+        for row in &self.rows {
+            line(f, row)?;
+        }
+        Ok(())
+    }
+}
+
+/// `bytes` as KiB with one decimal.
+pub fn kib(bytes: u64) -> String {
+    format!("{:.1} KiB", bytes as f64 / 1024.0)
+}
+
+/// A duration in milliseconds with one decimal.
+pub fn ms(d: std::time::Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Whether a figure met its target, for the last column.
+pub fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
+}
+
+/// Central's session configuration for a hub of `venue`, as `taplink_central::sync` builds
+/// it: the venue document read-write, the org document read-only.
+pub fn central_session(
+    hub: taplink_sync_proto::ids::HubId,
+    venue: taplink_sync_proto::ids::VenueId,
+) -> taplink_sync_proto::session::SessionConfig {
+    use taplink_sync_proto::session::{Access, SessionConfig};
+    use taplink_sync_proto::wire::{DocId, PeerIdentity};
+    SessionConfig::new(
+        PeerIdentity::Central,
+        PeerIdentity::Hub { hub, venue },
+        "taplink-central bench",
+        std::collections::BTreeMap::from([
+            (DocId::Venue(venue), Access::Write),
+            (DocId::Org, Access::Read),
+        ]),
+    )
+}
+
+/// A hub's session configuration, as the hub's uplink builds it.
+pub fn hub_session(
+    hub: taplink_sync_proto::ids::HubId,
+    venue: taplink_sync_proto::ids::VenueId,
+) -> taplink_sync_proto::session::SessionConfig {
+    use taplink_sync_proto::session::{Access, SessionConfig};
+    use taplink_sync_proto::wire::{DocId, PeerIdentity};
+    SessionConfig::new(
+        PeerIdentity::Hub { hub, venue },
+        PeerIdentity::Central,
+        "taplink-hub bench",
+        std::collections::BTreeMap::from([
+            (DocId::Venue(venue), Access::Write),
+            (DocId::Org, Access::Write),
+        ]),
+    )
+}
