@@ -202,7 +202,8 @@ mod refusals {
         let conn = endpoint
             .connect_with(net::client_config(tls)?, central.quic_addr(), "localhost")?
             .await?;
-        let (_to_peer_tx, to_peer) = mpsc::channel(1);
+        // Dropping the sender at once is fine: the driver stops polling a closed channel.
+        let (_, to_peer) = mpsc::channel(1);
         let (from_peer, inbound) = mpsc::channel(64);
         let cancel = CancellationToken::new();
         let params = ConnectionParams {
@@ -227,7 +228,6 @@ mod refusals {
             None,
             cancel.clone(),
         ));
-        std::mem::forget(_to_peer_tx);
         Ok((inbound, cancel))
     }
 

@@ -168,6 +168,7 @@ pub async fn drive(
     }
     let mut doc_streams: BTreeMap<DocId, quinn::SendStream> = BTreeMap::new();
     let mut was_synced = false;
+    let mut owner_sends = true;
     let started = Instant::now();
     let mut ever_synced = false;
     let mut frames_in = 0u64;
@@ -249,9 +250,14 @@ pub async fn drive(
                 Err(broadcast::error::RecvError::Lagged(_)) => Step::Changed(doc_ids.clone()),
                 Err(broadcast::error::RecvError::Closed) => Step::Gone,
             },
-            out = app.to_peer.recv() => match out {
+            // Once the owner drops its sender, stop polling it (it would answer at once,
+            // forever, and spin this loop).
+            out = app.to_peer.recv(), if owner_sends => match out {
                 Some(msg) => Step::Send(msg),
-                None => Step::Nothing,
+                None => {
+                    owner_sends = false;
+                    Step::Nothing
+                }
             },
             _ = sleep_until(deadline) => Step::Timeout,
         };
