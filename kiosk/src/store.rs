@@ -58,6 +58,9 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE credentials (
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// The kiosk database could not be opened.
+    #[error("kiosk database: {0}")]
+    Open(taplink_sync_io::sqlite::OpenError),
     /// SQLite failed.
     #[error("kiosk database: {action}: {source}")]
     Sqlite {
@@ -158,30 +161,16 @@ impl Store {
     /// Open or create the database at `path` (mode 0600) and migrate it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         restrict_file(path)?;
-        let mut conn = Connection::open(path).map_err(sql("open"))?;
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))
-            .map_err(sql("set WAL"))?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sql("set synchronous"))?;
-        conn.pragma_update(None, "journal_size_limit", 4 * 1024 * 1024)
-            .map_err(sql("set journal_size_limit"))?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(sql("read schema version"))?;
-        let version = usize::try_from(version).unwrap_or(usize::MAX);
-        if version > MIGRATIONS.len() {
-            return Err(StoreError::NewerSchema {
-                found: version,
-                supported: MIGRATIONS.len(),
-            });
-        }
-        let tx = conn.transaction().map_err(sql("begin migration"))?;
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version) {
-            tx.execute_batch(migration).map_err(sql("migrate"))?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(sql("record schema version"))?;
-        }
-        tx.commit().map_err(sql("commit migration"))?;
+        let conn = taplink_sync_io::sqlite::open_migrated(path, MIGRATIONS, 4 * 1024 * 1024)
+            .map_err(|e| match e {
+                taplink_sync_io::sqlite::OpenError::NewerSchema { found, supported } => {
+                    StoreError::NewerSchema { found, supported }
+                }
+                taplink_sync_io::sqlite::OpenError::Sqlite { action, source } => {
+                    StoreError::Sqlite { action, source }
+                }
+                other => StoreError::Open(other),
+            })?;
         Ok(Self {
             conn: Mutex::new(conn),
         })

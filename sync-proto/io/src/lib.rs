@@ -12,4 +12,5 @@ pub mod enroll_token;
 pub mod frames;
 pub mod net;
 pub mod netns;
+pub mod sqlite;
 pub mod transfer;
