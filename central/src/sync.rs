@@ -257,6 +257,13 @@ async fn run_hub(
         conn.close(4u32.into(), b"venue document missing at central");
         return;
     }
+    // The bound on heavy syncs: the session (and so its initial sync) starts only once a
+    // permit is free, and the permit is held until the first "in sync". Permits turn over in
+    // milliseconds per hub, far inside the hub's 10 s wait for our hello.
+    let mut heavy_permit = tokio::select! {
+        _ = cancel.cancelled() => return,
+        permit = heavy.acquire_owned() => permit.ok(),
+    };
     // A hub keeps one uplink, so a new connection means its previous one is dead (the hub
     // crashed or changed network), which QUIC would only notice at the idle timeout. Close
     // it now: until then its blob fetches would hold their partial downloads (the new
@@ -313,7 +320,6 @@ async fn run_hub(
         move |bytes| metrics.record_blob_fetched(bytes),
     ));
     let mut revocations = state.hub_revocations.subscribe();
-    let mut heavy_permit = None;
     let mut established = false;
     state.metrics.hub_connected(1);
     loop {
@@ -331,7 +337,6 @@ async fn run_hub(
             }
             msg = inbound.recv() => match msg {
                 Some(Inbound::Established(hello)) => {
-                    heavy_permit = heavy.clone().acquire_owned().await.ok();
                     if !established {
                         established = true;
                         state.online.up(ids.hub);
