@@ -20,9 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 use taplink_sync_io::blobs::{BlobError, BlobStore};
 use taplink_sync_io::docs::{Documents, EditError};
-use taplink_sync_proto::doc::{
-    DocOpError, MediaMeta, VenueCommand, VenueDoc, add_media, load_venue,
-};
+use taplink_sync_proto::doc::{DocOpError, MediaMeta, VenueCommand, VenueDoc, add_media};
 use taplink_sync_proto::ids::MediaHash;
 use taplink_sync_proto::wire::{DocId, MAX_TELEMETRY_BATCH, TelemetryEvent};
 use tokio::io::AsyncWriteExt;
@@ -61,6 +59,8 @@ pub struct HubState {
     pub clock: Arc<dyn Clock>,
     /// Cancelled when the hub shuts down: long-polls answer at once.
     pub shutdown: CancellationToken,
+    /// The venue document and kiosks' manifests as the kiosk API reads them (cached).
+    pub view: crate::view::VenueView,
 }
 
 /// The router.
@@ -116,15 +116,20 @@ async fn metrics(State(s): State<Arc<HubState>>) -> impl IntoResponse {
 
 async fn venue(State(s): State<Arc<HubState>>) -> Result<Json<serde_json::Value>, ApiError> {
     let doc = venue_doc(&s)?;
-    Ok(Json(serde_json::to_value(doc).map_err(internal)?))
+    Ok(Json(serde_json::to_value(&*doc).map_err(internal)?))
 }
 
 /// The venue document as it is now, or `NotSynced` before central's copy has arrived.
-pub(crate) fn venue_doc(s: &HubState) -> Result<VenueDoc, ApiError> {
-    s.docs
-        .read(s.venue, |am| load_venue(am))
-        .map_err(internal)?
-        .map_err(|_| ApiError::NotSynced)
+pub(crate) fn venue_doc(s: &HubState) -> Result<Arc<VenueDoc>, ApiError> {
+    s.view.doc(&s.docs).map_err(view_error)
+}
+
+/// The API's answer to a failed read of the view.
+pub(crate) fn view_error(e: crate::view::ViewError) -> ApiError {
+    match e {
+        crate::view::ViewError::NotSynced => ApiError::NotSynced,
+        other => internal(other),
+    }
 }
 
 async fn apply_op(

@@ -27,9 +27,9 @@ use serde::{Deserialize, Deserializer};
 use serde_json::json;
 use taplink_sync_io::blobs::BlobError;
 use taplink_sync_io::docs::EditError;
-use taplink_sync_proto::doc::{DocOpError, VenueDoc, add_kiosk};
+use taplink_sync_proto::doc::{DocOpError, add_kiosk};
 use taplink_sync_proto::ids::{KioskId, MediaHash};
-use taplink_sync_proto::manifest::{Manifest, ManifestError, manifest};
+use taplink_sync_proto::manifest::{Manifest, ManifestError};
 use taplink_sync_proto::wire::{MAX_TELEMETRY_BATCH, TelemetryEvent, TelemetryKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf};
 use tokio::sync::broadcast::error::RecvError;
@@ -38,9 +38,10 @@ use tokio_util::io::ReaderStream;
 use tracing::info;
 
 use crate::error::{ApiError, body as limited, internal, parse_json};
-use crate::http::{HubState, edit_error, venue_doc};
+use crate::http::{HubState, edit_error, venue_doc, view_error};
 use crate::metrics::Metrics;
 use crate::store::{DeviceError, PairingCode, PairingId, PairingStatus, TokenState};
+use crate::view::{Snapshot, ViewError};
 
 /// The longest manifest long-poll, in seconds; longer `wait`s are shortened to this.
 pub const MAX_WAIT_SECS: u64 = 60;
@@ -81,8 +82,8 @@ pub fn routes() -> Router<Arc<HubState>> {
 pub struct KioskAuth {
     /// The kiosk the token belongs to.
     pub kiosk: KioskId,
-    /// The venue document.
-    pub venue: VenueDoc,
+    /// The venue document when the request arrived.
+    pub venue: Snapshot,
 }
 
 fn removed() -> ApiError {
@@ -115,10 +116,17 @@ impl FromRequestParts<Arc<HubState>> for KioskAuth {
         parts: &mut Parts,
         s: &Arc<HubState>,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(&parts.headers)?.to_owned();
-        // Off the async workers: the store's connection may be busy with an fsync.
-        let store = s.store.clone();
-        let kiosk = match blocking(move || store.token(&token), internal).await? {
+        let token = bearer(&parts.headers)?;
+        // A token seen before is answered from memory; otherwise SQLite, off the async
+        // workers (the store's connection may be busy with an fsync).
+        let state = match s.store.cached_token(token) {
+            Some(kiosk) => TokenState::Active(kiosk),
+            None => {
+                let (store, token) = (s.store.clone(), token.to_owned());
+                blocking(move || store.token(&token), internal).await?
+            }
+        };
+        let kiosk = match state {
             TokenState::Active(kiosk) => kiosk,
             TokenState::Revoked(_) => {
                 return Err(ApiError::Unauthorized(
@@ -132,8 +140,8 @@ impl FromRequestParts<Arc<HubState>> for KioskAuth {
                 ));
             }
         };
-        let venue = venue_doc(s)?;
-        if !venue.kiosks.contains_key(&kiosk) {
+        let venue = s.view.snapshot(&s.docs).map_err(view_error)?;
+        if !venue.doc.kiosks.contains_key(&kiosk) {
             return Err(removed());
         }
         Ok(Self { kiosk, venue })
@@ -332,21 +340,23 @@ fn etag(tag: &str) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{tag}\"")).unwrap_or(HeaderValue::from_static("\"\""))
 }
 
-fn build(s: &HubState, venue: &VenueDoc, kiosk: KioskId) -> Result<Manifest, ApiError> {
-    manifest(venue, kiosk, s.clock.now()).map_err(|e| match e {
-        ManifestError::UnknownKiosk(_) => removed(),
-        other => internal(other),
-    })
+fn build(s: &HubState, venue: &Snapshot, kiosk: KioskId) -> Result<Arc<Manifest>, ApiError> {
+    s.view
+        .manifest(venue, kiosk, s.clock.now())
+        .map_err(|e| match e {
+            ViewError::Manifest(ManifestError::UnknownKiosk(_)) => removed(),
+            other => view_error(other),
+        })
 }
 
-fn manifest_sent(s: &HubState, m: Manifest) -> Response {
+fn manifest_sent(s: &HubState, m: Arc<Manifest>) -> Response {
     s.metrics.manifests_sent.inc();
     (
         [
             (header::ETAG, etag(&m.version)),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
-        Json(m),
+        Json(&*m),
     )
         .into_response()
 }
@@ -391,18 +401,19 @@ async fn get_manifest(
     let Query(query) =
         query.map_err(|e| ApiError::BadRequest(format!("query string: {}", e.body_text())))?;
     let wait = Duration::from_secs(query.wait.unwrap_or(0).min(MAX_WAIT_SECS));
-    // Subscribed before the first manifest is built, so a change in between still wakes us.
-    let mut changes = s.docs.subscribe();
+    let long_poll = !wait.is_zero()
+        && !s.shutdown.is_cancelled()
+        && s.metrics.long_polls_open.get() < MAX_LONG_POLLS;
+    // A long-poll subscribes before the first manifest is built, so a change in between
+    // still wakes it (a plain poll does not: subscribing takes the channel's lock).
+    let mut changes = long_poll.then(|| s.docs.subscribe());
     let mut current = build(&s, &auth.venue, auth.kiosk)?;
     if !etag_matches(&headers, &current.version) {
         return Ok(manifest_sent(&s, current));
     }
-    if wait.is_zero()
-        || s.shutdown.is_cancelled()
-        || s.metrics.long_polls_open.get() >= MAX_LONG_POLLS
-    {
+    let Some(changes) = changes.as_mut() else {
         return Ok(manifest_unchanged(&s, &current.version));
-    }
+    };
     let _open = LongPoll::start(&s.metrics);
     let deadline = Instant::now() + wait;
     loop {
@@ -423,7 +434,7 @@ async fn get_manifest(
             },
             _ = sleep_until(next_at.unwrap_or(deadline)), if next_at.is_some() => {}
         }
-        let venue = venue_doc(&s)?;
+        let venue = s.view.snapshot(&s.docs).map_err(view_error)?;
         let fresh = build(&s, &venue, auth.kiosk)?;
         if !etag_matches(&headers, &fresh.version) {
             return Ok(manifest_sent(&s, fresh));
@@ -539,7 +550,7 @@ async fn media(
     let hash: MediaHash = hash
         .parse()
         .map_err(|e| ApiError::BadRequest(format!("media hash in the path: {e}")))?;
-    let Some(meta) = auth.venue.media.get(&hash) else {
+    let Some(meta) = auth.venue.doc.media.get(&hash) else {
         return Err(ApiError::NotFound(format!(
             "media {hash} is not in this venue's media"
         )));

@@ -15,6 +15,7 @@ pub mod mdns;
 pub mod metrics;
 pub mod store;
 pub mod uplink;
+pub mod view;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -174,6 +175,7 @@ impl Hub {
             upload_dir,
             clock: Arc::new(clock::SystemClock),
             shutdown: cancel.clone(),
+            view: view::VenueView::new(DocId::Venue(ids.venue)),
         });
         let http_cancel = cancel.clone();
         tasks.spawn(async move {

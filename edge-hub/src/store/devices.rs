@@ -480,11 +480,15 @@ impl Store {
 
     /// What `token` is here.
     pub fn token(&self, token: &str) -> Result<TokenState, StoreError> {
-        let row: Option<(String, Option<i64>)> = self
-            .conn()
+        let hash = token_hash(token);
+        if let Some(kiosk) = self.active_tokens().get(&hash) {
+            return Ok(TokenState::Active(*kiosk));
+        }
+        let conn = self.conn();
+        let row: Option<(String, Option<i64>)> = conn
             .query_row(
                 "SELECT kiosk, revoked_at FROM device_tokens WHERE token_hash = ?1",
-                [&token_hash(token)[..]],
+                [&hash[..]],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
@@ -496,10 +500,18 @@ impl Store {
                 if revoked.is_some() {
                     TokenState::Revoked(kiosk)
                 } else {
+                    // Still under `conn`: a revocation waits for this insert, then removes it.
+                    self.active_tokens().insert(hash, kiosk);
                     TokenState::Active(kiosk)
                 }
             }
         })
+    }
+
+    /// The kiosk of an active token this store has already looked up, without touching the
+    /// database (never blocks on an fsync); `None`: ask [`Store::token`].
+    pub fn cached_token(&self, token: &str) -> Option<KioskId> {
+        self.active_tokens().get(&token_hash(token)).copied()
     }
 
     /// Revoke every token of `kiosk`. Returns how many were active, or `None` when no
@@ -527,6 +539,7 @@ impl Store {
                 params![ms(now), key],
             )
             .map_err(sql("revoke tokens"))?;
+        self.active_tokens().retain(|_, k| *k != kiosk);
         Ok(Some(revoked))
     }
 
@@ -716,5 +729,24 @@ mod tests {
         assert_eq!(store.revoke_tokens(a.kiosk, t0()).unwrap(), Some(0));
         assert_eq!(store.token(&c.token).unwrap(), TokenState::Revoked(a.kiosk));
         assert_eq!(store.paired_kiosks().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_cached_token_is_forgotten_when_it_is_revoked() {
+        let (_dir, store) = store();
+        let p = store.create_pairing("", t0()).unwrap();
+        let a = store.reserve_kiosk(&p.code, t0()).unwrap();
+        let c = store.collect_token(&p.id, t0()).unwrap();
+        assert_eq!(store.cached_token(&c.token), None, "not looked up yet");
+        assert_eq!(store.token(&c.token).unwrap(), TokenState::Active(a.kiosk));
+        assert_eq!(store.cached_token(&c.token), Some(a.kiosk));
+        assert_eq!(store.token(&c.token).unwrap(), TokenState::Active(a.kiosk));
+        store.revoke_tokens(a.kiosk, t0()).unwrap();
+        assert_eq!(store.cached_token(&c.token), None);
+        assert_eq!(store.token(&c.token).unwrap(), TokenState::Revoked(a.kiosk));
+        // Unknown and revoked tokens are never cached.
+        assert_eq!(store.cached_token(&c.token), None);
+        assert_eq!(store.token("tlk1-nope").unwrap(), TokenState::Unknown);
+        assert_eq!(store.cached_token("tlk1-nope"), None);
     }
 }

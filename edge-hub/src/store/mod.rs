@@ -14,10 +14,12 @@
 pub mod devices;
 pub mod outbox;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rusqlite::Connection;
+use taplink_sync_proto::ids::KioskId;
 
 pub use devices::{
     Approval, Collected, DeviceError, NewPairing, PairingCode, PairingId, PairingStatus, TokenState,
@@ -98,6 +100,10 @@ pub(crate) fn sql(action: &'static str) -> impl FnOnce(rusqlite::Error) -> Store
 #[derive(Debug)]
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Active device tokens already looked up, by hash: the kiosks' polls are answered
+    /// without touching SQLite. Filled and emptied only while `conn` is held, so a
+    /// revocation can never be overtaken by a lookup that read the row before it.
+    active_tokens: Mutex<HashMap<[u8; 32], KioskId>>,
 }
 
 impl Store {
@@ -115,7 +121,14 @@ impl Store {
             })?;
         Ok(Self {
             conn: Mutex::new(conn),
+            active_tokens: Mutex::new(HashMap::new()),
         })
+    }
+
+    fn active_tokens(&self) -> MutexGuard<'_, HashMap<[u8; 32], KioskId>> {
+        self.active_tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {

@@ -91,6 +91,7 @@ impl TestHub {
             upload_dir,
             clock: clock.clone(),
             shutdown: CancellationToken::new(),
+            view: taplink_edge_hub::view::VenueView::new(DocId::Venue(venue)),
         });
         Self {
             state,

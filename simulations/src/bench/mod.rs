@@ -8,6 +8,11 @@
 
 pub mod blob;
 pub mod cpu;
+pub mod hub_rig;
+pub mod load;
+pub mod manifest;
+pub mod memory;
+pub mod procs;
 pub mod reconnect;
 pub mod reconverge;
 pub mod simhub;
@@ -27,6 +32,10 @@ pub enum Bench {
     Warm(warm::Args),
     /// Many hubs reconnecting at once to one central after a regional outage.
     Reconnect(reconnect::Args),
+    /// Conditional manifest requests (304) at the hub against nginx, many kiosks at once.
+    Manifest(manifest::Args),
+    /// Resident memory of the hub with many kiosks long-polling, and of a kiosk agent.
+    Memory(memory::Args),
 }
 
 /// Run one benchmark and print its table.
@@ -38,6 +47,8 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
             .table(),
         Bench::Warm(args) => warm::run(&args).await?.table(),
         Bench::Reconnect(args) => reconnect::run(&args).await?.table(),
+        Bench::Manifest(args) => manifest::run(&args).await?.table(),
+        Bench::Memory(args) => memory::run(&args).await?.table(),
     };
     println!("{table}");
     Ok(())
