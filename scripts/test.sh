@@ -4,10 +4,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests need, installed only when missing: Debian's chromium (the
-# player page test), iproute2 (`ip netns` for the mDNS and LAN tests).
+# player page test), iproute2 (`ip netns` for the mDNS and LAN tests), avahi-daemon,
+# avahi-utils and dbus (the hub's mDNS advertisement seen by avahi-browse; the test runs a
+# private avahi-daemon and bus of its own, never the machine's).
+has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
 need_pkgs=()
-command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
-command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+has chromium || need_pkgs+=(chromium)
+has ip || need_pkgs+=(iproute2)
+has avahi-daemon || need_pkgs+=(avahi-daemon)
+has avahi-browse || need_pkgs+=(avahi-utils)
+has dbus-daemon || need_pkgs+=(dbus)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
