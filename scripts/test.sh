@@ -17,6 +17,11 @@ has dbus-daemon || need_pkgs+=(dbus)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+    # On a host with systemd, installing avahi-daemon also starts the machine's own daemon
+    # on the real interfaces; the tests only need the programs, so stop what we started.
+    if [[ " ${need_pkgs[*]} " == *" avahi-daemon "* ]] && command -v systemctl >/dev/null 2>&1; then
+      systemctl disable --now avahi-daemon.service avahi-daemon.socket >/dev/null 2>&1 || true
+    fi
   else
     echo "tests need these Debian packages: ${need_pkgs[*]} (run as root or install them)" >&2
     exit 1

@@ -8,6 +8,9 @@
 //! | GET    | `/api/v1/venues`                       | admin | 200 `{"venues": [...]}`      |
 //! | GET    | `/api/v1/venues/{id}`                  | admin | 200 venue                    |
 //! | POST   | `/api/v1/venues/{id}/enrollment-codes` | admin | 201 `{code, venue_id, expires_at, central_fingerprint}` |
+//! | POST   | `/api/v1/venues/{id}/kiosk-codes`      | admin | 201 `{id, venue_id, code, name, group, playlist, expires_at}` (`{name, expires_in_hours?, group?, playlist?}` in) |
+//! | GET    | `/api/v1/venues/{id}/kiosk-codes`      | admin | 200 `{"kiosk_codes": [...]}` (never the codes) |
+//! | DELETE | `/api/v1/venues/{id}/kiosk-codes/{code id}` | admin | 204 (revoked, or forgotten if used) |
 //! | GET    | `/api/v1/hubs[?venue=<id>]`            | admin | 200 `{"hubs": [...]}`        |
 //! | GET    | `/api/v1/hubs/{id}`                    | admin | 200 hub                      |
 //! | POST   | `/api/v1/hubs/{id}/revoke`             | admin | 200 hub (revoking twice keeps the first time) |
@@ -21,7 +24,7 @@ use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::str::FromStr;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{
     DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State,
 };
@@ -29,18 +32,23 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use data_encoding::HEXLOWER;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use taplink_sync_proto::doc::DocOpError;
-use taplink_sync_proto::ids::{HubId, VenueId};
+use taplink_sync_proto::doc::KioskGrant;
+use taplink_sync_proto::ids::{GrantId, HubId, KioskId, PlaylistId, VenueId};
 
 use crate::enroll_token::EnrollmentToken;
+use crate::kiosk_codes::{
+    DEFAULT_KIOSK_CODE_TTL_HOURS, KioskCodeError, KioskCodeRequest, create_kiosk_code,
+    list_kiosk_codes, revoke_kiosk_code,
+};
 use crate::state::AppState;
 use crate::store::{HubRecord, RegistryError, Venue};
-use crate::timefmt::rfc3339;
+use crate::timefmt::{from_unix_ms, rfc3339};
 use crate::venue::{CreateVenueError, create_venue};
 
 /// Largest request body accepted: 64 KiB, far more than any admin request needs.
@@ -53,6 +61,11 @@ pub fn app(state: AppState) -> Router {
         .route("/venues", get(list_venues).post(post_venue))
         .route("/venues/{id}", get(get_venue))
         .route("/venues/{id}/enrollment-codes", post(post_enrollment_code))
+        .route(
+            "/venues/{id}/kiosk-codes",
+            get(get_kiosk_codes).post(post_kiosk_code),
+        )
+        .route("/venues/{id}/kiosk-codes/{code}", delete(delete_kiosk_code))
         .route("/hubs", get(list_hubs))
         .route("/hubs/{id}", get(get_hub))
         .route("/hubs/{id}/revoke", post(revoke_hub))
@@ -261,6 +274,41 @@ impl From<CreateVenueError> for ApiError {
             e @ CreateVenueError::Document(_) => {
                 tracing::error!(error = %e, "venue created in the registry but its document was not stored");
                 ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<KioskCodeError> for ApiError {
+    fn from(e: KioskCodeError) -> ApiError {
+        let field = |field, e: DocOpError| ApiError::InvalidField {
+            field,
+            message: e.to_string(),
+        };
+        match e {
+            KioskCodeError::UnknownVenue { venue } => ApiError::NotFound {
+                what: format!("venue {venue}"),
+            },
+            e @ KioskCodeError::InvalidTtl { .. } => ApiError::InvalidField {
+                field: "expires_in_hours",
+                message: e.to_string(),
+            },
+            KioskCodeError::Refused(e) => match e {
+                DocOpError::InvalidName { what: "group", .. } => field("group", e),
+                DocOpError::InvalidName { .. } => field("name", e),
+                DocOpError::PlaylistNotFound(_) => field("playlist", e),
+                DocOpError::InvalidGrant(_) => field("expires_in_hours", e),
+                DocOpError::GrantNotFound(grant) => ApiError::NotFound {
+                    what: format!("kiosk code {grant}"),
+                },
+                e @ DocOpError::TooManyGrants { .. } => ApiError::Conflict {
+                    message: e.to_string(),
+                },
+                other => ApiError::internal("kiosk code refused by the venue document", other),
+            },
+            KioskCodeError::Registry(e) => e.into(),
+            e @ (KioskCodeError::Documents(_) | KioskCodeError::Storage(_)) => {
+                ApiError::internal("kiosk code: venue document failed", e)
             }
         }
     }
@@ -600,6 +648,173 @@ async fn post_enrollment_code(
         }),
     )
         .into_response())
+}
+
+// ---------------------------------------------------------------------------------------
+// Kiosk codes
+// ---------------------------------------------------------------------------------------
+
+/// `POST /api/v1/venues/{id}/kiosk-codes` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKioskCodeRequest {
+    /// The name the kiosk gets, 1 to 100 characters without control characters.
+    pub name: String,
+    /// Hours until the code expires, 1 to 2160 (90 days); default 168 (a week).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_hours: Option<u32>,
+    /// The group the kiosk joins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The kiosk's own playlist (must exist in the venue document).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playlist: Option<PlaylistId>,
+}
+
+/// `POST /api/v1/venues/{id}/kiosk-codes` answer: give `code` to whoever sets up the kiosk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KioskCodeJson {
+    /// The code's id (its grant in the venue document), to list or revoke it.
+    pub id: GrantId,
+    /// The venue.
+    pub venue_id: VenueId,
+    /// The code (`XXXX-XXXX-XXXX-XXXX`); shown only this once, stored only hashed.
+    pub code: String,
+    /// The kiosk's name.
+    pub name: String,
+    /// Its group.
+    pub group: Option<String>,
+    /// Its playlist.
+    pub playlist: Option<PlaylistId>,
+    /// The first instant the code is no longer accepted, RFC 3339.
+    pub expires_at: String,
+}
+
+/// A kiosk code as listed (without the code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KioskGrantJson {
+    /// The code's id.
+    pub id: GrantId,
+    /// The kiosk's name.
+    pub name: String,
+    /// Its group.
+    pub group: Option<String>,
+    /// Its playlist.
+    pub playlist: Option<PlaylistId>,
+    /// When it was created, RFC 3339.
+    pub created_at: String,
+    /// When it expires (or expired), RFC 3339.
+    pub expires_at: String,
+    /// `open` (can pair a kiosk), `used` (paired `kiosk`) or `expired`.
+    pub state: String,
+    /// The kiosk it paired, once the hub's redemption has reached central.
+    pub kiosk: Option<KioskId>,
+    /// When it paired that kiosk (the hub's clock), RFC 3339.
+    pub used_at: Option<String>,
+}
+
+/// `GET /api/v1/venues/{id}/kiosk-codes` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KioskCodeList {
+    /// The venue's kiosk codes, oldest first.
+    pub kiosk_codes: Vec<KioskGrantJson>,
+}
+
+fn ms_rfc3339(ms: i64) -> String {
+    from_unix_ms(ms).map_or_else(|_| ms.to_string(), rfc3339)
+}
+
+impl KioskGrantJson {
+    fn new(id: GrantId, g: KioskGrant, now_ms: i64) -> KioskGrantJson {
+        let state = if g.consumed_by.is_some() {
+            "used"
+        } else if g.is_open(now_ms) {
+            "open"
+        } else {
+            "expired"
+        };
+        KioskGrantJson {
+            id,
+            state: state.to_owned(),
+            created_at: ms_rfc3339(g.created_at_ms),
+            expires_at: ms_rfc3339(g.expires_at_ms),
+            kiosk: g.consumed_by,
+            used_at: g.consumed_at_ms.map(ms_rfc3339),
+            name: g.name,
+            group: g.group,
+            playlist: g.playlist,
+        }
+    }
+}
+
+async fn post_kiosk_code(
+    State(state): State<AppState>,
+    ApiPath(venue): ApiPath<VenueId>,
+    ApiJson(body): ApiJson<CreateKioskCodeRequest>,
+) -> Result<Response, ApiError> {
+    let registry = state.registry.clone();
+    let docs = state.docs.clone();
+    let now = state.clock.now();
+    let request = KioskCodeRequest {
+        name: body.name,
+        expires_in_hours: body
+            .expires_in_hours
+            .unwrap_or(DEFAULT_KIOSK_CODE_TTL_HOURS),
+        group: body.group,
+        playlist: body.playlist,
+    };
+    let issued =
+        blocking(move || create_kiosk_code(&registry, &docs, venue, &request, now)).await?;
+    let expires_at = ms_rfc3339(issued.stored.expires_at_ms);
+    tracing::info!(%venue, code = %issued.grant, name = %issued.stored.name, %expires_at, "kiosk code created");
+    Ok((
+        StatusCode::CREATED,
+        // The body holds a secret: no cache may keep it.
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(KioskCodeJson {
+            id: issued.grant,
+            venue_id: venue,
+            code: issued.code.to_string(),
+            name: issued.stored.name,
+            group: issued.stored.group,
+            playlist: issued.stored.playlist,
+            expires_at,
+        }),
+    )
+        .into_response())
+}
+
+async fn get_kiosk_codes(
+    State(state): State<AppState>,
+    ApiPath(venue): ApiPath<VenueId>,
+) -> Result<Json<KioskCodeList>, ApiError> {
+    let registry = state.registry.clone();
+    let docs = state.docs.clone();
+    let now_ms = crate::timefmt::to_unix_ms(state.clock.now());
+    let grants = blocking(move || list_kiosk_codes(&registry, &docs, venue)).await?;
+    Ok(Json(KioskCodeList {
+        kiosk_codes: grants
+            .into_iter()
+            .map(|(id, g)| KioskGrantJson::new(id, g, now_ms))
+            .collect(),
+    }))
+}
+
+async fn delete_kiosk_code(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let invalid = |message: String| ApiError::InvalidPath { message };
+    let Path((venue, grant)) = path.map_err(|e| invalid(e.body_text()))?;
+    let venue: VenueId = venue.parse().map_err(|e| invalid(format!("{e}")))?;
+    let grant: GrantId = grant
+        .parse()
+        .map_err(|e| invalid(format!("kiosk code id: {e}")))?;
+    let registry = state.registry.clone();
+    let docs = state.docs.clone();
+    blocking(move || revoke_kiosk_code(&registry, &docs, venue, grant)).await?;
+    tracing::info!(%venue, code = %grant, "kiosk code revoked");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -8,11 +8,15 @@
 //! Modules: [`config`] (settings, data directory layout), [`store`] (the SQLite registry,
 //! the only module that touches rusqlite), [`init`] (creating a data directory),
 //! [`http`] (health, metrics, admin API), [`metrics`], [`state`] (what handlers share),
-//! [`enroll_token`] (the enrollment code format), [`venue`] (creating a venue).
+//! [`enroll_token`] (the enrollment code format), [`venue`] (creating a venue),
+//! [`kiosk_codes`] (kiosk provisioning codes: pairings pre-approved in the venue document),
+//! [`admin_client`] (the CLI's client of the running server's admin API).
 
+pub mod admin_client;
 pub mod config;
 pub mod http;
 pub mod init;
+pub mod kiosk_codes;
 pub mod metrics;
 pub mod state;
 pub mod store;

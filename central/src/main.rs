@@ -1,16 +1,19 @@
 //! `taplink-central`: the command line of the central server (init, serve, venue and
-//! enrollment code administration on a data directory).
+//! enrollment code administration on a data directory, kiosk codes through the running
+//! server).
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use taplink_central::admin_client::AdminClient;
 use taplink_central::config::{LogFormat, Ttl};
+use taplink_central::http::CreateKioskCodeRequest;
 use taplink_central::init::{InitOptions, init};
 use taplink_central::store::Registry;
 use taplink_central::{Central, Config, rfc3339, state, venue};
 use taplink_certs::Fingerprint;
-use taplink_sync_proto::ids::VenueId;
+use taplink_sync_proto::ids::{GrantId, PlaylistId, VenueId};
 use time::OffsetDateTime;
 
 /// taplink-central: the central server of a Taplink organisation.
@@ -56,6 +59,55 @@ enum Command {
         /// enrollment_code_ttl).
         #[arg(long)]
         ttl: Option<Ttl>,
+    },
+    /// Manage kiosk provisioning codes (pairings pre-approved by central) through the
+    /// running server; the admin token comes from <data dir>/admin-token or
+    /// TAPLINK_ADMIN_TOKEN.
+    KioskCode {
+        #[command(subcommand)]
+        command: KioskCodeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KioskCodeCommand {
+    /// Create a single-use code that pairs one kiosk of the venue without staff approval,
+    /// and print it (it is shown only this once).
+    Create {
+        /// The kiosk's venue.
+        venue: VenueId,
+        /// The name the kiosk gets.
+        #[arg(long)]
+        name: String,
+        /// Hours until the code expires (1 to 2160; default 168, a week).
+        #[arg(long, value_name = "HOURS")]
+        expires_in_hours: Option<u32>,
+        /// The group the kiosk joins.
+        #[arg(long)]
+        group: Option<String>,
+        /// The kiosk's own playlist (its id).
+        #[arg(long)]
+        playlist: Option<PlaylistId>,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// List the venue's kiosk codes (never the codes themselves): id, state, expiry, name,
+    /// and the kiosk each paired.
+    List {
+        /// The venue.
+        venue: VenueId,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Revoke a kiosk code (by its id from `list`); a used one is only forgotten, its kiosk
+    /// stays.
+    Revoke {
+        /// The venue.
+        venue: VenueId,
+        /// The code's id.
+        id: GrantId,
+        #[command(flatten)]
+        location: Location,
     },
 }
 
@@ -194,7 +246,59 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::KioskCode { command } => {
+            init_logging(cli.log_format.unwrap_or_default());
+            let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            runtime.block_on(kiosk_code(command))
+        }
     }
+}
+
+async fn kiosk_code(command: KioskCodeCommand) -> anyhow::Result<()> {
+    match command {
+        KioskCodeCommand::Create {
+            venue,
+            name,
+            expires_in_hours,
+            group,
+            playlist,
+            location,
+        } => {
+            let client = AdminClient::for_config(&location.load()?)?;
+            let request = CreateKioskCodeRequest {
+                name,
+                expires_in_hours,
+                group,
+                playlist,
+            };
+            let created = client.create_kiosk_code(venue, &request).await?;
+            println!("{}", created.code);
+            eprintln!(
+                "kiosk code {} for {:?}: single use, valid until {}; give it to whoever sets up the kiosk (taplink-kiosk run --pair-code CODE)",
+                created.id, created.name, created.expires_at
+            );
+        }
+        KioskCodeCommand::List { venue, location } => {
+            let client = AdminClient::for_config(&location.load()?)?;
+            for c in client.list_kiosk_codes(venue).await?.kiosk_codes {
+                let kiosk = c.kiosk.map_or_else(|| "-".to_owned(), |k| k.to_string());
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    c.id, c.state, c.expires_at, kiosk, c.name
+                );
+            }
+        }
+        KioskCodeCommand::Revoke {
+            venue,
+            id,
+            location,
+        } => {
+            let client = AdminClient::for_config(&location.load()?)?;
+            client.revoke_kiosk_code(venue, id).await?;
+            eprintln!("kiosk code {id} revoked");
+        }
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -34,6 +34,9 @@ pub enum ApiError {
     /// No such thing (`404`).
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with the state of what it names (`409`).
+    #[error("{0}")]
+    Conflict(String),
     /// It existed and is gone for good: an expired code, a collected token (`410`).
     #[error("{0}")]
     Gone(String),
@@ -62,6 +65,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,

@@ -1,6 +1,7 @@
 //! The kiosks' LAN API, as `docs/kiosk-api.md` specifies it: pairing (kiosk asks, staff
-//! approve, kiosk collects its device token once), token revocation, the manifest with
-//! ETag and long-poll, media with byte ranges, and status events into the outbox.
+//! approve, or a kiosk code from central pre-approves; kiosk collects its device token
+//! once), token revocation, the manifest with ETag and long-poll, media with byte ranges,
+//! and status events into the outbox.
 //!
 //! Kiosk endpoints (`/api/v1/kiosk/…`) authenticate with [`KioskAuth`]: a device token
 //! that this hub issued, not revoked, for a kiosk that is still in the venue document. The
@@ -27,8 +28,11 @@ use serde::{Deserialize, Deserializer};
 use serde_json::json;
 use taplink_sync_io::blobs::BlobError;
 use taplink_sync_io::docs::EditError;
-use taplink_sync_proto::doc::{DocOpError, add_kiosk};
+use taplink_sync_proto::doc::{
+    DocOpError, Redemption, add_kiosk, find_kiosk_grant, redeem_kiosk_grant,
+};
 use taplink_sync_proto::ids::{KioskId, MediaHash};
+use taplink_sync_proto::kiosk_code::KioskCode;
 use taplink_sync_proto::manifest::{Manifest, ManifestError};
 use taplink_sync_proto::wire::{MAX_TELEMETRY_BATCH, TelemetryEvent, TelemetryKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf};
@@ -40,7 +44,7 @@ use tracing::info;
 use crate::error::{ApiError, body as limited, internal, parse_json};
 use crate::http::{HubState, edit_error, venue_doc, view_error};
 use crate::metrics::Metrics;
-use crate::store::{DeviceError, PairingCode, PairingId, PairingStatus, TokenState};
+use crate::store::{DeviceError, NewPairing, PairingCode, PairingId, PairingStatus, TokenState};
 use crate::view::{Snapshot, ViewError};
 
 /// The longest manifest long-poll, in seconds; longer `wait`s are shortened to this.
@@ -156,6 +160,9 @@ impl FromRequestParts<Arc<HubState>> for KioskAuth {
 #[serde(deny_unknown_fields)]
 struct CreatePairing {
     device: String,
+    /// A kiosk code from central: the pairing is pre-approved by its grant.
+    #[serde(default)]
+    provisioning_code: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,8 +177,11 @@ fn device_error(e: DeviceError) -> ApiError {
         DeviceError::UnknownCode(_) | DeviceError::UnknownPairing(_) => {
             ApiError::NotFound(e.to_string())
         }
-        DeviceError::Expired | DeviceError::AlreadyCollected => ApiError::Gone(e.to_string()),
+        DeviceError::Expired | DeviceError::AlreadyCollected | DeviceError::CodeUsed => {
+            ApiError::Gone(e.to_string())
+        }
         DeviceError::TooManyPending => ApiError::TooMany(e.to_string()),
+        DeviceError::PreApproved => ApiError::Conflict(e.to_string()),
         DeviceError::InvalidDevice => ApiError::BadRequest(e.to_string()),
         other => internal(other),
     }
@@ -194,23 +204,112 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// `POST /api/v1/pairings`: a kiosk asks to be paired and gets a code to show.
+/// `POST /api/v1/pairings`: a kiosk asks to be paired and gets a code to show, or, with a
+/// kiosk code from central, a pairing that is approved already.
 async fn create_pairing(
     State(s): State<Arc<HubState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let req: CreatePairing = parse_json(&limited(body)?)?;
+    if let Some(code) = req.provisioning_code {
+        return preapproved(&s, req.device, &code).await;
+    }
     let (store, now) = (s.store.clone(), s.clock.now());
     let p = blocking(move || store.create_pairing(&req.device, now), device_error).await?;
     info!(code = %p.code, "kiosk pairing requested");
-    Ok((
+    Ok(created(&p, false))
+}
+
+fn created(p: &NewPairing, preapproved: bool) -> (StatusCode, Json<serde_json::Value>) {
+    (
         StatusCode::CREATED,
         Json(json!({
             "pairing": p.id.to_string(),
             "code": p.code.to_string(),
             "expires_at": rfc3339(p.expires_at),
+            "preapproved": preapproved,
         })),
-    ))
+    )
+}
+
+/// A pairing request with a kiosk code: look the code's hash up among the venue
+/// document's grants, then approve at once, in the crash-safe order of
+/// [`crate::store::devices`] — reserve the kiosk id (hub database), then redeem the grant
+/// (the kiosk joins the venue document and the grant is marked used by it, in one
+/// change). The token is created when the kiosk collects it, as for staff approval.
+///
+/// Works with the WAN down: the grant came with the venue document. A retry (lost answer,
+/// crash, kiosk restart) before the token is collected gets the same pairing back.
+async fn preapproved(
+    s: &Arc<HubState>,
+    device: String,
+    text: &str,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let code: KioskCode = text
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("provisioning_code: {e}")))?;
+    let result = redeem(s, device, &code).await;
+    if matches!(result, Err(ApiError::NotFound(_) | ApiError::Gone(_))) {
+        s.metrics.kiosk_codes_refused.inc();
+    }
+    result
+}
+
+async fn redeem(
+    s: &Arc<HubState>,
+    device: String,
+    code: &KioskCode,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let unknown = || {
+        ApiError::NotFound(
+            "unknown kiosk code: it is mistyped, was revoked at central, or has not reached this hub yet (the hub learns new codes when it syncs with central)".into(),
+        )
+    };
+    let expired = |at_ms: i64| {
+        let at = DateTime::from_timestamp_millis(at_ms).map_or_else(|| at_ms.to_string(), rfc3339);
+        ApiError::Gone(format!(
+            "this kiosk code expired at {at}; ask central for a new one, or pair the kiosk with staff approval"
+        ))
+    };
+    let venue = venue_doc(s)?;
+    let now = s.clock.now();
+    let now_ms = now.timestamp_millis();
+    let (grant, found) = find_kiosk_grant(&venue, &code.hash()).ok_or_else(unknown)?;
+    if found.consumed_by.is_none() && now_ms >= found.expires_at_ms {
+        return Err(expired(found.expires_at_ms));
+    }
+    let consumed_by = found.consumed_by;
+    let store = s.store.clone();
+    let granted = blocking(
+        move || store.reserve_granted(grant, consumed_by, &device, now),
+        device_error,
+    )
+    .await?;
+    let (docs, venue_id, kiosk) = (s.docs.clone(), s.venue, granted.kiosk);
+    let redeemed = tokio::task::spawn_blocking(move || {
+        docs.edit(venue_id, |am| redeem_kiosk_grant(am, grant, kiosk, now_ms))
+    })
+    .await
+    .map_err(internal)?;
+    match redeemed {
+        Ok(Redemption::Redeemed) => {
+            s.metrics.local_edits.inc();
+            s.metrics.kiosk_codes_redeemed.inc();
+        }
+        // A retry: step 2 happened before.
+        Ok(Redemption::AlreadyRedeemed) => {}
+        Err(EditError::Refused(DocOpError::GrantUsed { .. })) => {
+            return Err(device_error(DeviceError::CodeUsed));
+        }
+        Err(EditError::Refused(DocOpError::GrantExpired { expires_at_ms, .. })) => {
+            return Err(expired(expires_at_ms));
+        }
+        // Revoked at central, synced here since we read the document.
+        Err(EditError::Refused(DocOpError::GrantNotFound(_))) => return Err(unknown()),
+        Err(e) => return Err(edit_error(e)),
+    }
+    info!(%grant, %kiosk, retry = !granted.fresh, "kiosk pairing pre-approved by a kiosk code from central");
+    Ok(created(&granted.pairing, true))
 }
 
 /// `POST /api/v1/pairings/approve`: staff approve a code; the kiosk joins the venue

@@ -35,6 +35,11 @@ pub struct Metrics {
     pub kiosk_media_bytes: Counter,
     /// Kiosk events newly accepted into the outbox.
     pub kiosk_events_accepted: Counter,
+    /// Kiosk codes from central redeemed (a kiosk paired without staff).
+    pub kiosk_codes_redeemed: Counter,
+    /// Pairing requests refused because their kiosk code was unknown, expired or used (a
+    /// steady rise means someone is guessing).
+    pub kiosk_codes_refused: Counter,
 }
 
 impl Metrics {
@@ -55,6 +60,8 @@ impl Metrics {
             long_polls_open: Gauge::default(),
             kiosk_media_bytes: Counter::default(),
             kiosk_events_accepted: Counter::default(),
+            kiosk_codes_redeemed: Counter::default(),
+            kiosk_codes_refused: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -121,6 +128,16 @@ impl Metrics {
             "kiosk_events_accepted",
             "Kiosk events newly accepted into the outbox",
             m.kiosk_events_accepted.clone(),
+        );
+        registry.register(
+            "kiosk_codes_redeemed",
+            "Kiosk codes from central redeemed: kiosks paired without staff",
+            m.kiosk_codes_redeemed.clone(),
+        );
+        registry.register(
+            "kiosk_codes_refused",
+            "Pairing requests refused for an unknown, expired or used kiosk code",
+            m.kiosk_codes_refused.clone(),
         );
         Self { registry, ..m }
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use taplink_sync_proto::kiosk_code::{KioskCode, ParseKioskCodeError};
 
 /// Name of the optional config file inside the data directory.
 pub const CONFIG_FILE: &str = "kiosk.json";
@@ -53,6 +54,12 @@ pub struct Config {
     /// The name this kiosk gives the hub when pairing (at most 100 characters), shown to
     /// staff next to the code. Default: the host name.
     pub device_name: String,
+    /// A kiosk code from central (`taplink-central kiosk-code create`, 16 characters such
+    /// as `7KQ4-MP2X-9RTA-B3HZ`): the hub approves the pairing at once, without staff. If
+    /// the hub refuses it (wrong, revoked, expired, already used), the kiosk says why on
+    /// its screen and shows a code for staff to approve instead. Used only while the kiosk
+    /// has no device token. Default: none.
+    pub pair_code: Option<String>,
     /// How long each manifest long-poll asks the hub to wait, in seconds (1–60).
     pub manifest_wait_s: u64,
     /// Interval between heartbeats, in seconds.
@@ -82,6 +89,7 @@ impl Default for Config {
             player_listen: SocketAddr::from(([127, 0, 0, 1], 8680)),
             cache_budget_bytes: 8 * 1024 * 1024 * 1024,
             device_name: default_device_name(),
+            pair_code: None,
             manifest_wait_s: 30,
             heartbeat_interval_s: 60,
             pairing_poll_ms: 2_000,
@@ -123,6 +131,12 @@ pub enum ConfigError {
         path: PathBuf,
         /// What serde said (it names the field).
         source: serde_json::Error,
+    },
+    /// `pair_code` is not a kiosk code (its value is not repeated: it is a secret).
+    #[error("config field pair_code: {reason}")]
+    InvalidPairCode {
+        /// Why.
+        reason: ParseKioskCodeError,
     },
     /// A value is out of range.
     #[error("config field {field} = {value}: {reason}")]
@@ -175,6 +189,12 @@ impl Config {
                 format!("{:?}", self.device_name),
                 "must be 1 to 100 characters",
             );
+        }
+        if let Some(code) = &self.pair_code
+            && let Err(e) = code.parse::<KioskCode>()
+        {
+            // The code is a secret; a near-miss of it is nearly one too.
+            return Err(ConfigError::InvalidPairCode { reason: e });
         }
         if !(1..=MAX_MANIFEST_WAIT_S).contains(&self.manifest_wait_s) {
             return invalid(
@@ -260,6 +280,12 @@ mod tests {
         std::fs::write(&path, r#"{"cache_budget": 5}"#).unwrap();
         let err = Config::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("cache_budget"), "{err}");
+
+        std::fs::write(&path, r#"{"pair_code": "ABCD-EFGH-JKMN-PQR"}"#).unwrap();
+        let err = Config::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("pair_code") && !err.contains("ABCD"), "{err}");
+        std::fs::write(&path, r#"{"pair_code": "7kq4 mp2x 9rta b3hz"}"#).unwrap();
+        assert!(Config::load(dir.path()).unwrap().pair_code.is_some());
 
         for (json, field) in [
             (r#"{"manifest_wait_s": 61}"#, "manifest_wait_s"),

@@ -213,9 +213,17 @@ impl HubApi {
         })
     }
 
-    /// `POST /pairings`: ask for a pairing code.
-    pub async fn create_pairing(&self, device: &str) -> Result<HubResponse, HubError> {
-        let body = serde_json::json!({ "device": device });
+    /// `POST /pairings`: ask for a pairing code, or with a kiosk code from central
+    /// (`provisioning_code`) for a pairing approved at once.
+    pub async fn create_pairing(
+        &self,
+        device: &str,
+        provisioning_code: Option<&str>,
+    ) -> Result<HubResponse, HubError> {
+        let body = match provisioning_code {
+            Some(code) => serde_json::json!({ "device": device, "provisioning_code": code }),
+            None => serde_json::json!({ "device": device }),
+        };
         self.send(
             self.request(reqwest::Method::POST, "/pairings")
                 .json(&body)

@@ -165,6 +165,7 @@ async fn pair(
     let params = PairingParams {
         store: &shared.store,
         device: &shared.config.device_name,
+        pair_code: shared.config.pair_code.as_deref(),
         hub_venue: found.venue,
         poll_every: std::time::Duration::from_millis(shared.config.pairing_poll_ms),
         retry: shared.config.retry(),
@@ -173,16 +174,23 @@ async fn pair(
     };
     let show = |ticket: Option<&crate::store::Ticket>| {
         let phase = match ticket {
-            Some(t) => Phase::Pairing {
+            // Approved already: there is no code for staff to see.
+            Some(t) if !t.preapproved => Phase::Pairing {
                 code: t.code.clone(),
                 expires_at: t.expires_at,
             },
-            None => Phase::Unpaired,
+            _ => Phase::Unpaired,
         };
         shared.set_reachable(true);
         shared.status.send_modify(|s| s.phase = phase);
     };
-    match pairing::pair(api, params, show).await {
+    let code_refused = |reason: &str| {
+        let reason = reason.to_owned();
+        shared
+            .status
+            .send_modify(|s| s.pair_code_refused = Some(reason));
+    };
+    match pairing::pair(api, params, show, code_refused).await {
         Ok(end) => Some(end),
         Err(e) => {
             error!(error = %e, "pairing state could not be stored");
@@ -197,7 +205,8 @@ pub(crate) fn set_paired(shared: &Shared, creds: &Credentials) {
         s.phase = Phase::Paired {
             kiosk: creds.kiosk,
             venue: creds.venue,
-        }
+        };
+        s.pair_code_refused = None;
     });
 }
 

@@ -36,6 +36,15 @@ enum Command {
         /// Where to serve the player page (keep it on loopback).
         #[arg(long)]
         player: Option<SocketAddr>,
+        /// A kiosk code from central: pair without staff approval (overrides `pair_code`
+        /// in kiosk.json).
+        #[arg(
+            long,
+            env = "TAPLINK_PAIR_CODE",
+            value_name = "CODE",
+            hide_env_values = true
+        )]
+        pair_code: Option<String>,
     },
 }
 
@@ -58,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
             hub,
             mdns_interface,
             player,
+            pair_code,
         } => {
             std::fs::create_dir_all(&data)
                 .with_context(|| format!("cannot create {}", data.display()))?;
@@ -70,6 +80,10 @@ async fn main() -> anyhow::Result<()> {
             }
             if let Some(player) = player {
                 config.player_listen = player;
+            }
+            if pair_code.is_some() {
+                config.pair_code = pair_code;
+                config.validate()?;
             }
             if let Some(format) = cli.log_format.as_deref() {
                 config.log_format = if format == "json" {

@@ -4,7 +4,12 @@
 //! [`pair`] runs them against anything that implements [`PairingApi`] (the real
 //! [`HubApi`], or recorded answers in tests). The rules, from `docs/kiosk-api.md`:
 //! - `201` to a request: keep the ticket (on disk, so the code survives a restart) and show
-//!   its code;
+//!   its code — or, when a kiosk code from central pre-approved it, poll at once;
+//! - a definitive refusal (`400`, `404`, `409`, `410`, `422`) of a request that carried the
+//!   kiosk code (wrong, revoked, expired, used, or a hub that knows no kiosk codes): say so
+//!   on screen and ask for a code for staff to approve instead; the kiosk code is tried
+//!   again whenever a new code is needed (it may reach the hub later), and first of all
+//!   when pairing starts, before a ticket kept on disk;
 //! - `200 pending`: poll again; `200 approved`: save the credentials and the hub's venue;
 //! - `404` (unknown or expired) or `410` (the token was already collected, i.e. our copy
 //!   was lost): the ticket is dead, ask for a new code;
@@ -30,15 +35,23 @@ use crate::store::{Credentials, Store, StoreError, Ticket};
 
 /// The two pairing calls, so that [`pair`] can be driven by recorded answers.
 pub trait PairingApi {
-    /// `POST /api/v1/pairings`.
-    fn create(&self, device: &str) -> impl Future<Output = Result<HubResponse, HubError>> + Send;
+    /// `POST /api/v1/pairings`, with a kiosk code from central or without.
+    fn create(
+        &self,
+        device: &str,
+        code: Option<&str>,
+    ) -> impl Future<Output = Result<HubResponse, HubError>> + Send;
     /// `GET /api/v1/pairings/<id>`.
     fn poll(&self, pairing: &str) -> impl Future<Output = Result<HubResponse, HubError>> + Send;
 }
 
 impl PairingApi for HubApi {
-    fn create(&self, device: &str) -> impl Future<Output = Result<HubResponse, HubError>> + Send {
-        self.create_pairing(device)
+    fn create(
+        &self,
+        device: &str,
+        code: Option<&str>,
+    ) -> impl Future<Output = Result<HubResponse, HubError>> + Send {
+        self.create_pairing(device, code)
     }
 
     fn poll(&self, pairing: &str) -> impl Future<Output = Result<HubResponse, HubError>> + Send {
@@ -52,6 +65,9 @@ struct Created {
     pairing: String,
     code: String,
     expires_at: String,
+    /// Approved already by a kiosk code (absent from hubs before kiosk codes existed).
+    #[serde(default)]
+    preapproved: bool,
 }
 
 /// The body of a `200` to a status poll.
@@ -97,7 +113,22 @@ pub fn on_created(resp: &HubResponse, hub_venue: Option<VenueId>) -> Result<Tick
         code: created.code,
         expires_at,
         venue: hub_venue,
+        preapproved: created.preapproved,
     })
+}
+
+/// Whether the hub's answer to a request that carried a kiosk code refuses that code for
+/// good (malformed, unknown, revoked, expired, used, or a hub that knows no kiosk codes),
+/// rather than failing for now (`429`, `503` before the venue document arrived, `5xx`).
+pub fn refuses_code(resp: &HubResponse) -> bool {
+    matches!(
+        resp.status,
+        StatusCode::BAD_REQUEST
+            | StatusCode::NOT_FOUND
+            | StatusCode::CONFLICT
+            | StatusCode::GONE
+            | StatusCode::UNPROCESSABLE_ENTITY
+    )
 }
 
 /// What an answer to a status poll means.
@@ -165,6 +196,8 @@ pub struct PairingParams<'a> {
     pub store: &'a Store,
     /// The name shown to staff.
     pub device: &'a str,
+    /// A kiosk code from central that pre-approves the pairing, if the kiosk was given one.
+    pub pair_code: Option<&'a str>,
     /// The venue of the hub being paired with, from its TXT record.
     pub hub_venue: Option<VenueId>,
     /// Delay between status polls.
@@ -178,29 +211,52 @@ pub struct PairingParams<'a> {
 }
 
 /// Pair with the hub behind `api`. `show` is called with the ticket whose code must be on
-/// screen (and `None` when there is none).
+/// screen (and `None` when there is none); `code_refused` with the hub's reason when it
+/// refused the kiosk code.
 pub async fn pair(
     api: &impl PairingApi,
     p: PairingParams<'_>,
     show: impl Fn(Option<&Ticket>),
+    code_refused: impl Fn(&str),
 ) -> Result<PairingEnd, StoreError> {
-    // A ticket from a hub of another venue is useless here.
-    let mut ticket = p.store.ticket()?.filter(|t| t.venue == p.hub_venue);
+    // A ticket from a hub of another venue is useless here. A kiosk given a kiosk code
+    // tries the code first rather than a kept ticket: if that ticket came from the same
+    // code (a restart before the token was collected), the hub hands its pairing back.
+    let mut ticket = match p.pair_code {
+        Some(_) => None,
+        None => p.store.ticket()?.filter(|t| t.venue == p.hub_venue),
+    };
     show(ticket.as_ref());
     let mut backoff = Backoff::new(p.retry);
     let mut unanswered = 0u32;
+    // The kiosk code, until the hub refuses it; tried again for each new ticket.
+    let mut code = p.pair_code;
     loop {
         let delay = match &ticket {
-            None => match api.create(p.device).await {
+            None => match api.create(p.device, code).await {
                 Ok(resp) => {
                     unanswered = 0;
                     match on_created(&resp, p.hub_venue) {
                         Ok(t) => {
-                            info!(code = %t.code, expires_at = %t.expires_at, "pairing code issued; waiting for staff to approve it");
+                            let delay = if t.preapproved {
+                                info!(
+                                    "pairing pre-approved by the kiosk code; collecting the token"
+                                );
+                                Duration::ZERO
+                            } else {
+                                info!(code = %t.code, expires_at = %t.expires_at, "pairing code issued; waiting for staff to approve it");
+                                p.poll_every
+                            };
                             p.store.save_ticket(&t)?;
                             show(Some(&t));
                             ticket = Some(t);
-                            p.poll_every
+                            delay
+                        }
+                        Err(reason) if code.is_some() && refuses_code(&resp) => {
+                            warn!(%reason, "the hub refused this kiosk's pair code; asking for a code for staff to approve instead");
+                            code_refused(&resp.error_message());
+                            code = None;
+                            Duration::ZERO
                         }
                         Err(reason) => {
                             warn!(%reason, "hub refused a pairing request");
@@ -235,6 +291,7 @@ pub async fn pair(
                             info!(%reason, code = %t.code, "pairing code no longer valid; asking for a new one");
                             p.store.clear_ticket()?;
                             ticket = None;
+                            code = p.pair_code;
                             show(None);
                             // Backed off (reset only by a `pending`): a hub that kills every
                             // new ticket at once must not be asked for codes in a tight loop.
@@ -281,6 +338,7 @@ mod tests {
                 .unwrap()
                 .with_timezone(&Utc),
             venue,
+            preapproved: false,
         }
     }
 
@@ -300,6 +358,22 @@ mod tests {
             r#"{"pairing": "p1", "code": "K7Q-4MP", "expires_at": "2026-11-20T18:15:00Z"}"#,
         );
         assert_eq!(on_created(&resp, venue), Ok(ticket(venue)));
+    }
+
+    #[test]
+    fn a_preapproved_201_says_so_and_refusals_of_a_kiosk_code_are_told_apart() {
+        let resp = HubResponse::new(
+            201,
+            r#"{"pairing": "p1", "code": "K7Q-4MP", "expires_at": "2026-11-20T18:15:00Z", "preapproved": true}"#,
+        );
+        let t = on_created(&resp, None).unwrap();
+        assert!(t.preapproved);
+        for status in [400, 404, 409, 410, 422] {
+            assert!(refuses_code(&HubResponse::new(status, "")), "{status}");
+        }
+        for status in [201, 401, 429, 500, 503] {
+            assert!(!refuses_code(&HubResponse::new(status, "")), "{status}");
+        }
     }
 
     #[test]
@@ -433,8 +507,12 @@ mod tests {
         fn create(
             &self,
             device: &str,
+            code: Option<&str>,
         ) -> impl Future<Output = Result<HubResponse, HubError>> + Send {
-            self.next(format!("create {device}"))
+            match code {
+                Some(code) => self.next(format!("create {device} with {code}")),
+                None => self.next(format!("create {device}")),
+            }
         }
         fn poll(
             &self,
@@ -452,6 +530,7 @@ mod tests {
         PairingParams {
             store,
             device: "bar screen",
+            pair_code: None,
             hub_venue: venue,
             // Real time, kept tiny: the decisions are under test, not the delays.
             poll_every: Duration::from_millis(1),
@@ -491,9 +570,12 @@ mod tests {
         ]);
         let shown = Mutex::new(Vec::new());
         let cancel = CancellationToken::new();
-        let end = pair(&api, params(&store, venue, &cancel), |t| {
-            shown.lock().unwrap().push(t.map(|t| t.code.clone()))
-        })
+        let end = pair(
+            &api,
+            params(&store, venue, &cancel),
+            |t| shown.lock().unwrap().push(t.map(|t| t.code.clone())),
+            |_| {},
+        )
         .await
         .unwrap();
         let creds = Credentials {
@@ -528,6 +610,84 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_kiosk_code_pairs_at_once_and_a_refused_one_falls_back_to_staff_approval() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("kiosk.sqlite")).unwrap();
+        let venue = venue();
+        let approved = || {
+            Ok(HubResponse::new(
+                200,
+                &format!(
+                    r#"{{"status": "approved", "kiosk": "{}", "token": "tlk1-x"}}"#,
+                    kiosk()
+                ),
+            ))
+        };
+        let preapproved = Ok(HubResponse::new(
+            201,
+            r#"{"pairing": "p3", "code": "CCC-CCC", "expires_at": "2026-11-20T18:15:00Z", "preapproved": true}"#,
+        ));
+        let api = Recorded::new(vec![
+            // Not synced yet: the same code again, later.
+            Ok(HubResponse::new(503, r#"{"error": "not synced"}"#)),
+            Ok(HubResponse::new(404, r#"{"error": "unknown kiosk code"}"#)),
+            created("p1", "AAA-AAA"),
+            Ok(HubResponse::new(404, r#"{"error": "expired"}"#)),
+            // A new ticket is needed: the kiosk code is tried again, and now it works.
+            preapproved,
+            approved(),
+        ]);
+        let refused = Mutex::new(Vec::new());
+        let cancel = CancellationToken::new();
+        let mut p = params(&store, venue, &cancel);
+        p.pair_code = Some("7KQ4-MP2X-9RTA-B3HZ");
+        let end = pair(
+            &api,
+            p,
+            |_| {},
+            |why| refused.lock().unwrap().push(why.to_owned()),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(end, PairingEnd::Paired(c) if c.kiosk == kiosk()));
+        assert_eq!(
+            *api.calls.lock().unwrap(),
+            [
+                "create bar screen with 7KQ4-MP2X-9RTA-B3HZ",
+                "create bar screen with 7KQ4-MP2X-9RTA-B3HZ",
+                "create bar screen",
+                "poll p1",
+                "create bar screen with 7KQ4-MP2X-9RTA-B3HZ",
+                "poll p3",
+            ]
+        );
+        assert_eq!(*refused.lock().unwrap(), ["unknown kiosk code"]);
+    }
+
+    #[tokio::test]
+    async fn a_kiosk_code_is_tried_before_a_ticket_kept_from_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("kiosk.sqlite")).unwrap();
+        let venue = venue();
+        store.save_ticket(&ticket(venue)).unwrap();
+        let api = Recorded::new(vec![Err(()), Err(())]);
+        let cancel = CancellationToken::new();
+        let mut p = params(&store, venue, &cancel);
+        p.pair_code = Some("7KQ4-MP2X-9RTA-B3HZ");
+        assert_eq!(
+            pair(&api, p, |_| {}, |_| {}).await.unwrap(),
+            PairingEnd::HubLost
+        );
+        assert_eq!(
+            *api.calls.lock().unwrap(),
+            [
+                "create bar screen with 7KQ4-MP2X-9RTA-B3HZ",
+                "create bar screen with 7KQ4-MP2X-9RTA-B3HZ"
+            ]
+        );
+    }
+
+    #[tokio::test]
     async fn a_saved_ticket_is_reused_after_a_restart_and_silence_means_the_hub_is_lost() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("kiosk.sqlite")).unwrap();
@@ -539,7 +699,7 @@ mod tests {
             Err(()),
         ]);
         let cancel = CancellationToken::new();
-        let end = pair(&api, params(&store, venue, &cancel), |_| {})
+        let end = pair(&api, params(&store, venue, &cancel), |_| {}, |_| {})
             .await
             .unwrap();
         assert_eq!(end, PairingEnd::HubLost);
@@ -562,7 +722,7 @@ mod tests {
         let api = Recorded::new(vec![Err(()), Err(())]);
         let cancel = CancellationToken::new();
         let other_venue = Some(VenueId::from_bytes([1; 16]));
-        pair(&api, params(&store, other_venue, &cancel), |_| {})
+        pair(&api, params(&store, other_venue, &cancel), |_| {}, |_| {})
             .await
             .unwrap();
         assert_eq!(

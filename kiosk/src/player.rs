@@ -94,6 +94,8 @@ pub struct PlayerState {
     pub status: String,
     /// The code to show, while pairing.
     pub pairing: Option<PairingView>,
+    /// Why the hub refused this kiosk's kiosk code, while it waits for staff instead.
+    pub pair_code_refused: Option<String>,
     /// This kiosk's name.
     pub device: String,
     /// Whether the hub answers (for a small status mark; playback does not depend on it).
@@ -132,6 +134,7 @@ async fn state(
     Json(PlayerState {
         status: name.into(),
         pairing,
+        pair_code_refused: status.pair_code_refused.clone(),
         device: shared.config.device_name.clone(),
         hub_reachable: status.hub_reachable,
         manifest: status.manifest.as_deref().cloned(),

@@ -45,6 +45,9 @@ pub enum Phase {
 pub struct Status {
     /// Pairing state.
     pub phase: Phase,
+    /// Why the hub refused the kiosk code this kiosk was given, while it waits for staff
+    /// approval instead (cleared once paired).
+    pub pair_code_refused: Option<String>,
     /// The hub in use, if one was found.
     pub hub: Option<SocketAddr>,
     /// Whether the hub answered the last request.

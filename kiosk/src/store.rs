@@ -139,6 +139,9 @@ pub struct Ticket {
     pub expires_at: DateTime<Utc>,
     /// The venue of the hub that issued it (TXT record), when known.
     pub venue: Option<VenueId>,
+    /// Approved already, by a kiosk code from central: the token can be collected at once.
+    /// Not stored (a ticket read back from disk says `false`; the next poll tells).
+    pub preapproved: bool,
 }
 
 /// A batch of buffered events: send it, and after the hub's `200` call
@@ -266,6 +269,7 @@ impl Store {
                 .map_err(corrupt("pairing expiry"))?
                 .with_timezone(&Utc),
             venue: parse_venue(venue)?,
+            preapproved: false,
         }))
     }
 
@@ -610,6 +614,7 @@ mod tests {
                 .unwrap()
                 .with_timezone(&Utc),
             venue: Some(venue),
+            preapproved: false,
         };
         store.save_ticket(&ticket).unwrap();
         drop(store);

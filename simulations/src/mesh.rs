@@ -56,6 +56,32 @@ impl CentralNode {
         self.central.quic_addr()
     }
 
+    /// A request to central's admin API (`/api/v1…`) with the admin token: the status and
+    /// the body as JSON (`null` when empty).
+    pub async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(u16, serde_json::Value)> {
+        let auth = format!("Bearer {}", self.admin_token);
+        let body = body.map(ToString::to_string).unwrap_or_default();
+        let (status, answer) = http_with(
+            self.central.http_addr(),
+            method,
+            path,
+            &[("Authorization", &auth)],
+            body.as_bytes(),
+        )
+        .await?;
+        let json = if answer.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&answer).context("central answered something else than JSON")?
+        };
+        Ok((status, json))
+    }
+
     /// Create a venue (registry entry and document).
     pub fn create_venue(&self, name: &str, timezone: &str) -> Result<VenueId> {
         let state = self.central.state();
@@ -174,10 +200,25 @@ pub async fn http(
     path: &str,
     body: &[u8],
 ) -> Result<(u16, Vec<u8>)> {
+    http_with(addr, method, path, &[], body).await
+}
+
+/// [`http`] with extra request headers (name, value).
+pub async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, Vec<u8>)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;

@@ -169,6 +169,11 @@ typed_id!(
     MediaId, "media id"
 );
 typed_id!(
+    /// A kiosk provisioning grant in a venue document: one pre-approved pairing, made at
+    /// central.
+    GrantId, "grant id"
+);
+typed_id!(
     /// A user account (admin, technician, staff, viewer).
     UserId, "user id"
 );

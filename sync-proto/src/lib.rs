@@ -7,6 +7,7 @@
 
 pub mod doc;
 pub mod ids;
+pub mod kiosk_code;
 pub mod manifest;
 pub mod schedule;
 pub mod session;

@@ -432,3 +432,309 @@ async fn metrics_count_requests_by_route_and_report_the_registry() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
 }
+
+mod kiosk_codes {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use axum::http::{StatusCode, header};
+    use serde_json::json;
+    use taplink_central::http::app;
+    use taplink_central::state::Clock;
+    use taplink_central::venue::create_venue;
+    use taplink_sync_proto::doc::{self, load_venue};
+    use taplink_sync_proto::ids::{GrantId, KioskId, PlaylistId, VenueId};
+    use taplink_sync_proto::kiosk_code::KioskCode;
+    use taplink_sync_proto::wire::DocId;
+    use time::Duration;
+
+    use crate::support::{Initialised, call, request, t0};
+
+    /// Central on a clock that tests move forward, with one venue that has a playlist.
+    struct Setup {
+        init: Initialised,
+        state: taplink_central::AppState,
+        app: axum::Router,
+        venue: VenueId,
+        playlist: PlaylistId,
+        offset_s: Arc<AtomicI64>,
+    }
+
+    fn setup() -> Setup {
+        let init = Initialised::new();
+        let offset_s = Arc::new(AtomicI64::new(0));
+        let offset = offset_s.clone();
+        let state = init.state().with_clock(Clock::from_fn(move || {
+            t0() + Duration::seconds(offset.load(Ordering::SeqCst))
+        }));
+        let venue = create_venue(&state.registry, &state.docs, "Bar One", "UTC", t0())
+            .unwrap()
+            .id;
+        let playlist = PlaylistId::random();
+        state
+            .docs
+            .edit(DocId::Venue(venue), |am| {
+                doc::create_playlist(am, playlist, "Bar loop")
+            })
+            .unwrap();
+        Setup {
+            app: app(state.clone()),
+            init,
+            state,
+            venue,
+            playlist,
+            offset_s,
+        }
+    }
+
+    impl Setup {
+        fn uri(&self) -> String {
+            format!("/api/v1/venues/{}/kiosk-codes", self.venue)
+        }
+
+        async fn post(&self, body: serde_json::Value) -> crate::support::Answer {
+            let token = self.init.token();
+            call(
+                &self.app,
+                request("POST", &self.uri(), Some(&token), Some(&body.to_string())),
+            )
+            .await
+        }
+
+        async fn list(&self) -> serde_json::Value {
+            let token = self.init.token();
+            let answer = call(&self.app, request("GET", &self.uri(), Some(&token), None)).await;
+            assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+            answer.json()["kiosk_codes"].clone()
+        }
+
+        async fn delete(&self, id: &str) -> crate::support::Answer {
+            let token = self.init.token();
+            let uri = format!("{}/{id}", self.uri());
+            call(&self.app, request("DELETE", &uri, Some(&token), None)).await
+        }
+
+        fn venue_doc(&self) -> doc::VenueDoc {
+            self.state
+                .docs
+                .read(DocId::Venue(self.venue), |am| load_venue(am))
+                .unwrap()
+                .unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn kiosk_codes_are_created_once_stored_hashed_listed_and_revoked() {
+        let s = setup();
+        let created = s.post(json!({"name": "Bar screen"})).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+        assert_eq!(created.headers[header::CACHE_CONTROL], "no-store");
+        let first = created.json();
+        let code: KioskCode = first["code"].as_str().unwrap().parse().unwrap();
+        assert_eq!(first["code"].as_str().unwrap().len(), 19);
+        assert_eq!(first["name"], "Bar screen");
+        assert_eq!(first["venue_id"], s.venue.to_string());
+        assert_eq!(first["group"], json!(null));
+        // The default lifetime: a week.
+        assert_eq!(first["expires_at"], "2026-03-08T12:00:00Z");
+        let first_id: GrantId = first["id"].as_str().unwrap().parse().unwrap();
+
+        s.offset_s.store(1, Ordering::SeqCst);
+        let created = s
+            .post(json!({
+                "name": "Door screen",
+                "expires_in_hours": 2,
+                "group": "entrance",
+                "playlist": s.playlist,
+            }))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+        let second = created.json();
+        assert_eq!(second["expires_at"], "2026-03-01T14:00:01Z");
+        assert_eq!(second["group"], "entrance");
+        assert_eq!(second["playlist"], s.playlist.to_string());
+        let second_id: GrantId = second["id"].as_str().unwrap().parse().unwrap();
+
+        // The venue document holds the hash of the code, never the code.
+        let venue = s.venue_doc();
+        let grant = &venue.kiosk_grants[&first_id];
+        assert_eq!(grant.code_hash, code.hash());
+        assert_eq!(grant.name, "Bar screen");
+        assert_eq!(grant.created_at_ms, t0().unix_timestamp() * 1000);
+        assert_eq!(grant.consumed_by, None);
+        let text = first["code"].as_str().unwrap();
+        let doc_bytes = s
+            .state
+            .docs
+            .read(DocId::Venue(s.venue), |am| am.save())
+            .unwrap();
+        let compact = text.replace('-', "");
+        for needle in [text, compact.as_str()] {
+            assert!(
+                !doc_bytes
+                    .windows(needle.len())
+                    .any(|w| w == needle.as_bytes()),
+                "the code is in the document"
+            );
+        }
+
+        let listed = s.list().await;
+        assert_eq!(listed.as_array().unwrap().len(), 2);
+        assert_eq!(listed[0]["id"], first_id.to_string());
+        assert_eq!(listed[0]["state"], "open");
+        assert_eq!(listed[0]["created_at"], "2026-03-01T12:00:00Z");
+        assert!(listed[0].get("code").is_none(), "{listed}");
+        assert_eq!(listed[1]["group"], "entrance");
+
+        // A hub redeemed the second (as its change arrives by sync); three hours later it
+        // reads used, the first still open.
+        let kiosk = KioskId::random();
+        let redeemed_at = (t0() + Duration::HOUR).unix_timestamp() * 1000;
+        s.state
+            .docs
+            .edit(DocId::Venue(s.venue), |am| {
+                doc::redeem_kiosk_grant(am, second_id, kiosk, redeemed_at).map(drop)
+            })
+            .unwrap();
+        s.offset_s.store(3 * 3600, Ordering::SeqCst);
+        let listed = s.list().await;
+        assert_eq!(listed[0]["state"], "open");
+        assert_eq!(listed[1]["state"], "used");
+        assert_eq!(listed[1]["kiosk"], kiosk.to_string());
+        assert_eq!(listed[1]["used_at"], "2026-03-01T13:00:00Z");
+        // Eight days on, the first has expired.
+        s.offset_s.store(8 * 24 * 3600, Ordering::SeqCst);
+        assert_eq!(s.list().await[0]["state"], "expired");
+
+        // Revoking removes it from the document; twice is a 404.
+        let revoked = s.delete(&first_id.to_string()).await;
+        assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.text());
+        assert!(!s.venue_doc().kiosk_grants.contains_key(&first_id));
+        let again = s.delete(&first_id.to_string()).await;
+        assert_eq!(again.status, StatusCode::NOT_FOUND);
+        assert!(again.error().contains("kiosk code"), "{}", again.error());
+        // Forgetting a used code keeps its kiosk.
+        assert_eq!(
+            s.delete(&second_id.to_string()).await.status,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(s.list().await, json!([]));
+        assert!(s.venue_doc().kiosks.contains_key(&kiosk));
+    }
+
+    #[tokio::test]
+    async fn kiosk_codes_need_the_admin_token() {
+        let s = setup();
+        let grant = GrantId::random();
+        for (method, uri, body) in [
+            ("POST", s.uri(), Some(r#"{"name": "x"}"#)),
+            ("GET", s.uri(), None),
+            ("DELETE", format!("{}/{grant}", s.uri()), None),
+        ] {
+            for token in [None, Some("tla1-wrong")] {
+                let answer = call(&s.app, request(method, &uri, token, body)).await;
+                assert_eq!(
+                    answer.status,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {token:?}"
+                );
+            }
+        }
+        assert!(s.venue_doc().kiosk_grants.is_empty());
+    }
+
+    #[tokio::test]
+    async fn bad_kiosk_code_requests_are_refused_naming_the_problem() {
+        let s = setup();
+        let long = "x".repeat(101);
+        let ghost_playlist = PlaylistId::random().to_string();
+        let cases = [
+            (json!({"name": ""}), "name"),
+            (json!({"name": "  "}), "name"),
+            (json!({"name": long}), "name"),
+            (json!({"name": "a\u{7}b"}), "name"),
+            (json!({"name": "ok", "group": ""}), "group"),
+            (json!({"name": "ok", "group": "a\nb"}), "group"),
+            (
+                json!({"name": "ok", "playlist": ghost_playlist}),
+                "playlist",
+            ),
+            (json!({"name": "ok", "playlist": "nope"}), "playlist id"),
+            (
+                json!({"name": "ok", "expires_in_hours": 0}),
+                "expires_in_hours",
+            ),
+            (
+                json!({"name": "ok", "expires_in_hours": 2161}),
+                "expires_in_hours",
+            ),
+            (
+                json!({"name": "ok", "expires_in_hours": -1}),
+                "expires_in_hours",
+            ),
+            (
+                json!({"name": "ok", "expires_in_hours": "soon"}),
+                "expires_in_hours",
+            ),
+            (json!({"name": "ok", "code": "7KQ4-MP2X-9RTA-B3HZ"}), "code"),
+            (json!({}), "name"),
+        ];
+        for (body, named) in cases {
+            let answer = s.post(body.clone()).await;
+            assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
+            assert!(answer.error().contains(named), "{body}: {}", answer.error());
+        }
+        assert!(s.venue_doc().kiosk_grants.is_empty(), "nothing was stored");
+
+        let token = s.init.token();
+        let ghost = VenueId::random();
+        for (method, uri, body, status, says) in [
+            (
+                "POST",
+                format!("/api/v1/venues/{ghost}/kiosk-codes"),
+                Some(r#"{"name": "x"}"#),
+                StatusCode::NOT_FOUND,
+                "venue",
+            ),
+            (
+                "GET",
+                format!("/api/v1/venues/{ghost}/kiosk-codes"),
+                None,
+                StatusCode::NOT_FOUND,
+                "venue",
+            ),
+            (
+                "GET",
+                "/api/v1/venues/nope/kiosk-codes".to_owned(),
+                None,
+                StatusCode::BAD_REQUEST,
+                "venue id",
+            ),
+            (
+                "DELETE",
+                format!("{}/nope", s.uri()),
+                None,
+                StatusCode::BAD_REQUEST,
+                "kiosk code id",
+            ),
+            (
+                "DELETE",
+                format!("{}/{}", s.uri(), GrantId::random()),
+                None,
+                StatusCode::NOT_FOUND,
+                "kiosk code",
+            ),
+            (
+                "DELETE",
+                format!("/api/v1/venues/{ghost}/kiosk-codes/{}", GrantId::random()),
+                None,
+                StatusCode::NOT_FOUND,
+                "venue",
+            ),
+        ] {
+            let answer = call(&s.app, request(method, &uri, Some(&token), body)).await;
+            assert_eq!(answer.status, status, "{method} {uri}");
+            assert!(answer.error().contains(says), "{uri}: {}", answer.error());
+        }
+    }
+}

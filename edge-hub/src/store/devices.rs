@@ -5,6 +5,13 @@
 //! token exactly once. Tokens are 32 random bytes; only their BLAKE3 hash is stored, so a
 //! copy of this database does not let anyone act as a kiosk.
 //!
+//! A kiosk that brings a kiosk code from central (a grant in the venue document) skips
+//! staff: [`Store::reserve_granted`] is step 1 for it, with the grant in place of the
+//! staff's approval, and the caller's step 2 redeems the grant in the venue document (adding
+//! the kiosk and marking the grant used by it in one change). A pairing row remembers the
+//! grant it redeems, at most one row per grant, so a retried request finds the same
+//! pairing and the same kiosk id.
+//!
 //! # Why approval is split in steps
 //! Approval touches two databases (this one and the venue document), which cannot commit
 //! together. The order makes every crash point safe:
@@ -28,7 +35,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use data_encoding::BASE32_DNSSEC;
 use rand::Rng;
 use rusqlite::{OptionalExtension, params};
-use taplink_sync_proto::ids::KioskId;
+use taplink_sync_proto::ids::{GrantId, KioskId};
 
 use super::{Store, StoreError, sql};
 
@@ -81,6 +88,15 @@ pub enum DeviceError {
         "{MAX_PENDING_PAIRINGS} pairings are already waiting for approval; approve them or wait until they expire"
     )]
     TooManyPending,
+    /// The kiosk code was already used to pair a kiosk whose token was collected (or by
+    /// another hub); a code pairs one kiosk only.
+    #[error(
+        "this kiosk code was already used to pair a kiosk; ask central for a new code, or pair the kiosk with staff approval"
+    )]
+    CodeUsed,
+    /// Staff tried to approve a pairing that a kiosk code from central approved already.
+    #[error("this pairing was approved by a kiosk code from central; there is nothing to approve")]
+    PreApproved,
     /// The device description is too long or contains control characters.
     #[error("device must be at most {MAX_DEVICE_CHARS} characters without control characters")]
     InvalidDevice,
@@ -193,6 +209,18 @@ pub struct NewPairing {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A pairing pre-approved by a kiosk grant (see [`Store::reserve_granted`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantedPairing {
+    /// The pairing: its id (which the kiosk polls), its code, and the end of the window in
+    /// which the token can be collected.
+    pub pairing: NewPairing,
+    /// The kiosk id reserved for it.
+    pub kiosk: KioskId,
+    /// `false` when an earlier request for the same grant made this pairing (a retry).
+    pub fresh: bool,
+}
+
 /// The outcome of approving a code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Approval {
@@ -272,6 +300,30 @@ fn parse_kiosk(text: &str, row: &str) -> Result<KioskId, StoreError> {
     })
 }
 
+/// A random pairing code that no stored pairing has.
+fn unused_code(
+    tx: &rusqlite::Transaction<'_>,
+    rng: &mut impl Rng,
+) -> Result<PairingCode, StoreError> {
+    // 31^6 (about 8.9e8) codes: a collision with one of at most a few hundred stored
+    // pairings is rare, and a few redraws make it vanishingly so.
+    let mut code = PairingCode::random(rng);
+    for _ in 0..8 {
+        let taken: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM pairings WHERE code = ?1)",
+                [code.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(sql("check pairing code"))?;
+        if !taken {
+            break;
+        }
+        code = PairingCode::random(rng);
+    }
+    Ok(code)
+}
+
 /// Whether `device` is an acceptable description.
 fn valid_device(device: &str) -> bool {
     device.chars().count() <= MAX_DEVICE_CHARS && !device.chars().any(char::is_control)
@@ -344,22 +396,7 @@ impl Store {
         let mut rng = rand::rng();
         let id = PairingId::random(&mut rng);
         let expires_at = now + PAIRING_TTL;
-        // 31^6 (about 8.9e8) codes: a collision with one of at most a few hundred stored
-        // pairings is rare, and a few redraws make it vanishingly so.
-        let mut code = PairingCode::random(&mut rng);
-        for _ in 0..8 {
-            let taken: bool = tx
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM pairings WHERE code = ?1)",
-                    [code.as_str()],
-                    |r| r.get(0),
-                )
-                .map_err(sql("check pairing code"))?;
-            if !taken {
-                break;
-            }
-            code = PairingCode::random(&mut rng);
-        }
+        let code = unused_code(&tx, &mut rng)?;
         tx.execute(
             "INSERT INTO pairings (id, code, device, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id.to_string(), code.as_str(), device, ms(now), ms(expires_at)],
@@ -373,6 +410,119 @@ impl Store {
         })
     }
 
+    /// Step 1 of a pairing pre-approved by kiosk grant `grant` (see the module docs): the
+    /// pairing of this grant with its reserved kiosk id, made now or found from an earlier
+    /// request. `consumed_by` is the grant's redemption in the venue document as the caller
+    /// read it.
+    ///
+    /// - Unused grant, no pairing yet: a new pairing with a fresh kiosk id.
+    /// - Unused grant with a pairing (a crash before step 2, or a refused step 2): that
+    ///   pairing, so step 2 is retried with the same kiosk id.
+    /// - Grant used by this pairing's kiosk, token not collected (a lost answer, a kiosk
+    ///   restarted before it kept the pairing id): that pairing again.
+    /// - Otherwise ([`DeviceError::CodeUsed`]): the token was collected, or another hub's
+    ///   kiosk used the grant.
+    ///
+    /// A pairing returned again gets a fresh 15-minute window to collect its token.
+    pub fn reserve_granted(
+        &self,
+        grant: GrantId,
+        consumed_by: Option<KioskId>,
+        device: &str,
+        now: DateTime<Utc>,
+    ) -> Result<GrantedPairing, DeviceError> {
+        if !valid_device(device) {
+            return Err(DeviceError::InvalidDevice);
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(sql("begin granted pairing"))?;
+        tx.execute(
+            "DELETE FROM pairings WHERE expires_at < ?1",
+            [ms(now - PAIRING_RETENTION)],
+        )
+        .map_err(sql("delete old pairings"))?;
+        let found = tx
+            .query_row(
+                &format!(
+                    "SELECT {}, code FROM pairings WHERE grant_id = ?1",
+                    Row::COLUMNS
+                ),
+                [grant.to_string()],
+                |r| Ok((Row::read(r)?, r.get::<_, String>(4)?)),
+            )
+            .optional()
+            .map_err(sql("find granted pairing"))?;
+        let expires_at = now + PAIRING_TTL;
+        let granted = match found {
+            Some((row, code)) => {
+                let where_ = format!("pairing {}", row.id);
+                let kiosk = row
+                    .kiosk
+                    .as_deref()
+                    .map(|k| parse_kiosk(k, &where_))
+                    .transpose()?
+                    .ok_or_else(|| StoreError::Corrupt {
+                        row: where_.clone(),
+                        reason: "a granted pairing without a kiosk".into(),
+                    })?;
+                let ours = consumed_by.is_none_or(|by| by == kiosk);
+                if row.collected_at.is_some() || !ours {
+                    return Err(DeviceError::CodeUsed);
+                }
+                tx.execute(
+                    "UPDATE pairings SET expires_at = ?1 WHERE id = ?2",
+                    params![ms(expires_at), row.id],
+                )
+                .map_err(sql("renew granted pairing"))?;
+                GrantedPairing {
+                    pairing: NewPairing {
+                        id: row.id.parse()?,
+                        code: code.parse().map_err(|_| StoreError::Corrupt {
+                            row: where_,
+                            reason: format!("pairing code {code:?}"),
+                        })?,
+                        expires_at,
+                    },
+                    kiosk,
+                    fresh: false,
+                }
+            }
+            // Used, but not through this hub's pairing (or one deleted long ago).
+            None if consumed_by.is_some() => return Err(DeviceError::CodeUsed),
+            None => {
+                let mut rng = rand::rng();
+                let id = PairingId::random(&mut rng);
+                let code = unused_code(&tx, &mut rng)?;
+                let kiosk = KioskId::random();
+                tx.execute(
+                    "INSERT INTO pairings (id, code, device, created_at, expires_at, kiosk, grant_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        id.to_string(),
+                        code.as_str(),
+                        device,
+                        ms(now),
+                        ms(expires_at),
+                        kiosk.to_string(),
+                        grant.to_string()
+                    ],
+                )
+                .map_err(sql("insert granted pairing"))?;
+                GrantedPairing {
+                    pairing: NewPairing {
+                        id,
+                        code,
+                        expires_at,
+                    },
+                    kiosk,
+                    fresh: true,
+                }
+            }
+        };
+        tx.commit().map_err(sql("commit granted pairing"))?;
+        Ok(granted)
+    }
+
     /// Step 1 of approval (see the module docs): reserve a kiosk id for the pairing with
     /// `code`, or return the one reserved by an earlier approval of the same code. The
     /// reservation restarts the 15-minute window, now for collecting the token.
@@ -383,15 +533,23 @@ impl Store {
     ) -> Result<Approval, DeviceError> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(sql("begin approval"))?;
-        let row = tx
+        let (row, granted) = tx
             .query_row(
-                &format!("SELECT {} FROM pairings WHERE code = ?1", Row::COLUMNS),
+                &format!(
+                    "SELECT {}, grant_id IS NOT NULL FROM pairings WHERE code = ?1",
+                    Row::COLUMNS
+                ),
                 [code.as_str()],
-                Row::read,
+                |r| Ok((Row::read(r)?, r.get::<_, bool>(4)?)),
             )
             .optional()
             .map_err(sql("find pairing code"))?
             .ok_or_else(|| DeviceError::UnknownCode(code.to_string()))?;
+        if granted {
+            // Its kiosk joins the document through the grant's redemption, with the name
+            // central gave it; a staff approval must not add it under another.
+            return Err(DeviceError::PreApproved);
+        }
         let pairing: PairingId = row.id.parse()?;
         let approval = match row.status(now)? {
             PairingStatus::Collected => return Err(DeviceError::AlreadyCollected),
@@ -715,6 +873,66 @@ mod tests {
         assert!(matches!(
             store.create_pairing("a\nb", t0()),
             Err(DeviceError::InvalidDevice)
+        ));
+    }
+
+    #[test]
+    fn a_grant_gets_one_pairing_which_retries_find_until_its_token_is_collected() {
+        let (_dir, store) = store();
+        let grant = GrantId::random();
+        let first = store.reserve_granted(grant, None, "Pi", t0()).unwrap();
+        assert!(first.fresh);
+        assert_eq!(first.pairing.expires_at, t0() + PAIRING_TTL);
+        assert_eq!(
+            store.pairing(&first.pairing.id, t0()).unwrap(),
+            PairingStatus::Approved { kiosk: first.kiosk }
+        );
+        // Approved pairings do not count against the pending limit.
+        for _ in 0..MAX_PENDING_PAIRINGS {
+            store.create_pairing("a", t0()).unwrap();
+        }
+        // A retry before the grant was redeemed (a crash between the steps), and one after
+        // it was redeemed for this pairing's kiosk, even once the window passed: the same
+        // pairing and kiosk, with a renewed window.
+        let later = t0() + PAIRING_TTL + TimeDelta::minutes(5);
+        for consumed_by in [None, Some(first.kiosk)] {
+            let again = store
+                .reserve_granted(grant, consumed_by, "Pi", later)
+                .unwrap();
+            assert!(!again.fresh);
+            assert_eq!(again.kiosk, first.kiosk);
+            assert_eq!(again.pairing.id, first.pairing.id);
+            assert_eq!(again.pairing.code, first.pairing.code);
+            assert_eq!(again.pairing.expires_at, later + PAIRING_TTL);
+        }
+        // Used by some other kiosk: refused.
+        assert!(matches!(
+            store.reserve_granted(grant, Some(KioskId::random()), "Pi", later),
+            Err(DeviceError::CodeUsed)
+        ));
+        assert!(matches!(
+            store.reserve_granted(GrantId::random(), Some(KioskId::random()), "Pi", later),
+            Err(DeviceError::CodeUsed)
+        ));
+        // Once the token is collected, the grant is spent.
+        store.collect_token(&first.pairing.id, later).unwrap();
+        for consumed_by in [None, Some(first.kiosk)] {
+            assert!(matches!(
+                store.reserve_granted(grant, consumed_by, "Pi", later),
+                Err(DeviceError::CodeUsed)
+            ));
+        }
+        assert!(matches!(
+            store.reserve_granted(GrantId::random(), None, "a\u{0}", later),
+            Err(DeviceError::InvalidDevice)
+        ));
+        // Staff cannot approve a granted pairing by its code.
+        let other = store
+            .reserve_granted(GrantId::random(), None, "Pi", later)
+            .unwrap();
+        assert!(matches!(
+            store.reserve_kiosk(&other.pairing.code, later),
+            Err(DeviceError::PreApproved)
         ));
     }
 

@@ -2,8 +2,8 @@
 //! is not part of any CRDT document. This module is the only one that touches rusqlite.
 //!
 //! - [`outbox`]: telemetry waiting for central, removed only when central acknowledged it;
-//! - [`devices`]: kiosk pairings (codes staff approve) and device tokens (stored as BLAKE3
-//!   hashes only).
+//! - [`devices`]: kiosk pairings (codes staff approve, or central's kiosk codes) and device
+//!   tokens (stored as BLAKE3 hashes only).
 //!
 //! WAL with `synchronous=FULL`: accepting an event from a kiosk, approving a pairing and
 //! handing out a token are all acknowledgements that must survive a power cut.
@@ -22,7 +22,8 @@ use rusqlite::Connection;
 use taplink_sync_proto::ids::KioskId;
 
 pub use devices::{
-    Approval, Collected, DeviceError, NewPairing, PairingCode, PairingId, PairingStatus, TokenState,
+    Approval, Collected, DeviceError, GrantedPairing, NewPairing, PairingCode, PairingId,
+    PairingStatus, TokenState,
 };
 pub use outbox::Batch;
 
@@ -56,6 +57,10 @@ const MIGRATIONS: &[&str] = &[
         revoked_at INTEGER
     ) WITHOUT ROWID;
     CREATE INDEX device_tokens_kiosk ON device_tokens (kiosk);",
+    // 3: pairings pre-approved by central: the kiosk grant (venue document) each redeems,
+    // at most one pairing per grant.
+    "ALTER TABLE pairings ADD COLUMN grant_id TEXT;
+    CREATE UNIQUE INDEX pairings_grant ON pairings (grant_id) WHERE grant_id IS NOT NULL;",
 ];
 
 /// Why the hub's database failed.

@@ -18,10 +18,12 @@ use taplink_sync_io::blobs::BlobStore;
 use taplink_sync_io::docs::Documents;
 use taplink_sync_io::docstore::DocDb;
 use taplink_sync_proto::doc::{
-    DocOpError, MediaMeta, Placement, add_media, create_playlist, insert_item, load_venue,
-    new_venue_doc, remove_kiosk, rename_kiosk, set_default_playlist,
+    DocOpError, KioskGrant, MediaMeta, Placement, add_kiosk_grant, add_media, create_playlist,
+    insert_item, load_venue, new_venue_doc, redeem_kiosk_grant, remove_kiosk, remove_kiosk_grant,
+    rename_kiosk, set_default_playlist,
 };
-use taplink_sync_proto::ids::{ItemId, KioskId, MediaHash, PlaylistId, VenueId};
+use taplink_sync_proto::ids::{GrantId, ItemId, KioskId, MediaHash, PlaylistId, VenueId};
+use taplink_sync_proto::kiosk_code::KioskCode;
 use taplink_sync_proto::schedule::{ScheduleWindow, Weekdays};
 use taplink_sync_proto::wire::DocId;
 use tokio::sync::{Notify, watch};
@@ -195,6 +197,43 @@ impl TestHub {
             polled["kiosk"].as_str().unwrap().parse().unwrap(),
             polled["token"].as_str().unwrap().to_owned(),
         )
+    }
+
+    /// A grant for a kiosk named `name`, made an hour before t0 and expiring a day after it,
+    /// as central's copy of the venue document would bring it; returns its id and code.
+    fn grant(&self, name: &str, f: impl FnOnce(&mut KioskGrant)) -> (GrantId, KioskCode) {
+        let code = KioskCode::random();
+        let id = GrantId::random();
+        let mut grant = KioskGrant {
+            code_hash: code.hash(),
+            name: name.into(),
+            group: None,
+            playlist: None,
+            created_at_ms: (t0() - TimeDelta::hours(1)).timestamp_millis(),
+            expires_at_ms: (t0() + TimeDelta::days(1)).timestamp_millis(),
+            consumed_by: None,
+            consumed_at_ms: None,
+        };
+        f(&mut grant);
+        let now = t0().timestamp_millis() - 1;
+        self.edit(|am| add_kiosk_grant(am, id, &grant, now));
+        (id, code)
+    }
+
+    /// `POST /api/v1/pairings` with a kiosk code.
+    async fn pair_with_code(&self, code: &str) -> Reply {
+        self.call(
+            Method::POST,
+            "/api/v1/pairings",
+            None,
+            Some(json!({"device": "Pi by the door", "provisioning_code": code})),
+        )
+        .await
+    }
+
+    async fn poll(&self, pairing: &Value) -> Reply {
+        let poll = format!("/api/v1/pairings/{}", pairing.as_str().unwrap());
+        self.call(Method::GET, &poll, None, None).await
     }
 
     async fn manifest(&self, token: &str, extra: &[(header::HeaderName, &str)]) -> Reply {
@@ -488,6 +527,205 @@ async fn malformed_pairing_requests_name_the_field() {
     assert_eq!(blank.status, StatusCode::BAD_REQUEST);
     assert!(blank.error().starts_with("name:"), "{}", blank.error());
     assert!(hub.venue().kiosks.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Pairing pre-approved by a kiosk code from central
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_kiosk_code_from_central_pairs_the_kiosk_without_staff() {
+    let hub = TestHub::new();
+    hub.default_playlist_with_a_windowed_item();
+    let playlist = PlaylistId::random();
+    hub.edit(|am| create_playlist(am, playlist, "Bar loop"));
+    let (grant, code) = hub.grant("Bar screen", |g| {
+        g.group = Some("bar".into());
+        g.playlist = Some(playlist);
+    });
+    // Typed as a technician might: lower case, spaces for dashes.
+    let typed = code.to_string().to_lowercase().replace('-', " ");
+    let created = hub.pair_with_code(&typed).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.error());
+    let created = created.json();
+    assert_eq!(created["preapproved"], true);
+    let expires: DateTime<Utc> = created["expires_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(expires, t0() + TimeDelta::minutes(15));
+
+    // The kiosk is in the venue document as central described it, and the grant is used.
+    let venue = hub.venue();
+    let (kiosk, entry) = venue.kiosks.iter().next().unwrap();
+    assert_eq!(venue.kiosks.len(), 1);
+    assert_eq!(entry.name, "Bar screen");
+    assert_eq!(entry.group.as_deref(), Some("bar"));
+    assert_eq!(entry.playlist, Some(playlist));
+    let used = &venue.kiosk_grants[&grant];
+    assert_eq!(used.consumed_by, Some(*kiosk));
+    assert_eq!(used.consumed_at_ms, Some(t0().timestamp_millis()));
+
+    // The first poll collects the token.
+    let polled = hub.poll(&created["pairing"]).await;
+    assert_eq!(polled.status, StatusCode::OK);
+    let polled = polled.json();
+    assert_eq!(polled["status"], "approved");
+    assert_eq!(polled["kiosk"], kiosk.to_string());
+    let token = polled["token"].as_str().unwrap();
+    let manifest = hub.manifest(token, &[]).await;
+    assert_eq!(manifest.status, StatusCode::OK);
+    assert_eq!(manifest.json()["playlist"], playlist.to_string());
+    assert_eq!(hub.state.metrics.kiosk_codes_redeemed.get(), 1);
+
+    // The code is spent: presenting it again is refused and adds nothing.
+    let again = hub.pair_with_code(&code.to_string()).await;
+    assert_eq!(again.status, StatusCode::GONE);
+    assert!(again.error().contains("already used"), "{}", again.error());
+    assert_eq!(hub.venue().kiosks.len(), 1);
+    assert_eq!(hub.state.metrics.kiosk_codes_refused.get(), 1);
+}
+
+#[tokio::test]
+async fn a_retried_kiosk_code_gets_the_same_pairing_until_its_token_is_collected() {
+    let hub = TestHub::new();
+    let (grant, code) = hub.grant("Door screen", |_| {});
+    let first = hub.pair_with_code(&code.to_string()).await.json();
+    // The answer was lost; the kiosk asks again, later, even after the window to collect
+    // the token passed: the same pairing, renewed, and still one kiosk.
+    hub.clock.advance(TimeDelta::minutes(20));
+    let second = hub.pair_with_code(&code.to_string()).await;
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.error());
+    let second = second.json();
+    assert_eq!(second["pairing"], first["pairing"]);
+    assert_eq!(second["code"], first["code"]);
+    let renewed: DateTime<Utc> = second["expires_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        renewed,
+        t0() + TimeDelta::minutes(20) + TimeDelta::minutes(15)
+    );
+    assert_eq!(hub.venue().kiosks.len(), 1);
+    // Its pairing code is no way in for staff: the kiosk is named by central.
+    let approve = hub
+        .call(
+            Method::POST,
+            "/api/v1/pairings/approve",
+            None,
+            Some(json!({"code": second["code"], "name": "Renamed"})),
+        )
+        .await;
+    assert_eq!(approve.status, StatusCode::CONFLICT);
+    assert!(
+        approve.error().contains("kiosk code"),
+        "{}",
+        approve.error()
+    );
+    let polled = hub.poll(&second["pairing"]).await.json();
+    let kiosk: KioskId = polled["kiosk"].as_str().unwrap().parse().unwrap();
+    assert_eq!(hub.venue().kiosks[&kiosk].name, "Door screen");
+    assert_eq!(hub.venue().kiosk_grants[&grant].consumed_by, Some(kiosk));
+    assert_eq!(hub.state.metrics.kiosk_codes_redeemed.get(), 1);
+
+    // A crash after step 1 (kiosk reserved in the hub's database, not yet in the
+    // document): the pairing reads pending, and the kiosk's retry finishes the job with
+    // the reserved kiosk.
+    let (grant, code) = hub.grant("Till screen", |_| {});
+    let reserved = hub
+        .state
+        .store
+        .reserve_granted(grant, None, "x", hub.state.clock.now())
+        .unwrap();
+    let pending = hub
+        .poll(&json!(reserved.pairing.id.to_string()))
+        .await
+        .json();
+    assert_eq!(pending, json!({"status": "pending"}));
+    let retried = hub.pair_with_code(&code.to_string()).await.json();
+    assert_eq!(retried["pairing"], reserved.pairing.id.to_string());
+    assert_eq!(
+        hub.venue().kiosks[&reserved.kiosk].name,
+        "Till screen",
+        "the reserved kiosk joined the document"
+    );
+    assert_eq!(hub.venue().kiosks.len(), 2);
+    let polled = hub.poll(&retried["pairing"]).await.json();
+    assert_eq!(polled["kiosk"], reserved.kiosk.to_string());
+}
+
+#[tokio::test]
+async fn wrong_expired_revoked_and_used_kiosk_codes_are_refused_with_the_reason() {
+    let hub = TestHub::new();
+    let cases: [(&str, StatusCode, &str); 5] = [
+        (
+            "7KQ4-MP2X-9RTA",
+            StatusCode::BAD_REQUEST,
+            "provisioning_code",
+        ),
+        (
+            "7KQ4-MP2X-9RTA-B3HU",
+            StatusCode::BAD_REQUEST,
+            "provisioning_code",
+        ),
+        (
+            &"7".repeat(10_000),
+            StatusCode::BAD_REQUEST,
+            "provisioning_code",
+        ),
+        (
+            &KioskCode::random().to_string(),
+            StatusCode::NOT_FOUND,
+            "unknown kiosk code",
+        ),
+        // The staff code format is no kiosk code.
+        ("K7Q-4MP", StatusCode::BAD_REQUEST, "16 characters"),
+    ];
+    for (code, status, says) in cases {
+        let reply = hub.pair_with_code(code).await;
+        assert_eq!(reply.status, status, "{code:.20}");
+        assert!(
+            reply.error().contains(says),
+            "{code:.20}: {}",
+            reply.error()
+        );
+    }
+    let wrong_type = hub
+        .call(
+            Method::POST,
+            "/api/v1/pairings",
+            None,
+            Some(json!({"device": "x", "provisioning_code": 5})),
+        )
+        .await;
+    assert_eq!(wrong_type.status, StatusCode::BAD_REQUEST);
+    assert!(
+        wrong_type.error().contains("invalid type"),
+        "{}",
+        wrong_type.error()
+    );
+
+    let (_, expired) = hub.grant("Late", |g| {
+        g.expires_at_ms = (t0() + TimeDelta::minutes(1)).timestamp_millis();
+    });
+    let (revoked_id, revoked) = hub.grant("Revoked", |_| {});
+    hub.edit(|am| remove_kiosk_grant(am, revoked_id));
+    let (used_id, used) = hub.grant("Used elsewhere", |_| {});
+    let elsewhere = KioskId::random();
+    hub.edit(|am| redeem_kiosk_grant(am, used_id, elsewhere, t0().timestamp_millis()).map(drop));
+    hub.clock.advance(TimeDelta::minutes(1));
+    let kiosks_before = hub.venue().kiosks.len();
+    for (code, status, says) in [
+        (expired, StatusCode::GONE, "expired"),
+        (revoked, StatusCode::NOT_FOUND, "revoked"),
+        (used, StatusCode::GONE, "already used"),
+    ] {
+        let reply = hub.pair_with_code(&code.to_string()).await;
+        assert_eq!(reply.status, status, "{says}");
+        assert!(reply.error().contains(says), "{says}: {}", reply.error());
+    }
+    assert_eq!(hub.venue().kiosks.len(), kiosks_before, "nothing was added");
+    assert_eq!(hub.state.metrics.kiosk_codes_refused.get(), 4);
+
+    // Before the venue document arrived, a code cannot be checked: 503, try again later.
+    let empty = TestHub::with_doc(VenueId::random(), &mut AutoCommit::new());
+    let reply = empty.pair_with_code(&KioskCode::random().to_string()).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
 // ---------------------------------------------------------------------------------------

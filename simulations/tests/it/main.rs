@@ -6,4 +6,5 @@ mod kiosks;
 mod lan;
 mod mesh;
 mod player;
+mod preapprove;
 mod wan_proxy;

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use autosurgeon::{Hydrate, Reconcile};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ItemId, KioskId, MediaHash, PlaylistId};
+use crate::ids::{GrantId, ItemId, KioskId, MediaHash, PlaylistId};
+use crate::kiosk_code::KioskCodeHash;
 use crate::schedule::ScheduleWindow;
 
 /// The schema version written into every document; a reader refuses a newer major version.
@@ -33,6 +34,54 @@ pub struct VenueDoc {
     /// by content hash. Two sides adding the same hash merge field by field (LWW).
     #[autosurgeon(with = "autosurgeon::map_with_parseable_keys")]
     pub media: BTreeMap<MediaHash, MediaMeta>,
+    /// Kiosk provisioning grants (pairings pre-approved by central), by grant id. Concurrent
+    /// creations both survive; a removal (revocation) beats a concurrent redemption of the
+    /// grant, though not the kiosk that redemption added. Documents made before grants
+    /// existed lack the map until central adds it with their first grant (only central
+    /// creates it, so two replicas never create it concurrently).
+    #[autosurgeon(
+        with = "autosurgeon::map_with_parseable_keys",
+        missing = "BTreeMap::new"
+    )]
+    #[serde(default)]
+    pub kiosk_grants: BTreeMap<GrantId, KioskGrant>,
+}
+
+/// A kiosk pairing pre-approved by central: whoever presents the code whose hash this is
+/// may pair one kiosk with the venue's hub, which then needs no staff approval.
+///
+/// Central writes every field but the redemption; the hub that redeems the grant writes
+/// `consumed_by` and `consumed_at_ms`, in the same change that adds the kiosk.
+#[derive(Debug, Clone, PartialEq, Eq, Reconcile, Hydrate, Serialize, Deserialize)]
+pub struct KioskGrant {
+    /// The hash of the code ([`crate::kiosk_code::KioskCode::hash`]); the code itself is
+    /// stored nowhere. Written once.
+    pub code_hash: KioskCodeHash,
+    /// The name the kiosk gets (written once).
+    pub name: String,
+    /// The group the kiosk is put in, if any (written once).
+    pub group: Option<String>,
+    /// The kiosk's own playlist, if any (written once; ignored at redemption if the
+    /// playlist was removed meanwhile).
+    pub playlist: Option<PlaylistId>,
+    /// When central created it, Unix milliseconds (central's clock).
+    pub created_at_ms: i64,
+    /// The first instant it is no longer accepted, Unix milliseconds, compared with the
+    /// redeeming hub's clock.
+    pub expires_at_ms: i64,
+    /// The kiosk it was redeemed for (LWW). Replicas that each redeem it while partitioned
+    /// (two hubs of one venue) each add their kiosk; the merge keeps both kiosks and one
+    /// `consumed_by`.
+    pub consumed_by: Option<KioskId>,
+    /// When it was redeemed, Unix milliseconds (the hub's clock; LWW).
+    pub consumed_at_ms: Option<i64>,
+}
+
+impl KioskGrant {
+    /// Whether it can still be redeemed at `now_ms`.
+    pub fn is_open(&self, now_ms: i64) -> bool {
+        self.consumed_by.is_none() && now_ms < self.expires_at_ms
+    }
 }
 
 /// Venue-wide settings.
