@@ -1,5 +1,8 @@
 //! The benchmarks of `taplink-sim bench <name>`: blob transfer against a plain TCP copy,
-//! reconvergence after an outage, warm resync, and a mass reconnect to one central.
+//! reconvergence after an outage, warm resync, a mass reconnect to one central, and on
+//! the venue side the manifest polls against nginx, memory, change-to-screen and mDNS
+//! discovery (these run the real `taplink-hub` / `taplink-kiosk` binaries: build them
+//! first, as `scripts/bench.sh` does).
 //!
 //! Each bench prints its figures as a small table next to its target and returns them, so
 //! tests can run the same code at a small size. Everything runs on 127.0.0.1, every loop
@@ -8,6 +11,7 @@
 
 pub mod blob;
 pub mod cpu;
+pub mod discovery;
 pub mod hub_rig;
 pub mod load;
 pub mod manifest;
@@ -15,6 +19,7 @@ pub mod memory;
 pub mod procs;
 pub mod reconnect;
 pub mod reconverge;
+pub mod screen;
 pub mod simhub;
 pub mod venue_history;
 pub mod warm;
@@ -36,6 +41,10 @@ pub enum Bench {
     Manifest(manifest::Args),
     /// Resident memory of the hub with many kiosks long-polling, and of a kiosk agent.
     Memory(memory::Args),
+    /// Change-to-screen: an edit at central or at the hub until kiosks hold it.
+    Screen(screen::Args),
+    /// A kiosk finding its hub by mDNS on a namespace LAN (needs root).
+    Discovery(discovery::Args),
 }
 
 /// Run one benchmark and print its table.
@@ -49,6 +58,8 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
         Bench::Reconnect(args) => reconnect::run(&args).await?.table(),
         Bench::Manifest(args) => manifest::run(&args).await?.table(),
         Bench::Memory(args) => memory::run(&args).await?.table(),
+        Bench::Screen(args) => screen::run(&args).await?.table(),
+        Bench::Discovery(args) => discovery::run(&args).await?.table(),
     };
     println!("{table}");
     Ok(())
