@@ -102,8 +102,27 @@ impl Proc {
     }
 }
 
+/// How long a process has to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 impl Drop for Proc {
+    /// SIGTERM first, so that a process with children of its own (nginx's master and its
+    /// workers) takes them along; SIGKILL if it is still there after [`STOP_GRACE`].
     fn drop(&mut self) {
+        let pid = i32::try_from(self.pid())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(pid) = pid
+            && rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
+        {
+            let deadline = std::time::Instant::now() + STOP_GRACE;
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

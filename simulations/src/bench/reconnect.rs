@@ -289,19 +289,14 @@ fn peak_rss() -> Option<u64> {
 }
 
 /// A client endpoint that many simulated hubs share. Real hubs have a socket each; one
-/// socket carrying a hundred hubs' handshakes needs the receive buffer central has, or
-/// the kernel drops the burst and the simulation measures its own socket.
+/// socket carrying a hundred hubs' handshakes needs a large receive buffer, or the kernel
+/// drops the burst and the simulation measures its own socket: `net::client_endpoint`
+/// asks for the same one as central's.
 fn shared_client_endpoint() -> Result<quinn::Endpoint> {
-    let socket = taplink_sync_io::net::udp_socket(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        taplink_sync_io::net::SERVER_RECV_BUFFER,
-    )?;
-    Ok(quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        None,
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )?)
+    Ok(taplink_sync_io::net::client_endpoint(SocketAddr::from((
+        [127, 0, 0, 1],
+        0,
+    )))?)
 }
 
 /// Every hub connects at once and retries until in sync or `limit` passed.

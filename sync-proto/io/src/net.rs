@@ -16,13 +16,32 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// A connection with no traffic (keep-alives included) for this long is dead.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Receive buffer asked for on central's UDP socket. When thousands of hubs reconnect at
-/// once their Initial packets arrive faster than the endpoint drains them; with the
-/// default buffer (~200 KiB) the kernel drops the overflow, and every dropped Initial
-/// costs its hub a retransmission timeout (1 s, doubling). The kernel caps the size at
-/// `net.core.rmem_max` (raise it on central's host, see docs/performance.md), and a smaller
-/// buffer is not an error.
-pub const SERVER_RECV_BUFFER: usize = 16 * 1024 * 1024;
+/// Receive buffer asked for on every Taplink UDP socket. When thousands of hubs reconnect
+/// at once their Initial packets arrive at central faster than the endpoint drains them;
+/// with the default buffer (~200 KiB) the kernel drops the overflow, and every dropped
+/// Initial costs its hub a retransmission timeout (1 s, doubling). A hub fetching a large
+/// blob needs the same headroom. The kernel caps the size at `net.core.rmem_max` (raise it
+/// on central's host, see docs/performance.md), and a smaller buffer is not an error.
+pub const RECV_BUFFER: usize = 16 * 1024 * 1024;
+
+/// The largest UDP payload Taplink sends or accepts, the upper bound of quinn's path-MTU
+/// discovery (quinn's default is 1,452). Each path settles on what it really carries:
+/// ~1,452 bytes across the internet, more on loopback or a LAN with jumbo frames, where
+/// fewer, larger datagrams are what brings a blob transfer near a TCP copy
+/// (docs/performance.md, `bench blob`). A probe bigger than the first link's MTU is refused
+/// by the local kernel and costs nothing on the wire, so a hub on Ethernet or Wi-Fi probes
+/// as it would with the default. The bound is the largest size at which a full batch of
+/// quinn's segmentation offload (10 datagrams in one `sendmsg`) still fits the 65,507
+/// bytes of one UDP/IPv4 send: above it the kernel refuses whole batches (`EMSGSIZE`, which
+/// quinn treats as loss), and path-MTU discovery falls back to 1,200.
+pub const MAX_UDP_PAYLOAD: u16 = 6_550;
+
+/// How long a finished path-MTU search holds before the next one looks for a larger MTU
+/// (quinn's default is 10 minutes). Where the first link carries more than the path (a
+/// jumbo-frame network behind a 1,500-byte internet link), each search loses a dozen
+/// probes of up to [`MAX_UDP_PAYLOAD`] bytes; once an hour keeps that small. A path whose
+/// MTU shrinks is caught sooner, by quinn's black-hole detection.
+pub const MTU_SEARCH_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Why an endpoint could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +71,10 @@ pub fn transport_config() -> Arc<quinn::TransportConfig> {
     // One control stream, one per document each way, and a handful of blob transfers.
     t.max_concurrent_bidi_streams(32u32.into());
     t.max_concurrent_uni_streams(16u32.into());
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(MAX_UDP_PAYLOAD)
+        .interval(MTU_SEARCH_INTERVAL);
+    t.mtu_discovery_config(Some(mtu));
     Arc::new(t)
 }
 
@@ -64,16 +87,16 @@ pub fn server_config(tls: rustls::ServerConfig) -> Result<quinn::ServerConfig, N
 }
 
 /// A server endpoint on `addr` speaking `tls`, its socket's receive buffer sized by
-/// [`SERVER_RECV_BUFFER`].
+/// [`RECV_BUFFER`].
 pub fn server_endpoint(
     addr: SocketAddr,
     tls: rustls::ServerConfig,
 ) -> Result<quinn::Endpoint, NetError> {
     let config = server_config(tls)?;
     let bind_err = |source| NetError::Bind { addr, source };
-    let socket = udp_socket(addr, SERVER_RECV_BUFFER).map_err(bind_err)?;
+    let socket = udp_socket(addr, RECV_BUFFER).map_err(bind_err)?;
     quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
+        endpoint_config(),
         Some(config),
         socket,
         Arc::new(quinn::TokioRuntime),
@@ -95,9 +118,28 @@ pub fn udp_socket(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<std::
     Ok(socket.into())
 }
 
-/// A client endpoint bound to `bind` (use port 0).
+/// A client endpoint bound to `bind` (use port 0), its socket's receive buffer sized by
+/// [`RECV_BUFFER`].
 pub fn client_endpoint(bind: SocketAddr) -> Result<quinn::Endpoint, NetError> {
-    quinn::Endpoint::client(bind).map_err(|source| NetError::Bind { addr: bind, source })
+    let bind_err = |source| NetError::Bind { addr: bind, source };
+    let socket = udp_socket(bind, RECV_BUFFER).map_err(bind_err)?;
+    quinn::Endpoint::new(
+        endpoint_config(),
+        None,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(bind_err)
+}
+
+/// Endpoint settings shared by every Taplink endpoint: peers may send datagrams of up to
+/// [`MAX_UDP_PAYLOAD`] bytes (quinn's default, 1,472, would cap their path-MTU discovery).
+pub fn endpoint_config() -> quinn::EndpointConfig {
+    let mut config = quinn::EndpointConfig::default();
+    config
+        .max_udp_payload_size(MAX_UDP_PAYLOAD)
+        .expect("6,550 is within quinn's 1,200..=65,527");
+    config
 }
 
 /// A quinn client configuration from a rustls one.

@@ -7,11 +7,14 @@
 //! after a cut or a restart. The blob becomes visible only when its whole content matched
 //! its hash; a mismatch discards it, and the next fetch starts from zero.
 //!
-//! Both ends keep the disk off the stream's task: the server reads and encodes chunks
-//! ahead on a blocking thread and hands whole frames to quinn without copying them again;
-//! the fetcher writes, hashes and fsyncs on a blocking thread fed through a bounded queue,
-//! so the stream keeps flowing while the disk flushes (an fsync costs ~15 ms here, which
-//! would otherwise stall the transfer every [`SYNC_EVERY`] bytes).
+//! Both ends keep the disk off the stream's task and copy a chunk's bytes as little as they
+//! can. The server reads chunks ahead on a blocking thread, each into a buffer of its own,
+//! and hands quinn the frame's head ([`encode_blob_chunk_head`]) and that buffer: the data
+//! is never copied into a frame. The fetcher reads each frame into a buffer of its own,
+//! decodes it in place ([`decode_blob_frame`]) and queues the buffer for a blocking thread
+//! that writes, hashes and fsyncs from it, so the stream keeps flowing while the disk
+//! flushes (an fsync costs ~15 ms here, which would otherwise stall the transfer every
+//! [`SYNC_EVERY`] bytes).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
@@ -20,8 +23,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use taplink_sync_proto::ids::MediaHash;
 use taplink_sync_proto::wire::{
-    DecodeError, ErrorCode, FRAME_HEADER_LEN, MAX_BLOB_CHUNK, MAX_FRAME_LEN, Message, decode_frame,
-    encode_frame_into,
+    BlobFrame, DecodeError, ErrorCode, FRAME_HEADER_LEN, MAX_BLOB_CHUNK, MAX_FRAME_LEN, Message,
+    decode_blob_frame, encode_blob_chunk_head,
 };
 use tracing::{debug, info, warn};
 
@@ -43,12 +46,8 @@ pub const BLOB_RETRY: Duration = Duration::from_secs(30);
 /// How soon a fetch that failed on our side is tried again.
 const FAILED_RETRY: Duration = Duration::from_secs(2);
 
-/// Frames the server's reader thread prepares ahead of the stream (1 MiB of chunks).
+/// Chunks the server's reader thread prepares ahead of the stream (1 MiB).
 const READ_AHEAD: usize = 4;
-
-/// Room for everything in a `BlobChunk` frame but its data: header, tag, hash, offset,
-/// length and the data's length prefix (postcard varints), rounded up.
-const CHUNK_FRAME_OVERHEAD: usize = 64;
 
 /// Chunks received but not yet written (8 MiB): enough to keep reading from the stream
 /// through an fsync of the partial file.
@@ -113,15 +112,15 @@ impl BlobServer {
             return Err(TransferError::Protocol(reason));
         }
         // The reader thread stops when this side drops the queue (the peer went away).
-        let (frames_tx, mut frames) = mpsc::channel(READ_AHEAD);
+        let (chunks_tx, mut chunks) = mpsc::channel(READ_AHEAD);
         let store = self.store.clone();
         let reader = tokio::task::spawn_blocking(move || {
-            read_frames(&store, hash, offset, total_len, &frames_tx)
+            read_chunks(&store, hash, offset, total_len, &chunks_tx)
         });
-        while let Some(frame) = frames.recv().await {
-            send.write_chunk(Bytes::from(frame))
-                .await
-                .map_err(FrameError::Write)?;
+        while let Some((head, data)) = chunks.recv().await {
+            for part in [head, data] {
+                send.write_chunk(part).await.map_err(FrameError::Write)?;
+            }
         }
         reader
             .await
@@ -129,15 +128,16 @@ impl BlobServer {
     }
 }
 
-/// Read `hash` from `offset` to `total_len` and queue it as encoded `BlobChunk` frames of
-/// at most [`MAX_BLOB_CHUNK`] bytes; at the end of the blob, one (possibly empty) chunk is
-/// always sent. Blocks: run it on a blocking thread.
-fn read_frames(
+/// Read `hash` from `offset` to `total_len` and queue it as `BlobChunk` frames of at most
+/// [`MAX_BLOB_CHUNK`] bytes, each as its head and its data (read into a buffer that quinn
+/// then owns); at the end of the blob, one (possibly empty) chunk is always sent. Blocks:
+/// run it on a blocking thread.
+fn read_chunks(
     store: &BlobStore,
     hash: MediaHash,
     offset: u64,
     total_len: u64,
-    frames: &mpsc::Sender<Vec<u8>>,
+    chunks: &mpsc::Sender<(Bytes, Bytes)>,
 ) -> Result<(), TransferError> {
     let (mut file, _) = store.open_file(&hash)?;
     let read_err = |source: std::io::Error| {
@@ -151,30 +151,24 @@ fn read_frames(
     };
     file.seek(SeekFrom::Start(offset)).map_err(read_err)?;
     let mut at = offset;
-    // One read buffer for the whole blob: each chunk's bytes are copied once more, into
-    // the frame, which quinn then owns.
-    let mut data = Vec::with_capacity(MAX_BLOB_CHUNK);
     loop {
         // At most MAX_BLOB_CHUNK, so it fits in a usize.
         let want =
             usize::try_from((total_len - at).min(MAX_BLOB_CHUNK as u64)).unwrap_or(MAX_BLOB_CHUNK);
-        data.resize(want, 0);
-        // A file shorter than its indexed size fails here rather than sending a short blob.
-        file.read_exact(&mut data).map_err(read_err)?;
-        let chunk = Message::BlobChunk {
-            hash,
-            offset: at,
-            total_len,
-            data,
-        };
-        let mut frame = Vec::with_capacity(want + CHUNK_FRAME_OVERHEAD);
-        encode_frame_into(&chunk, &mut frame).map_err(FrameError::from)?;
-        // Take the buffer back for the next chunk (it is the BlobChunk built above).
-        data = match chunk {
-            Message::BlobChunk { data, .. } => data,
-            _ => Vec::with_capacity(MAX_BLOB_CHUNK),
-        };
-        if frames.blocking_send(frame).is_err() {
+        let mut data = Vec::with_capacity(want);
+        (&mut file)
+            .take(want as u64)
+            .read_to_end(&mut data)
+            .map_err(read_err)?;
+        if data.len() < want {
+            // A file shorter than its indexed size: refuse rather than send a short blob.
+            return Err(read_err(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        let head = encode_blob_chunk_head(&hash, at, total_len, want).map_err(FrameError::from)?;
+        if chunks
+            .blocking_send((Bytes::from(head), Bytes::from(data)))
+            .is_err()
+        {
             // The stream's side stopped; it reports why.
             return Ok(());
         }
@@ -289,52 +283,57 @@ pub async fn fetch_blob(
     }
 }
 
-/// Read `BlobChunk` frames from the stream and queue their data for the writer until
+/// A received chunk for the writer: its offset in the blob, and the frame it came in,
+/// whose bytes from the given index on are the chunk's data.
+type Received = (u64, Vec<u8>, usize);
+
+/// Read `BlobChunk` frames from the stream and queue them for the writer until
 /// `total_len` bytes have arrived.
 async fn receive_chunks(
-    recv: quinn::RecvStream,
+    mut recv: quinn::RecvStream,
     hash: MediaHash,
     resumed_from: u64,
     total_len: u64,
-    chunks: &mpsc::Sender<(u64, Vec<u8>)>,
+    chunks: &mpsc::Sender<Received>,
 ) -> Result<(), TransferError> {
-    let mut reader = ChunkReader::new(recv);
     let mut received = resumed_from;
     while received < total_len {
-        match reader.next().await? {
-            Some(Message::BlobChunk {
+        let Some(frame) = read_frame(&mut recv).await? else {
+            return Err(TransferError::Protocol(format!(
+                "peer ended blob {hash} at {received} of {total_len} bytes"
+            )));
+        };
+        let (offset, len) = match decode_blob_frame(&frame).map_err(FrameError::from)? {
+            BlobFrame::Chunk {
                 hash: h,
                 offset,
                 total_len: t,
                 data,
-            }) => {
+            } => {
                 if h != hash || t != total_len {
                     return Err(TransferError::Protocol(format!(
                         "asked for {hash} ({total_len} bytes), got a chunk of {h} ({t} bytes)"
                     )));
                 }
-                let len = data.len() as u64;
-                if chunks.send((offset, data)).await.is_err() {
-                    // The writer stopped on an error, which the caller reports.
-                    return Ok(());
-                }
-                received = received.saturating_add(len);
+                (offset, data.len())
             }
-            Some(Message::Error { code, reason }) => {
+            BlobFrame::Other(Message::Error { code, reason }) => {
                 return Err(TransferError::Refused { code, reason });
             }
-            Some(other) => {
+            BlobFrame::Other(other) => {
                 return Err(TransferError::Protocol(format!(
                     "unexpected {} on a blob stream",
                     other.kind()
                 )));
             }
-            None => {
-                return Err(TransferError::Protocol(format!(
-                    "peer ended blob {hash} at {received} of {total_len} bytes"
-                )));
-            }
+        };
+        // The data is the frame's tail.
+        let start = frame.len() - len;
+        if chunks.send((offset, frame, start)).await.is_err() {
+            // The writer stopped on an error, which the caller reports.
+            return Ok(());
         }
+        received = received.saturating_add(len as u64);
     }
     Ok(())
 }
@@ -345,15 +344,16 @@ async fn receive_chunks(
 /// it on a blocking thread.
 fn write_chunks(
     mut partial: Partial,
-    mut chunks: mpsc::Receiver<(u64, Vec<u8>)>,
+    mut chunks: mpsc::Receiver<Received>,
     loud: bool,
 ) -> Result<bool, BlobError> {
     let hash = partial.hash();
     let total_len = partial.total_len();
     let mut since_sync = 0u64;
     let mut next_report = total_len / 4;
-    while let Some((offset, data)) = chunks.blocking_recv() {
-        partial.write_chunk(offset, &data)?;
+    while let Some((offset, frame, start)) = chunks.blocking_recv() {
+        let data = &frame[start..];
+        partial.write_chunk(offset, data)?;
         since_sync += data.len() as u64;
         if since_sync >= SYNC_EVERY {
             partial.sync()?;
@@ -372,59 +372,43 @@ fn write_chunks(
     Ok(true)
 }
 
-/// Reads the frames of a blob stream whole, into one buffer kept across frames: blob
-/// chunks are the largest frames there are, and a general [`FrameReader`] regrows its
-/// buffer for each one. Like it, it never buffers more than one frame, and checks a
-/// frame's length before reading its body.
-struct ChunkReader {
-    recv: quinn::RecvStream,
-    buf: Vec<u8>,
-}
-
-impl ChunkReader {
-    fn new(recv: quinn::RecvStream) -> Self {
-        Self {
-            recv,
-            buf: Vec::new(),
+/// The next whole frame on a blob stream, read into a buffer of its own (it travels to the
+/// writer with the chunk's data in it), or `None` when the peer finished the stream between
+/// frames. Like a [`FrameReader`](crate::frames::FrameReader) it checks a frame's length
+/// before reading its body, and never buffers more than one frame.
+async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    match recv.read_exact(&mut header).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(quinn::ReadExactError::FinishedEarly(buffered)) => {
+            return Err(FrameError::Truncated { buffered });
         }
+        Err(quinn::ReadExactError::ReadError(e)) => return Err(e.into()),
     }
-
-    /// The next message, or `None` when the peer finished the stream between frames.
-    async fn next(&mut self) -> Result<Option<Message>, FrameError> {
-        let mut header = [0u8; FRAME_HEADER_LEN];
-        match self.recv.read_exact(&mut header).await {
-            Ok(()) => {}
-            Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-            Err(quinn::ReadExactError::FinishedEarly(buffered)) => {
-                return Err(FrameError::Truncated { buffered });
-            }
-            Err(quinn::ReadExactError::ReadError(e)) => return Err(e.into()),
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(DecodeError::FrameTooLarge {
+            len,
+            max: MAX_FRAME_LEN,
         }
-        let len = u32::from_be_bytes(header) as usize;
-        if len > MAX_FRAME_LEN {
-            return Err(DecodeError::FrameTooLarge {
-                len,
-                max: MAX_FRAME_LEN,
-            }
-            .into());
-        }
-        let frame_len = FRAME_HEADER_LEN + len;
-        if self.buf.len() < frame_len {
-            self.buf.resize(frame_len, 0);
-        }
-        let frame = &mut self.buf[..frame_len];
-        frame[..FRAME_HEADER_LEN].copy_from_slice(&header);
-        match self.recv.read_exact(&mut frame[FRAME_HEADER_LEN..]).await {
-            Ok(()) => {}
-            Err(quinn::ReadExactError::FinishedEarly(n)) => {
+        .into());
+    }
+    let frame_len = FRAME_HEADER_LEN + len;
+    let mut frame = Vec::with_capacity(frame_len);
+    frame.extend_from_slice(&header);
+    // Quinn's received chunks are copied once, into the frame; nothing is zeroed first.
+    while frame.len() < frame_len {
+        match recv.read_chunk(frame_len - frame.len(), true).await? {
+            Some(chunk) => frame.extend_from_slice(&chunk.bytes),
+            None => {
                 return Err(FrameError::Truncated {
-                    buffered: FRAME_HEADER_LEN + n,
+                    buffered: frame.len(),
                 });
             }
-            Err(quinn::ReadExactError::ReadError(e)) => return Err(e.into()),
         }
-        Ok(Some(decode_frame(frame)?))
     }
+    Ok(Some(frame))
 }
 
 /// For as long as `conn` lives: whenever `wake` fires (a document change, a new session)

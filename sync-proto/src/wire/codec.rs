@@ -326,6 +326,49 @@ pub fn encode_frame_into(msg: &Message, out: &mut Vec<u8>) -> Result<(), EncodeE
     Ok(())
 }
 
+/// The start of the `BlobChunk` frame that carries `data_len` bytes of `hash` from
+/// `offset`: everything before the data (frame header, tag, hash, offset, total length and
+/// the data's length). The frame is this followed by the data itself, byte for byte what
+/// [`encode_frame`] makes of the same [`Message::BlobChunk`], so a sender can hand the
+/// head and its data buffer to the transport separately instead of copying the data into a
+/// frame. The limits are those of `encode_frame`.
+pub fn encode_blob_chunk_head(
+    hash: &MediaHash,
+    offset: u64,
+    total_len: u64,
+    data_len: usize,
+) -> Result<Vec<u8>, EncodeError> {
+    check_blob_chunk(offset, total_len, data_len)?;
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+    out.push(TAG_BLOB_CHUNK);
+    postcard::to_io(&(hash, offset, total_len), &mut out).map_err(|e| EncodeError::Serialize {
+        kind: "BlobChunk",
+        reason: e.to_string(),
+    })?;
+    // postcard's length prefix of a byte payload: a LEB128 varint.
+    let mut len = data_len;
+    while len >= 0x80 {
+        out.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    // At most MAX_BLOB_CHUNK + ~70 bytes (checked above), far below MAX_FRAME_LEN and u32.
+    let frame_len = out.len() - FRAME_HEADER_LEN + data_len;
+    let Some(header) = u32::try_from(frame_len)
+        .ok()
+        .filter(|_| frame_len <= MAX_FRAME_LEN)
+    else {
+        return Err(EncodeError::FrameTooLarge {
+            kind: "BlobChunk",
+            len: frame_len,
+            max: MAX_FRAME_LEN,
+        });
+    };
+    out[..FRAME_HEADER_LEN].copy_from_slice(&header.to_be_bytes());
+    Ok(out)
+}
+
 fn serialize_body(msg: &Message, out: &mut Vec<u8>) -> postcard::Result<()> {
     let w = &mut *out;
     match msg {
@@ -349,6 +392,48 @@ fn serialize_body(msg: &Message, out: &mut Vec<u8>) -> postcard::Result<()> {
 /// Decode exactly one whole frame, length header included. Bytes after the frame are an
 /// error ([`DecodeError::ExtraBytesAfterFrame`]); for a byte stream use [`FrameDecoder`].
 pub fn decode_frame(frame: &[u8]) -> Result<Message, DecodeError> {
+    decode_body(frame_body(frame)?)
+}
+
+/// A frame read from a blob stream by [`decode_blob_frame`].
+#[derive(Debug, PartialEq)]
+pub enum BlobFrame<'a> {
+    /// A [`Message::BlobChunk`] whose data is borrowed from the frame.
+    Chunk {
+        /// The blob.
+        hash: MediaHash,
+        /// Where `data` starts in the blob.
+        offset: u64,
+        /// The blob's whole length.
+        total_len: u64,
+        /// The chunk's bytes: always the frame's last `data.len()` bytes.
+        data: &'a [u8],
+    },
+    /// Any other message (an `Error` ending the stream, or a peer's mistake).
+    Other(Message),
+}
+
+/// Decode one whole frame like [`decode_frame`], with the same checks, but leave a blob
+/// chunk's data in `frame` instead of copying it out: a receiver can then write it from
+/// the buffer it read the frame into.
+pub fn decode_blob_frame(frame: &[u8]) -> Result<BlobFrame<'_>, DecodeError> {
+    let tag_and_body = frame_body(frame)?;
+    match tag_and_body.split_first() {
+        Some((&TAG_BLOB_CHUNK, body)) => {
+            let (hash, offset, total_len, data) = blob_chunk(body)?;
+            Ok(BlobFrame::Chunk {
+                hash,
+                offset,
+                total_len,
+                data,
+            })
+        }
+        _ => decode_body(tag_and_body).map(BlobFrame::Other),
+    }
+}
+
+/// The tag and body of exactly one whole frame (length header included, nothing after it).
+fn frame_body(frame: &[u8]) -> Result<&[u8], DecodeError> {
     let Some(len) = header_len(frame) else {
         return Err(DecodeError::Truncated {
             needed: FRAME_HEADER_LEN,
@@ -371,8 +456,15 @@ pub fn decode_frame(frame: &[u8]) -> Result<Message, DecodeError> {
             frame_len,
             count: frame.len() - frame_len,
         }),
-        std::cmp::Ordering::Equal => decode_body(&frame[FRAME_HEADER_LEN..]),
+        std::cmp::Ordering::Equal => Ok(&frame[FRAME_HEADER_LEN..]),
     }
+}
+
+/// A `BlobChunk` body, its limits checked, its data borrowed.
+fn blob_chunk(body: &[u8]) -> Result<(MediaHash, u64, u64, &[u8]), DecodeError> {
+    let (hash, offset, total_len, data): (MediaHash, u64, u64, &[u8]) = payload("BlobChunk", body)?;
+    check_blob_chunk(offset, total_len, data.len())?;
+    Ok((hash, offset, total_len, data))
 }
 
 /// The length in the header at the start of `bytes`, if all 4 header bytes are there.
@@ -431,10 +523,8 @@ fn decode_body(tag_and_body: &[u8]) -> Result<Message, DecodeError> {
             Message::BlobRequest { hash, offset }
         }
         TAG_BLOB_CHUNK => {
-            let (hash, offset, total_len, data): (MediaHash, u64, u64, &[u8]) =
-                payload("BlobChunk", body)?;
-            // Checked before copying so an oversized chunk costs no allocation.
-            check_blob_chunk(offset, total_len, data.len())?;
+            // Limits are checked before copying, so an oversized chunk costs no allocation.
+            let (hash, offset, total_len, data) = blob_chunk(body)?;
             Message::BlobChunk {
                 hash,
                 offset,
@@ -892,6 +982,82 @@ mod tests {
         let ours = postcard::to_stdvec(&ByteSlice(&data)).unwrap();
         let serde_vec = postcard::to_stdvec(&data).unwrap();
         assert_eq!(ours, serde_vec);
+    }
+
+    #[test]
+    fn blob_chunk_head_and_data_are_the_encoded_frame() {
+        let hash = MediaHash::of(b"a blob");
+        // Lengths around each varint width, and the largest chunk.
+        for len in [0, 1, 127, 128, 16_383, 16_384, MAX_BLOB_CHUNK] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let offset = 7;
+            let total_len = offset + len as u64 + 3;
+            let mut split = encode_blob_chunk_head(&hash, offset, total_len, len).unwrap();
+            split.extend_from_slice(&data);
+            let msg = Message::BlobChunk {
+                hash,
+                offset,
+                total_len,
+                data: data.clone(),
+            };
+            assert_eq!(split, encode_frame(&msg).unwrap(), "chunk of {len} bytes");
+            // And the borrowing decoder reads it back, the data being the frame's tail.
+            let BlobFrame::Chunk {
+                hash: h,
+                offset: o,
+                total_len: t,
+                data: d,
+            } = decode_blob_frame(&split).unwrap()
+            else {
+                panic!("not a chunk");
+            };
+            assert_eq!((h, o, t, d), (hash, offset, total_len, &data[..]));
+            assert!(std::ptr::eq(d.as_ptr_range().end, split.as_ptr_range().end));
+        }
+    }
+
+    #[test]
+    fn blob_chunk_head_refuses_what_the_peer_would() {
+        let hash = MediaHash::of(b"x");
+        assert!(matches!(
+            encode_blob_chunk_head(&hash, 0, u64::MAX, MAX_BLOB_CHUNK + 1),
+            Err(EncodeError::Limit(LimitError::BlobChunkTooLarge { .. }))
+        ));
+        assert!(matches!(
+            encode_blob_chunk_head(&hash, 10, 12, 5),
+            Err(EncodeError::Limit(LimitError::BlobChunkOutOfRange { .. }))
+        ));
+    }
+
+    #[test]
+    fn blob_frame_decoder_checks_like_decode_frame() {
+        let err = Message::error(ErrorCode::NotFound, "gone");
+        let frame = encode_frame(&err).unwrap();
+        assert_eq!(decode_blob_frame(&frame).unwrap(), BlobFrame::Other(err));
+        // A chunk claiming to run past the blob's end is refused, as decode_frame does.
+        let mut bad = encode_blob_chunk_head(&MediaHash::of(b"x"), 0, 10, 4).unwrap();
+        bad.extend_from_slice(&[0; 4]);
+        let at = bad.len() - 4 - 2; // the varint total_len (10) just before the data length
+        bad[at] = 2;
+        assert_eq!(
+            decode_blob_frame(&bad).unwrap_err(),
+            decode_frame(&bad).unwrap_err()
+        );
+        assert!(matches!(
+            decode_blob_frame(&bad).unwrap_err(),
+            DecodeError::Limit(LimitError::BlobChunkOutOfRange { .. })
+        ));
+        // Truncated and over-long frames.
+        assert!(matches!(
+            decode_blob_frame(&frame[..frame.len() - 1]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        let mut long = frame.clone();
+        long.push(0);
+        assert!(matches!(
+            decode_blob_frame(&long),
+            Err(DecodeError::ExtraBytesAfterFrame { .. })
+        ));
     }
 
     #[test]
