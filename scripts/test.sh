@@ -4,9 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests need, installed only when missing: Debian's chromium (the
-# player page test), iproute2 (`ip netns` for the mDNS and LAN tests), avahi-daemon,
-# avahi-utils and dbus (the hub's mDNS advertisement seen by avahi-browse; the test runs a
-# private avahi-daemon and bus of its own, never the machine's).
+# player page test; its video is a committed WebM fixture, so no FFmpeg), iproute2
+# (`ip netns` for the mDNS and LAN tests), avahi-daemon, avahi-utils and dbus (the hub's
+# mDNS advertisement seen by avahi-browse; the test runs a private avahi-daemon and bus of
+# its own, never the machine's).
 has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
 need_pkgs=()
 has chromium || need_pkgs+=(chromium)

@@ -1,13 +1,14 @@
 //! The demo mesh: a central, two venue hubs with their content, and kiosk agents, on
 //! loopback, in one process.
 //!
-//! Sample media are generated (SVG slides), so the demo needs nothing but the binary. Data
-//! goes to a temporary directory unless one is given. Kiosks find a hub by mDNS and the demo
-//! approves their pairing codes as store staff would. mDNS never touches the machine's
-//! real interfaces: run as root, every mDNS daemon starts inside a private network
-//! namespace whose only interface is its own loopback (names are just data, so the
-//! advertised `127.0.0.1` is reached on the host's loopback); without root, kiosks are
-//! given their hub's address instead.
+//! Sample media are generated SVG slides and a short WebM video embedded in the binary
+//! ([`SAMPLE_VIDEO`]), so the demo needs nothing but the binary. Data goes to a temporary
+//! directory unless one is given. Kiosks find a hub by mDNS and the demo approves their
+//! pairing codes as store staff would. mDNS never touches the machine's real interfaces:
+//! run as root, every mDNS daemon starts inside a private network namespace whose only
+//! interface is its own loopback (names are just data, so the advertised `127.0.0.1` is
+//! reached on the host's loopback); without root, kiosks are given their hub's address
+//! instead.
 
 use std::path::{Path, PathBuf};
 
@@ -61,6 +62,10 @@ const VENUES: [(&str, &str, &str); 2] = [
     ("Zum Kranich", "Europe/Berlin", "#7a1f3d"),
 ];
 
+/// A 3-second VP8 WebM video (320×180, 10 frames per second, no audio) of a moving test
+/// pattern; `assets/README.md` says how it was made.
+pub const SAMPLE_VIDEO: &[u8] = include_bytes!("../assets/sample.webm");
+
 /// A full-screen 16:9 slide as SVG.
 pub fn slide(title: &str, subtitle: &str, background: &str) -> Vec<u8> {
     format!(
@@ -96,6 +101,7 @@ impl Demo {
         for (i, (name, timezone, colour)) in VENUES.into_iter().enumerate() {
             let id = central.create_venue(name, timezone)?;
             furnish(&central, id, name, colour)?;
+            add_sample_video(&central, id)?;
             let dir = data.join(format!("hub-{}", i + 1));
             enroll_hub(&dir, central.quic_addr(), &central.enrollment_token(id)?).await?;
             let mut config = taplink_edge_hub::Config::load(&dir)?;
@@ -261,6 +267,38 @@ pub fn furnish(
     }
     central.edit_venue(venue, |am| doc::set_default_playlist(am, Some(playlist)))?;
     Ok(media.into_iter().map(|(hash, _)| hash).collect())
+}
+
+/// Add [`SAMPLE_VIDEO`] to a venue's media and to its default playlist, right after the
+/// playlist's first item, for its length (3 s); returns its hash.
+pub fn add_sample_video(central: &CentralNode, venue: VenueId) -> Result<MediaHash> {
+    let hash = central.central.state().blobs.put(SAMPLE_VIDEO)?;
+    let meta = MediaMeta {
+        name: "sample.webm".into(),
+        content_type: "video/webm".into(),
+        size: SAMPLE_VIDEO.len() as u64,
+    };
+    central.edit_venue(venue, |am| doc::add_media(am, hash, &meta))?;
+    let doc = central.venue_doc(venue)?;
+    let playlist = doc
+        .settings
+        .default_playlist
+        .context("the venue has no default playlist")?;
+    let first = doc
+        .playlists
+        .get(&playlist)
+        .and_then(|p| {
+            // Playlist order, as the manifest sorts it.
+            p.items
+                .iter()
+                .min_by(|a, b| a.1.position.cmp(&b.1.position).then(a.0.cmp(b.0)))
+        })
+        .map(|(id, _)| *id);
+    let at = first.map_or(Placement::End, Placement::After);
+    central.edit_venue(venue, |am| {
+        doc::insert_item(am, playlist, ItemId::random(), at, hash, 3_000, None)
+    })?;
+    Ok(hash)
 }
 
 /// Give a venue content through its hub's HTTP API, as store staff would (also offline):
