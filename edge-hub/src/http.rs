@@ -18,7 +18,7 @@ use axum::routing::{get, post, put};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::json;
-use taplink_sync_io::blobs::{BlobError, BlobStore};
+use taplink_sync_io::blobs::BlobStore;
 use taplink_sync_io::docs::{Documents, EditError};
 use taplink_sync_proto::doc::{DocOpError, MediaMeta, VenueCommand, VenueDoc, add_media};
 use taplink_sync_proto::ids::MediaHash;
@@ -215,38 +215,24 @@ async fn upload(
     ))
 }
 
+/// `GET /api/v1/media/{hash}` (staff): any blob this hub holds, streamed like the kiosk
+/// media endpoint (`Range`, `ETag`, `304`), typed from the venue document when it is one
+/// of the venue's media.
 async fn media(
     State(s): State<Arc<HubState>>,
     Path(hash): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let hash: MediaHash = hash
         .parse()
-        .map_err(|e| ApiError::BadRequest(format!("{e}")))?;
-    let blobs = s.blobs.clone();
-    let data = tokio::task::spawn_blocking(move || {
-        let size = blobs.size(&hash)?.ok_or(BlobError::NotFound(hash))?;
-        blobs.read_range(&hash, 0, usize::try_from(size).unwrap_or(usize::MAX))
-    })
-    .await
-    .map_err(internal)?;
-    match data {
-        Ok(bytes) => Ok((
-            [
-                (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-                (
-                    header::CACHE_CONTROL,
-                    "public, max-age=31536000, immutable".to_owned(),
-                ),
-                (header::ETAG, format!("\"{hash}\"")),
-            ],
-            bytes,
-        )
-            .into_response()),
-        Err(BlobError::NotFound(_)) => Err(ApiError::NotFound(format!(
-            "media {hash} is not on this hub"
-        ))),
-        Err(e) => Err(internal(e)),
-    }
+        .map_err(|e| ApiError::BadRequest(format!("media hash in the path: {e}")))?;
+    let content_type = s
+        .view
+        .doc(&s.docs)
+        .ok()
+        .and_then(|doc| doc.media.get(&hash).map(|m| m.content_type.clone()))
+        .unwrap_or_else(|| "application/octet-stream".to_owned());
+    crate::kiosk_api::blob_response(&s, hash, &content_type, &headers, None).await
 }
 
 async fn events(

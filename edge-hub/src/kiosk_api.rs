@@ -46,6 +46,7 @@ use crate::http::{HubState, edit_error, venue_doc, view_error};
 use crate::metrics::Metrics;
 use crate::store::{DeviceError, NewPairing, PairingCode, PairingId, PairingStatus, TokenState};
 use crate::view::{Snapshot, ViewError};
+use prometheus_client::metrics::counter::Counter;
 
 /// The longest manifest long-poll, in seconds; longer `wait`s are shortened to this.
 pub const MAX_WAIT_SECS: u64 = 60;
@@ -616,10 +617,10 @@ fn parse_range(header: &str, size: u64) -> RangeRequest {
     }
 }
 
-/// A reader that counts the bytes it yields into the media metric.
+/// A reader that counts the bytes it yields into a metric.
 struct Counted<R> {
     inner: R,
-    metrics: Arc<Metrics>,
+    counter: Option<Counter>,
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
@@ -631,9 +632,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
         let before = buf.filled().len();
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
+        if let (Poll::Ready(Ok(())), Some(counter)) = (&polled, &this.counter) {
             let read = buf.filled().len().saturating_sub(before);
-            this.metrics.kiosk_media_bytes.inc_by(read as u64);
+            counter.inc_by(read as u64);
         }
         polled
     }
@@ -654,11 +655,25 @@ async fn media(
             "media {hash} is not in this venue's media"
         )));
     };
+    let counter = Some(s.metrics.kiosk_media_bytes.clone());
+    blob_response(&s, hash, &meta.content_type, &headers, counter).await
+}
+
+/// A blob of this hub as an HTTP response, with `ETag` and immutable cache headers: `304`
+/// when `If-None-Match` names it, `206` for a single `Range`, streamed from disk in small
+/// chunks (a 500 MB video never sits in memory), its bytes counted into `counter`.
+pub(crate) async fn blob_response(
+    s: &HubState,
+    hash: MediaHash,
+    content_type: &str,
+    headers: &HeaderMap,
+    counter: Option<Counter>,
+) -> Result<Response, ApiError> {
     let cache = [
         (header::ETAG, etag(&hash.to_string())),
         (header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE)),
     ];
-    if etag_matches(&headers, &hash.to_string()) {
+    if etag_matches(headers, &hash.to_string()) {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
     let blobs = s.blobs.clone();
@@ -689,12 +704,11 @@ async fn media(
     if start > 0 {
         file.seek(SeekFrom::Start(start)).await.map_err(internal)?;
     }
-    // Streamed in small chunks: a 500 MB video never sits in memory.
     let reader = Counted {
         inner: file.take(len),
-        metrics: s.metrics.clone(),
+        counter,
     };
-    let content_type = HeaderValue::from_str(&meta.content_type)
+    let content_type = HeaderValue::from_str(content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     let mut response = (
         status,
