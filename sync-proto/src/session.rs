@@ -163,6 +163,8 @@ struct DocSync {
     rto: Duration,
     /// The heads the peer last advertised (hello, sync message or probe).
     peer_heads: Option<Vec<automerge::ChangeHash>>,
+    /// Our heads when we last sent the peer our whole document in this round.
+    whole_doc_sent: Option<Vec<automerge::ChangeHash>>,
 }
 
 #[derive(Debug)]
@@ -218,6 +220,7 @@ impl Session {
                     rto_deadline: None,
                     rto: config.initial_rto,
                     peer_heads: None,
+                    whole_doc_sent: None,
                 };
                 (id, sync)
             })
@@ -564,10 +567,21 @@ impl Session {
             .difference(&sent_before)
             .copied()
             .collect();
+        let ours = automerge_doc.get_heads();
+        if is_whole_doc(&message.changes) {
+            // A peer that starts empty asks for our heads before our document reaches it,
+            // and automerge answers an empty peer with the whole document again (it takes
+            // empty heads for a peer that lost its data). Send each version once per
+            // round; one that was lost goes again after the retransmission timeout.
+            if sync.whole_doc_sent.as_ref() == Some(&ours) {
+                message.changes = sync::ChunkList::empty();
+            } else {
+                sync.whole_doc_sent = Some(ours.clone());
+            }
+        }
         bundle_changes(automerge_doc, &mut message, carried);
         // A reply is due unless this message only confirms that both sides already hold
         // the same heads.
-        let ours = automerge_doc.get_heads();
         let settled = message.changes.is_empty()
             && message.need.is_empty()
             && sync.peer_heads.as_ref() == Some(&ours);
@@ -589,6 +603,7 @@ impl Session {
         };
         sync.rto = (sync.rto * 2).min(max_rto);
         sync.rto_deadline = None;
+        sync.whole_doc_sent = None;
         reset_state(&mut sync.state);
         self.generate(now, doc, docs);
     }
@@ -655,6 +670,16 @@ fn bundle_changes(
         && bundle.bytes().len() < data.len()
     {
         message.changes = sync::ChunkList::from(bundle.bytes().to_vec());
+    }
+}
+
+/// Whether a sync message's changes are one whole saved document (chunk type 0), as
+/// automerge sends to a peer that has nothing.
+fn is_whole_doc(changes: &sync::ChunkList) -> bool {
+    let mut chunks = changes.iter();
+    match (chunks.next(), chunks.next()) {
+        (Some(data), None) => data.get(..4) == Some(&CHUNK_MAGIC[..]) && data.get(8) == Some(&0),
+        _ => false,
     }
 }
 

@@ -532,3 +532,62 @@ fn blob_and_telemetry_messages_pass_through_to_the_owner() {
     );
     assert!(encode_frame(&ack).is_ok());
 }
+
+/// A hub that starts empty asks for central's heads before central's first answer (the
+/// whole document) reaches it; automerge alone would answer that request with the whole
+/// document again.
+#[test]
+fn an_empty_hub_gets_the_whole_document_once() {
+    let mut s = big_setup();
+    let now = Instant::now();
+    let central_docs = BTreeMap::from([
+        (s.venue, s.origin_venue.fork()),
+        (DocId::Org, s.origin_org.fork()),
+    ]);
+    let hub_docs = BTreeMap::from([
+        (s.venue, AutoCommit::new()),
+        (DocId::Org, AutoCommit::new()),
+    ]);
+    let central = SessionConfig::new(
+        PeerIdentity::Central,
+        s.hub.clone(),
+        "central-test",
+        BTreeMap::from([(s.venue, Access::Write), (DocId::Org, Access::Read)]),
+    );
+    let hub = SessionConfig::new(
+        s.hub.clone(),
+        PeerIdentity::Central,
+        "hub-test",
+        BTreeMap::from([(s.venue, Access::Write), (DocId::Org, Access::Write)]),
+    );
+    let mut h = Harness::new(
+        Peer::new(central, central_docs, now),
+        Peer::new(hub, hub_docs, now),
+        LinkConfig::default(),
+        1,
+        now,
+    );
+    h.record_trace = true;
+    h.run_until_synced(LIMIT).expect("initial sync");
+    let venue = format!("DocSync {}", s.venue);
+    let carrying: Vec<&String> = h
+        .trace
+        .iter()
+        .filter(|l| l.contains("A->B") && l.contains(&venue) && !l.contains("changes=0"))
+        .collect();
+    assert_eq!(
+        carrying.len(),
+        1,
+        "the venue document went more than once: {carrying:#?}"
+    );
+    let saved = s.origin_venue.clone().save().len() as u64;
+    eprintln!(
+        "figure: initial sync of an empty hub, {saved}-byte saved document: {} bytes",
+        h.bytes_sent()
+    );
+    let (mut central_venue, mut hub_venue) = (
+        h.a.docs.get_mut(&s.venue).unwrap().clone(),
+        h.b.docs.get_mut(&s.venue).unwrap().clone(),
+    );
+    assert_eq!(central_venue.get_heads(), hub_venue.get_heads());
+}
