@@ -37,7 +37,10 @@ use crate::blobs::{BlobError, BlobStore, Partial};
 use crate::docs::Documents;
 use crate::frames::{FrameError, write_frame};
 
-/// How many received bytes may be lost to a crash before the next fsync of a partial blob.
+/// How many received bytes may be lost to a power cut before the next fsync of a partial
+/// blob. Syncing this often also keeps the disk streaming: without it dirty pages pile up,
+/// the kernel throttles the writer and a big blob transfers at about half the speed
+/// (docs/performance.md, `bench blob`).
 pub const SYNC_EVERY: u64 = 4 * 1024 * 1024;
 
 /// How often missing blobs are retried while connected, even without a document change.
