@@ -24,8 +24,10 @@ pub enum ParseIdError {
         text: String,
     },
     /// The text is not 64 hex characters encoding a BLAKE3 hash.
-    #[error("media hash must be 64 hex characters, got {text:?}")]
+    #[error("{kind} must be 64 hex characters, got {text:?}")]
     BadHash {
+        /// Which kind of hash was expected.
+        kind: &'static str,
         /// The rejected text (truncated to 64 characters).
         text: String,
     },
@@ -40,7 +42,7 @@ pub enum ParseIdError {
 // Ids and hashes are their printed form in human-readable formats (JSON APIs, config) and
 // raw fixed-size bytes in binary ones (the postcard wire format).
 
-fn parse_text<'de, T, D>(d: D) -> Result<T, D::Error>
+pub(crate) fn parse_text<'de, T, D>(d: D) -> Result<T, D::Error>
 where
     T: FromStr<Err = ParseIdError>,
     D: Deserializer<'de>,
@@ -49,7 +51,7 @@ where
     text.parse::<T>().map_err(D::Error::custom)
 }
 
-fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
@@ -182,91 +184,108 @@ typed_id!(
     OrgId, "org id"
 );
 
-/// The BLAKE3 hash of a media file's bytes: its content address.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MediaHash([u8; 32]);
+/// A 32-byte hash type: 64 lowercase hex characters in text (JSON, documents), raw bytes
+/// on the wire, a 12-character prefix in `Debug`.
+macro_rules! typed_hash {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name([u8; 32]);
 
-impl Serialize for MediaHash {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            s.collect_str(self)
-        } else {
-            self.0.serialize(s)
-        }
-    }
-}
+        impl $name {
+            /// The hash with exactly these bytes.
+            pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+                Self(bytes)
+            }
 
-impl<'de> Deserialize<'de> for MediaHash {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        if d.is_human_readable() {
-            parse_text(d)
-        } else {
-            <[u8; 32]>::deserialize(d).map(Self)
+            /// The raw 32 bytes.
+            pub const fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
+            }
         }
-    }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                if s.is_human_readable() {
+                    s.collect_str(self)
+                } else {
+                    self.0.serialize(s)
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                if d.is_human_readable() {
+                    $crate::ids::parse_text(d)
+                } else {
+                    <[u8; 32]>::deserialize(d).map(Self)
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&data_encoding::HEXLOWER.encode(&self.0))
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), &self.to_string()[..12])
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = $crate::ids::ParseIdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let bad = || $crate::ids::ParseIdError::BadHash {
+                    kind: $kind,
+                    text: $crate::ids::clip(s),
+                };
+                if s.len() != 64 {
+                    return Err(bad());
+                }
+                let bytes = data_encoding::HEXLOWER_PERMISSIVE
+                    .decode(s.as_bytes())
+                    .map_err(|_| bad())?;
+                Ok(Self(bytes.try_into().map_err(|_| bad())?))
+            }
+        }
+
+        impl autosurgeon::Reconcile for $name {
+            type Key<'a> = autosurgeon::reconcile::NoKey;
+            fn reconcile<R: autosurgeon::Reconciler>(&self, reconciler: R) -> Result<(), R::Error> {
+                self.to_string().reconcile(reconciler)
+            }
+        }
+
+        impl autosurgeon::Hydrate for $name {
+            fn hydrate_string(s: &'_ str) -> Result<Self, autosurgeon::HydrateError> {
+                s.parse().map_err(|e: $crate::ids::ParseIdError| {
+                    autosurgeon::HydrateError::unexpected($kind, e.to_string())
+                })
+            }
+        }
+    };
 }
+pub(crate) use typed_hash;
+
+typed_hash!(
+    /// The BLAKE3 hash of a media file's bytes: its content address.
+    MediaHash, "media hash"
+);
 
 impl MediaHash {
     /// Hash these bytes.
     pub fn of(bytes: &[u8]) -> Self {
         Self(*blake3::hash(bytes).as_bytes())
     }
-
-    /// The hash with exactly these bytes.
-    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
-    /// The raw 32 bytes.
-    pub const fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
 }
 
 impl From<blake3::Hash> for MediaHash {
     fn from(h: blake3::Hash) -> Self {
         Self(*h.as_bytes())
-    }
-}
-
-impl fmt::Display for MediaHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&data_encoding::HEXLOWER.encode(&self.0))
-    }
-}
-
-impl fmt::Debug for MediaHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MediaHash({})", &self.to_string()[..12])
-    }
-}
-
-impl FromStr for MediaHash {
-    type Err = ParseIdError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ParseIdError::BadHash { text: clip(s) };
-        if s.len() != 64 {
-            return Err(bad());
-        }
-        let bytes = data_encoding::HEXLOWER_PERMISSIVE
-            .decode(s.as_bytes())
-            .map_err(|_| bad())?;
-        Ok(Self(bytes.try_into().map_err(|_| bad())?))
-    }
-}
-
-impl autosurgeon::Reconcile for MediaHash {
-    type Key<'a> = autosurgeon::reconcile::NoKey;
-    fn reconcile<R: autosurgeon::Reconciler>(&self, reconciler: R) -> Result<(), R::Error> {
-        self.to_string().reconcile(reconciler)
-    }
-}
-
-impl autosurgeon::Hydrate for MediaHash {
-    fn hydrate_string(s: &'_ str) -> Result<Self, autosurgeon::HydrateError> {
-        s.parse().map_err(|e: ParseIdError| {
-            autosurgeon::HydrateError::unexpected("media hash", e.to_string())
-        })
     }
 }
 

@@ -14,7 +14,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Random bytes in a code (80 bits).
@@ -148,83 +147,11 @@ impl FromStr for KioskCode {
     }
 }
 
-/// The stored form of a [`KioskCode`]: BLAKE3 in a context of its own, 64 hex characters.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct KioskCodeHash([u8; 32]);
-
-impl KioskCodeHash {
-    /// The hash with exactly these bytes.
-    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-}
-
-/// Why a text is not a kiosk code hash.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a kiosk code hash is 64 hex characters, got {0:?}")]
-pub struct ParseKioskCodeHashError(String);
-
-impl fmt::Display for KioskCodeHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&data_encoding::HEXLOWER.encode(&self.0))
-    }
-}
-
-impl fmt::Debug for KioskCodeHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KioskCodeHash({})", &self.to_string()[..12])
-    }
-}
-
-impl FromStr for KioskCodeHash {
-    type Err = ParseKioskCodeHashError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ParseKioskCodeHashError(s.chars().take(64).collect());
-        if s.len() != 64 {
-            return Err(bad());
-        }
-        let bytes = data_encoding::HEXLOWER_PERMISSIVE
-            .decode(s.as_bytes())
-            .map_err(|_| bad())?;
-        Ok(Self(bytes.try_into().map_err(|_| bad())?))
-    }
-}
-
-impl Serialize for KioskCodeHash {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            s.collect_str(self)
-        } else {
-            self.0.serialize(s)
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for KioskCodeHash {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        if d.is_human_readable() {
-            let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-            text.parse().map_err(D::Error::custom)
-        } else {
-            <[u8; 32]>::deserialize(d).map(Self)
-        }
-    }
-}
-
-impl autosurgeon::Reconcile for KioskCodeHash {
-    type Key<'a> = autosurgeon::reconcile::NoKey;
-    fn reconcile<R: autosurgeon::Reconciler>(&self, reconciler: R) -> Result<(), R::Error> {
-        self.to_string().reconcile(reconciler)
-    }
-}
-
-impl autosurgeon::Hydrate for KioskCodeHash {
-    fn hydrate_string(s: &'_ str) -> Result<Self, autosurgeon::HydrateError> {
-        s.parse().map_err(|e: ParseKioskCodeHashError| {
-            autosurgeon::HydrateError::unexpected("kiosk code hash", e.to_string())
-        })
-    }
-}
+crate::ids::typed_hash!(
+    /// The stored form of a [`KioskCode`]: BLAKE3 in a context of its own, 64 hex
+    /// characters.
+    KioskCodeHash, "kiosk code hash"
+);
 
 #[cfg(test)]
 mod tests {
