@@ -407,19 +407,31 @@ pub fn set_default_playlist(
 /// Ids must be fresh (random): two replicas adding the *same* id concurrently would create
 /// two objects under one key, and one of them (with any edits made to it) would lose.
 pub fn add_kiosk(doc: &mut AutoCommit, id: KioskId, name: &str) -> Result<(), DocOpError> {
-    validate_name("kiosk", name)?;
-    let kiosks = top(doc, "kiosks")?;
-    let key = id.to_string();
-    if map_at(doc, &kiosks, &key)?.is_some() {
-        return Err(DocOpError::KioskExists(id));
-    }
     let kiosk = Kiosk {
         name: name.to_owned(),
         group: None,
         orientation: Orientation::default(),
         playlist: None,
     };
-    autosurgeon::reconcile_prop(doc, &kiosks, key.as_str(), &kiosk)?;
+    insert_kiosk(doc, id, &kiosk)
+}
+
+/// A kiosk's name and, if it has one, its group name.
+fn validate_kiosk_names(name: &str, group: Option<&str>) -> Result<(), DocOpError> {
+    validate_name("kiosk", name)?;
+    group.map_or(Ok(()), |g| validate_name("group", g))
+}
+
+/// Adds kiosk `id` as `kiosk` describes it, its name and group validated; refused if the
+/// id is taken.
+fn insert_kiosk(doc: &mut AutoCommit, id: KioskId, kiosk: &Kiosk) -> Result<(), DocOpError> {
+    validate_kiosk_names(&kiosk.name, kiosk.group.as_deref())?;
+    let kiosks = top(doc, "kiosks")?;
+    let key = id.to_string();
+    if map_at(doc, &kiosks, &key)?.is_some() {
+        return Err(DocOpError::KioskExists(id));
+    }
+    autosurgeon::reconcile_prop(doc, &kiosks, key.as_str(), kiosk)?;
     Ok(())
 }
 
@@ -534,10 +546,7 @@ pub fn add_kiosk_grant(
     now_ms: i64,
 ) -> Result<(), DocOpError> {
     schema_version(doc)?;
-    validate_name("kiosk", &grant.name)?;
-    if let Some(g) = &grant.group {
-        validate_name("group", g)?;
-    }
+    validate_kiosk_names(&grant.name, grant.group.as_deref())?;
     if grant.expires_at_ms <= grant.created_at_ms || grant.expires_at_ms <= now_ms {
         return Err(DocOpError::InvalidGrant(
             "it must expire after it is created, in the future".into(),
@@ -618,17 +627,6 @@ pub fn redeem_kiosk_grant(
             expires_at_ms: grant.expires_at_ms,
         });
     }
-    // Written by central and validated there; checked again, as the document came over
-    // the network.
-    validate_name("kiosk", &grant.name)?;
-    if let Some(g) = &grant.group {
-        validate_name("group", g)?;
-    }
-    let kiosks = top(doc, "kiosks")?;
-    let kiosk_key = kiosk.to_string();
-    if map_at(doc, &kiosks, &kiosk_key)?.is_some() {
-        return Err(DocOpError::KioskExists(kiosk));
-    }
     let playlist = match grant.playlist {
         Some(p) => playlist_obj(doc, p).ok().map(|_| p),
         None => None,
@@ -639,7 +637,9 @@ pub fn redeem_kiosk_grant(
         orientation: Orientation::default(),
         playlist,
     };
-    autosurgeon::reconcile_prop(doc, &kiosks, kiosk_key.as_str(), &new_kiosk)?;
+    // The name and group were validated by central, and are again here, as the document
+    // came over the network.
+    insert_kiosk(doc, kiosk, &new_kiosk)?;
     autosurgeon::reconcile_prop(doc, &grant_obj, "consumed_by", Some(kiosk))?;
     autosurgeon::reconcile_prop(doc, &grant_obj, "consumed_at_ms", Some(now_ms))?;
     Ok(Redemption::Redeemed)
