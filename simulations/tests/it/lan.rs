@@ -7,11 +7,12 @@
 //! pages from cache; when it comes back they reconnect by themselves.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use taplink_simulations::bench::procs::{Proc, binary};
 use taplink_simulations::demo::furnish_via_api;
 use taplink_simulations::netns::{LAN_DEV, Lan, Netns, WanLink};
 use taplink_sync_proto::ids::ItemId;
@@ -20,45 +21,14 @@ const WAIT: Duration = Duration::from_secs(40);
 const HUB_PORT: u16 = 8580;
 const PLAYER: &str = "127.0.0.1:8680";
 
-/// The directory holding the workspace's binaries (the test executable is in `deps/`).
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_owned()
-}
-
+/// A workspace binary, built by `cargo test --workspace` (scripts/test.sh).
 fn bin(name: &str) -> String {
-    let path = bin_dir().join(name);
-    assert!(
-        path.exists(),
-        "{} is built by `cargo test --workspace` (scripts/test.sh)",
-        path.display()
-    );
-    path.display().to_string()
+    binary(name).unwrap().display().to_string()
 }
 
-/// A child process in a namespace, killed on drop; its output goes to a log file.
-struct Proc(Child);
-
-impl Proc {
-    fn spawn(ns: &Netns, program: &str, args: &[&str], log: &Path) -> Proc {
-        let out = std::fs::File::create(log).unwrap();
-        let child = ns
-            .command(&bin(program))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        Proc(child)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// `program` running in `ns` with its output in `log`, stopped when dropped.
+fn spawn(ns: &Netns, program: &str, args: &[&str], log: &Path) -> Proc {
+    Proc::spawn_command(ns.command(&bin(program)), args, log).unwrap()
 }
 
 fn run(ns: &Netns, program: &str, args: &[&str]) -> Result<String> {
@@ -144,7 +114,7 @@ fn kiosks_on_a_venue_lan_discover_pair_and_keep_playing_through_outages() {
     .unwrap()
     .trim()
     .to_owned();
-    let _central = Proc::spawn(
+    let _central = spawn(
         &central_ns,
         "taplink-central",
         &["serve", "--data", &c],
@@ -192,7 +162,7 @@ fn kiosks_on_a_venue_lan_discover_pair_and_keep_playing_through_outages() {
     .unwrap();
     let hub_addr = SocketAddr::from((hub_ip, HUB_PORT));
     let start_hub = || {
-        Proc::spawn(
+        spawn(
             hub_ns,
             "taplink-hub",
             &["run", "--data", &h],
@@ -216,7 +186,7 @@ fn kiosks_on_a_venue_lan_discover_pair_and_keep_playing_through_outages() {
             .display()
             .to_string();
         let started = Instant::now();
-        let proc = Proc::spawn(
+        let proc = spawn(
             ns,
             "taplink-kiosk",
             &[
