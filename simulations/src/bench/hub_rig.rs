@@ -102,16 +102,8 @@ impl HubRig {
             .await?;
             ensure!(status == 201, "pairing: {}", String::from_utf8_lossy(&body));
             let pairing: Value = serde_json::from_slice(&body)?;
-            let approve =
-                serde_json::json!({ "code": pairing["code"], "name": format!("Bench {}", i + 1) });
-            let (status, body) = http(
-                self.addr,
-                "POST",
-                "/api/v1/pairings/approve",
-                approve.to_string().as_bytes(),
-            )
-            .await?;
-            ensure!(status == 200, "approve: {}", String::from_utf8_lossy(&body));
+            let code = pairing["code"].as_str().context("pairing code")?;
+            self.approve(code, &format!("Bench {}", i + 1)).await?;
             let id = pairing["pairing"].as_str().context("pairing id")?;
             let (status, body) =
                 http(self.addr, "GET", &format!("/api/v1/pairings/{id}"), b"").await?;
@@ -124,6 +116,24 @@ impl HubRig {
             });
         }
         Ok(paired)
+    }
+
+    /// Approve pairing `code` as staff would, naming the kiosk `name`.
+    pub async fn approve(&self, code: &str, name: &str) -> Result<()> {
+        let body = serde_json::json!({ "code": code, "name": name }).to_string();
+        let (status, answer) = http(
+            self.addr,
+            "POST",
+            "/api/v1/pairings/approve",
+            body.as_bytes(),
+        )
+        .await?;
+        ensure!(
+            status == 200,
+            "approve: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        Ok(())
     }
 
     /// The venue's default playlist and its first item, from the hub's document.

@@ -166,15 +166,7 @@ async fn kiosk_memory(
         },
     )
     .await?;
-    let approve = json!({ "code": code, "name": "Measured kiosk" }).to_string();
-    let (status, body) = http(
-        rig.addr,
-        "POST",
-        "/api/v1/pairings/approve",
-        approve.as_bytes(),
-    )
-    .await?;
-    ensure!(status == 200, "approve: {}", String::from_utf8_lossy(&body));
+    rig.approve(&code, "Measured kiosk").await?;
     until(
         Duration::from_secs(60),
         "the kiosk playing with its media cached",

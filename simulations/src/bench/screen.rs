@@ -22,7 +22,6 @@ use tokio::time::Instant;
 
 use crate::bench::hub_rig::HubRig;
 use crate::bench::{Table, ms, verdict};
-use crate::mesh::http;
 
 /// Options of `bench screen`.
 #[derive(Debug, Clone, clap::Args)]
@@ -188,19 +187,7 @@ async fn pair(rig: &HubRig, agent: &taplink_kiosk::Kiosk, i: usize) -> Result<()
         }
     })
     .await?;
-    let body = json!({ "code": code, "name": format!("Screen {}", i + 1) }).to_string();
-    let (status, answer) = http(
-        rig.addr,
-        "POST",
-        "/api/v1/pairings/approve",
-        body.as_bytes(),
-    )
-    .await?;
-    ensure!(
-        status == 200,
-        "approve: {}",
-        String::from_utf8_lossy(&answer)
-    );
+    rig.approve(&code, &format!("Screen {}", i + 1)).await?;
     crate::bench::procs::until(ROUND_LIMIT, "the kiosk collecting its token", async || {
         agent.is_paired().then_some(())
     })
