@@ -287,13 +287,7 @@ pub fn add_sample_video(central: &CentralNode, venue: VenueId) -> Result<MediaHa
     let first = doc
         .playlists
         .get(&playlist)
-        .and_then(|p| {
-            // Playlist order, as the manifest sorts it.
-            p.items
-                .iter()
-                .min_by(|a, b| a.1.position.cmp(&b.1.position).then(a.0.cmp(b.0)))
-        })
-        .map(|(id, _)| *id);
+        .and_then(|p| doc::ordered_items(p).first().map(|(id, _)| *id));
     let at = first.map_or(Placement::End, Placement::After);
     central.edit_venue(venue, |am| {
         doc::insert_item(am, playlist, ItemId::random(), at, hash, 3_000, None)
