@@ -636,12 +636,10 @@ impl Store {
         Ok(Collected { kiosk, token })
     }
 
-    /// What `token` is here.
+    /// What `token` is here, from the database (ask [`Store::cached_token`] first); an
+    /// active token is remembered for `cached_token`.
     pub fn token(&self, token: &str) -> Result<TokenState, StoreError> {
         let hash = token_hash(token);
-        if let Some(kiosk) = self.active_tokens().get(&hash) {
-            return Ok(TokenState::Active(*kiosk));
-        }
         let conn = self.conn();
         let row: Option<(String, Option<i64>)> = conn
             .query_row(
