@@ -87,10 +87,23 @@ pub enum ClientAuth {
 ///
 /// Shared so that quinn and rustls configurations built elsewhere use the same one;
 /// never install or rely on a process-default provider.
+///
+/// It prefers AES-128-GCM to *ring*'s default AES-256-GCM: TLS 1.3's mandatory suite, the
+/// one QUIC's Initial packets use anyway, and 10 AES rounds per block instead of 14, which
+/// counts when every byte of a media transfer is sealed and opened (docs/performance.md,
+/// `bench blob`). AES-256-GCM and ChaCha20-Poly1305 stay acceptable to a peer preferring them.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .get_or_init(|| {
+            let mut provider = rustls::crypto::ring::default_provider();
+            provider.cipher_suites = vec![
+                rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
+                rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
+                rustls::crypto::ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+            ];
+            Arc::new(provider)
+        })
         .clone()
 }
 

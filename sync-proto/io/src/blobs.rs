@@ -40,9 +40,10 @@
 //! - Bytes written by a process killed with `kill -9` (or a panic, or a dropped `Partial`) are
 //!   in the page cache and survive, so they count.
 //! - After a power loss the file may be shorter than what was written (only what
-//!   [`Partial::sync`] made durable is certain) or end in garbage. A shorter file simply
-//!   resumes earlier; garbage is caught by the final check, which deletes the partial file and
-//!   returns [`BlobError::HashMismatch`]; the caller then restarts from 0.
+//!   [`Partial::sync`] or its [`Flusher`] made durable is certain) or end in garbage. A
+//!   shorter file simply resumes earlier; garbage is caught by the final check, which deletes
+//!   the partial file and returns [`BlobError::HashMismatch`]; the caller then restarts
+//!   from 0.
 //! - A partial file longer than the announced total length cannot be a prefix of the blob
 //!   and is discarded (the download restarts from 0).
 //! - Plain BLAKE3 cannot verify a prefix, so the bytes of a partial are *unverified* until
@@ -85,7 +86,7 @@ pub use self::error::BlobError;
 use self::error::io_err;
 use self::index::Index;
 use self::partial::Claim;
-pub use self::partial::Partial;
+pub use self::partial::{Flusher, Partial};
 
 const LOCK_FILE: &str = "LOCK";
 const INDEX_FILE: &str = "index.sqlite";

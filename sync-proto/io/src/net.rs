@@ -1,8 +1,11 @@
 //! QUIC endpoints: Taplink's transport parameters and quinn endpoints built from the rustls
 //! configurations of `taplink-certs` (ring provider, TLS 1.3, mutual TLS).
 
+use std::io::IoSliceMut;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -17,24 +20,24 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Receive buffer asked for on every Taplink UDP socket. When thousands of hubs reconnect
-/// at once their Initial packets arrive at central faster than the endpoint drains them;
-/// with the default buffer (~200 KiB) the kernel drops the overflow, and every dropped
-/// Initial costs its hub a retransmission timeout (1 s, doubling). A hub fetching a large
-/// blob needs the same headroom. The kernel caps the size at `net.core.rmem_max` (raise it
-/// on central's host, see docs/performance.md), and a smaller buffer is not an error.
+/// at once their Initial packets (and, once connected, their path-MTU probes of up to
+/// [`MAX_UDP_PAYLOAD`] bytes) arrive at central faster than the endpoint drains them; with
+/// the default buffer (~200 KiB) the kernel drops the overflow, and every dropped Initial
+/// costs its hub a retransmission timeout (1 s, doubling). A hub fetching a large blob needs
+/// the same headroom. Without `CAP_NET_ADMIN` the kernel caps the size at
+/// `net.core.rmem_max` (raise it on central's host, see docs/operations.md).
 pub const RECV_BUFFER: usize = 16 * 1024 * 1024;
 
 /// The largest UDP payload Taplink sends or accepts, the upper bound of quinn's path-MTU
 /// discovery (quinn's default is 1,452). Each path settles on what it really carries:
-/// ~1,452 bytes across the internet, more on loopback or a LAN with jumbo frames, where
-/// fewer, larger datagrams are what brings a blob transfer near a TCP copy
-/// (docs/performance.md, `bench blob`). A probe bigger than the first link's MTU is refused
-/// by the local kernel and costs nothing on the wire, so a hub on Ethernet or Wi-Fi probes
-/// as it would with the default. The bound is the largest size at which a full batch of
-/// quinn's segmentation offload (10 datagrams in one `sendmsg`) still fits the 65,507
-/// bytes of one UDP/IPv4 send: above it the kernel refuses whole batches (`EMSGSIZE`, which
-/// quinn treats as loss), and path-MTU discovery falls back to 1,200.
-pub const MAX_UDP_PAYLOAD: u16 = 6_550;
+/// ~1,452 bytes across the internet, up to ~9,000 on a LAN with jumbo frames, this bound on
+/// loopback, where fewer, larger datagrams are what brings a blob transfer level with a TCP
+/// copy (docs/performance.md, `bench blob`: raw QUIC ~1,400 MiB/s at 6,550 bytes, ~2,500 at
+/// 16,000; beyond that it gains nothing measurable). A probe bigger than the first link's
+/// MTU is refused by the local kernel and costs nothing on the wire, so a hub on Ethernet or
+/// Wi-Fi probes as it would with the default. Segmentation-offload batches are capped to
+/// fit one UDP send at this size ([`MAX_SEGMENTS`]).
+pub const MAX_UDP_PAYLOAD: u16 = 16_000;
 
 /// How long a finished path-MTU search holds before the next one looks for a larger MTU
 /// (quinn's default is 10 minutes). Where the first link carries more than the path (a
@@ -95,24 +98,32 @@ pub fn server_endpoint(
     let config = server_config(tls)?;
     let bind_err = |source| NetError::Bind { addr, source };
     let socket = udp_socket(addr, RECV_BUFFER).map_err(bind_err)?;
-    quinn::Endpoint::new(
-        endpoint_config(),
-        Some(config),
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
-    .map_err(bind_err)
+    endpoint(socket, Some(config)).map_err(bind_err)
 }
 
 /// A UDP socket bound to `addr` that asks the kernel for a `recv_buffer`-byte receive
-/// buffer (granted up to `net.core.rmem_max`), for a quinn endpoint that must absorb
-/// bursts of many connections.
-pub fn udp_socket(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<std::net::UdpSocket> {
+/// buffer, for a quinn endpoint that must absorb bursts of many connections. A process
+/// allowed to (`CAP_NET_ADMIN`, e.g. root) gets it whatever `net.core.rmem_max` says
+/// (`SO_RCVBUFFORCE`); any other gets at most `rmem_max`, which the operator raises
+/// (docs/operations.md). A smaller buffer is not an error.
+fn udp_socket(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<std::net::UdpSocket> {
+    use nix::sys::socket::{setsockopt, sockopt};
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if let Err(error) = socket.set_recv_buffer_size(recv_buffer) {
+    if setsockopt(&socket, sockopt::RcvBufForce, &recv_buffer).is_err()
+        && let Err(error) = socket.set_recv_buffer_size(recv_buffer)
+    {
         // The default buffer still works; bursts may then lose packets to retransmission.
         tracing::warn!(%error, recv_buffer, "cannot enlarge the UDP receive buffer");
+    }
+    // The kernel reports twice what it grants for data (the rest is its bookkeeping).
+    let granted = socket.recv_buffer_size()? / 2;
+    if granted < recv_buffer {
+        tracing::debug!(
+            recv_buffer,
+            granted,
+            "UDP receive buffer capped by net.core.rmem_max"
+        );
     }
     socket.bind(&addr.into())?;
     Ok(socket.into())
@@ -123,22 +134,16 @@ pub fn udp_socket(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<std::
 pub fn client_endpoint(bind: SocketAddr) -> Result<quinn::Endpoint, NetError> {
     let bind_err = |source| NetError::Bind { addr: bind, source };
     let socket = udp_socket(bind, RECV_BUFFER).map_err(bind_err)?;
-    quinn::Endpoint::new(
-        endpoint_config(),
-        None,
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
-    .map_err(bind_err)
+    endpoint(socket, None).map_err(bind_err)
 }
 
 /// Endpoint settings shared by every Taplink endpoint: peers may send datagrams of up to
 /// [`MAX_UDP_PAYLOAD`] bytes (quinn's default, 1,472, would cap their path-MTU discovery).
-pub fn endpoint_config() -> quinn::EndpointConfig {
+fn endpoint_config() -> quinn::EndpointConfig {
     let mut config = quinn::EndpointConfig::default();
     config
         .max_udp_payload_size(MAX_UDP_PAYLOAD)
-        .expect("6,550 is within quinn's 1,200..=65,527");
+        .expect("16,000 is within quinn's 1,200..=65,527");
     config
 }
 
@@ -148,4 +153,63 @@ pub fn client_config(tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, N
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(transport_config());
     Ok(config)
+}
+
+/// A quinn endpoint on `socket` with Taplink's endpoint settings, its datagram batches
+/// bounded by [`BoundedGso`].
+fn endpoint(
+    socket: std::net::UdpSocket,
+    server: Option<quinn::ServerConfig>,
+) -> std::io::Result<quinn::Endpoint> {
+    use quinn::Runtime;
+    let runtime = Arc::new(quinn::TokioRuntime);
+    let socket = Arc::new(BoundedGso(runtime.wrap_udp_socket(socket)?));
+    quinn::Endpoint::new_with_abstract_socket(endpoint_config(), server, socket, runtime)
+}
+
+/// Most datagrams quinn may hand the kernel in one segmentation-offload send: as many
+/// [`MAX_UDP_PAYLOAD`]-byte datagrams as fit the 65,507 bytes of one UDP/IPv4 send (4).
+/// quinn batches up to 10 whatever their size; with datagrams over 6,550 bytes the kernel
+/// refuses such a batch whole (`EMSGSIZE`), quinn counts it as lost and path-MTU discovery
+/// collapses to 1,200 bytes. On a 1,452-byte internet path this means one `sendmsg` per 4
+/// datagrams instead of 10, a few microseconds per 6 KB sent.
+pub const MAX_SEGMENTS: usize = 65_507 / MAX_UDP_PAYLOAD as usize;
+
+/// quinn's tokio UDP socket, reporting at most [`MAX_SEGMENTS`] datagrams per send.
+#[derive(Debug)]
+struct BoundedGso(Arc<dyn quinn::AsyncUdpSocket>);
+
+impl quinn::AsyncUdpSocket for BoundedGso {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn quinn::UdpPoller>> {
+        self.0.clone().create_io_poller()
+    }
+
+    fn try_send(&self, transmit: &quinn::udp::Transmit<'_>) -> std::io::Result<()> {
+        self.0.try_send(transmit)
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [quinn::udp::RecvMeta],
+    ) -> Poll<std::io::Result<usize>> {
+        self.0.poll_recv(cx, bufs, meta)
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        self.0.max_transmit_segments().clamp(1, MAX_SEGMENTS)
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        self.0.max_receive_segments()
+    }
+
+    fn may_fragment(&self) -> bool {
+        self.0.may_fragment()
+    }
 }

@@ -12,9 +12,10 @@
 //! and hands quinn the frame's head ([`encode_blob_chunk_head`]) and that buffer: the data
 //! is never copied into a frame. The fetcher reads each frame into a buffer of its own,
 //! decodes it in place ([`decode_blob_frame`]) and queues the buffer for a blocking thread
-//! that writes, hashes and fsyncs from it, so the stream keeps flowing while the disk
-//! flushes (an fsync costs ~15 ms here, which would otherwise stall the transfer every
-//! [`SYNC_EVERY`] bytes).
+//! that writes and hashes from it, so the stream keeps flowing while the disk works. That
+//! thread in turn hands each fsync to a flusher thread of its own ([`Partial::flusher`]):
+//! an fsync of [`SYNC_EVERY`] bytes takes about as long as writing and hashing them, and
+//! doing the two in turn made the writer the bottleneck of a fast transfer.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
@@ -33,14 +34,15 @@ use taplink_sync_proto::wire::DocId;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::blobs::{BlobError, BlobStore, Partial};
+use crate::blobs::{BlobError, BlobStore, Flusher, Partial};
 use crate::docs::Documents;
 use crate::frames::{FrameError, write_frame};
 
-/// How many received bytes may be lost to a power cut before the next fsync of a partial
-/// blob. Syncing this often also keeps the disk streaming: without it dirty pages pile up,
-/// the kernel throttles the writer and a big blob transfers at about half the speed
-/// (docs/performance.md, `bench blob`).
+/// How many received bytes may be written before an fsync of the partial blob is started.
+/// A power cut loses at most about three such windows: the writer runs ahead of its flusher
+/// thread by up to two. Syncing this often also keeps the disk streaming: without it dirty
+/// pages pile up, the kernel throttles the writer and a big blob transfers at about half
+/// the speed (docs/performance.md, `bench blob`).
 pub const SYNC_EVERY: u64 = 4 * 1024 * 1024;
 
 /// How often missing blobs are retried while connected, even without a document change.
@@ -341,10 +343,14 @@ async fn receive_chunks(
     Ok(())
 }
 
-/// Write queued chunks into `partial`, fsyncing every [`SYNC_EVERY`] bytes; when the
-/// queue closes, sync and, if the blob is complete, verify and store it (`Ok(true)`).
-/// Dropping the `Partial` on the way out keeps what was written for a resume. Blocks: run
-/// it on a blocking thread.
+/// Write queued chunks into `partial`; when the queue closes, sync and, if the blob is
+/// complete, verify and store it (`Ok(true)`). Dropping the `Partial` on the way out keeps
+/// what was written for a resume. Blocks: run it on a blocking thread.
+///
+/// Every [`SYNC_EVERY`] bytes a flusher thread fsyncs the partial file while this one goes on
+/// writing and hashing: an fsync here takes as long as writing the 4 MiB before it, and
+/// doing both in turn would halve a fast transfer. The queue to the flusher holds one
+/// request, so the durable prefix trails the written one by at most about three windows.
 fn write_chunks(
     mut partial: Partial,
     mut chunks: mpsc::Receiver<Received>,
@@ -352,27 +358,48 @@ fn write_chunks(
 ) -> Result<bool, BlobError> {
     let hash = partial.hash();
     let total_len = partial.total_len();
-    let mut since_sync = 0u64;
-    let mut next_report = total_len / 4;
-    while let Some((offset, frame, start)) = chunks.blocking_recv() {
-        let data = &frame[start..];
-        partial.write_chunk(offset, data)?;
-        since_sync += data.len() as u64;
-        if since_sync >= SYNC_EVERY {
-            partial.sync()?;
-            since_sync = 0;
+    let flusher = partial.flusher()?;
+    let written = std::thread::scope(|scope| {
+        let (sync_tx, sync_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let flushing = scope.spawn(move || flush(flusher, sync_rx));
+        let mut since_sync = 0u64;
+        let mut next_report = total_len / 4;
+        while let Some((offset, frame, start)) = chunks.blocking_recv() {
+            let data = &frame[start..];
+            partial.write_chunk(offset, data)?;
+            since_sync += data.len() as u64;
+            if since_sync >= SYNC_EVERY {
+                since_sync = 0;
+                if sync_tx.send(()).is_err() {
+                    // The flusher failed; joining it below says why.
+                    break;
+                }
+            }
+            if loud && partial.offset() >= next_report && partial.offset() < total_len {
+                info!(%hash, received = partial.offset(), total_len, "blob transfer progress");
+                next_report += total_len / 4;
+            }
         }
-        if loud && partial.offset() >= next_report && partial.offset() < total_len {
-            info!(%hash, received = partial.offset(), total_len, "blob transfer progress");
-            next_report += total_len / 4;
-        }
-    }
+        drop(sync_tx);
+        flushing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
+    written?;
     partial.sync()?;
     if partial.offset() < total_len {
         return Ok(false);
     }
     partial.finish()?;
     Ok(true)
+}
+
+/// The flusher thread of [`write_chunks`]: one fsync per request, until the writer hangs up.
+fn flush(mut flusher: Flusher, requests: std::sync::mpsc::Receiver<()>) -> Result<(), BlobError> {
+    for () in requests {
+        flusher.sync()?;
+    }
+    Ok(())
 }
 
 /// The next whole frame on a blob stream, read into a buffer of its own (it travels to the

@@ -191,6 +191,23 @@ impl Partial {
         Ok(())
     }
 
+    /// A second handle on the partial file that makes what was written durable from another
+    /// thread while this `Partial` keeps writing: a download can then overlap each fsync with
+    /// the next bytes instead of stalling on it. What it syncs is not counted in
+    /// [`synced_offset`](Self::synced_offset); [`sync`](Self::sync) and
+    /// [`finish`](Self::finish) stay the durable points of this `Partial`.
+    pub fn flusher(&self) -> Result<Flusher, BlobError> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(io_err("open partial blob for syncing", &self.path))?;
+        Ok(Flusher {
+            file,
+            path: self.path.clone(),
+            dir: (!self.dir_synced).then(|| self.claim.inner.partial_dir.clone()),
+        })
+    }
+
     /// Verify the whole blob and make it visible.
     ///
     /// Requires [`offset`](Self::offset) `== total_len` ([`BlobError::Incomplete`] otherwise;
@@ -232,6 +249,29 @@ impl Partial {
         self.claim.inner.commit(&self.path, &hash, self.total_len)?;
         tracing::debug!(%hash, size = self.total_len, "download complete");
         Ok(hash)
+    }
+}
+
+/// Makes a [`Partial`]'s written bytes durable from another thread ([`Partial::flusher`]).
+#[derive(Debug)]
+pub struct Flusher {
+    file: File,
+    path: PathBuf,
+    /// The partial directory, until this flusher has synced it once (a new file's entry).
+    dir: Option<PathBuf>,
+}
+
+impl Flusher {
+    /// Flush everything written to the partial file so far to stable storage.
+    pub fn sync(&mut self) -> Result<(), BlobError> {
+        self.file
+            .sync_data()
+            .map_err(io_err("sync partial blob", &self.path))?;
+        if let Some(dir) = &self.dir {
+            sync_dir(dir)?;
+            self.dir = None;
+        }
+        Ok(())
     }
 }
 

@@ -422,6 +422,28 @@ fn a_synced_download_resumes_after_the_store_is_reopened() {
     assert_eq!(store.read_range(&hash, 0, usize::MAX).unwrap(), data);
 }
 
+#[test]
+fn a_flusher_syncs_from_another_thread_while_the_download_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(200_000, 17);
+    let hash = MediaHash::of(&data);
+    let store = BlobStore::open(dir.path()).unwrap();
+    let mut p = store.partial(hash, 200_000).unwrap();
+    let mut flusher = p.flusher().unwrap();
+    std::thread::scope(|scope| {
+        p.write_chunk(0, &data[..80_000]).unwrap();
+        let syncing = scope.spawn(move || flusher.sync());
+        // The download does not wait for the flusher.
+        p.write_chunk(80_000, &data[80_000..150_000]).unwrap();
+        syncing.join().unwrap().unwrap();
+    });
+    // What the flusher made durable is its own business; the Partial counts its own syncs.
+    assert_eq!(p.synced_offset(), 0);
+    p.write_chunk(150_000, &data[150_000..]).unwrap();
+    assert_eq!(p.finish().unwrap(), hash);
+    assert_eq!(store.read_range(&hash, 0, usize::MAX).unwrap(), data);
+}
+
 /// Set in the child process of [`a_download_killed_with_sigkill_resumes_from_the_file_length`].
 const CRASH_CHILD_DIR: &str = "TAPLINK_BLOBS_CRASH_CHILD_DIR";
 

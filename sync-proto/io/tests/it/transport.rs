@@ -388,6 +388,40 @@ async fn blobs_transfer_verified_and_resume_after_a_cut() {
 }
 
 #[tokio::test]
+async fn a_large_blob_streams_in_full_size_datagrams() {
+    let p = pair();
+    // Several fsync windows of the fetcher's flusher thread, and a partial last one.
+    let data = media(5 * 4 * 1024 * 1024 + 4321);
+    let hash = p.central.blobs.put(&data).unwrap();
+    let r = connect(&p, Some(hash)).await;
+
+    let fetched = fetch_blob(&r.hub_conn, &p.hub.blobs, hash, data.len() as u64)
+        .await
+        .unwrap();
+    assert_eq!(
+        fetched,
+        Fetched::Stored {
+            transferred: data.len() as u64,
+            resumed_from: 0
+        }
+    );
+    assert_eq!(p.hub.blobs.read_range(&hash, 0, data.len()).unwrap(), data);
+
+    // Loopback carries the largest datagrams Taplink allows. Had a batch of them exceeded one
+    // UDP send, the kernel would have refused it and path-MTU discovery fallen to 1,200.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while r.central_conn.stats().path.current_mtu != net::MAX_UDP_PAYLOAD {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "path MTU stuck at {}",
+            r.central_conn.stats().path.current_mtu
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    r.cancel.cancel();
+}
+
+#[tokio::test]
 async fn a_corrupt_resume_is_discarded_and_fetched_again() {
     let p = pair();
     let data = media(600_000);
