@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use data_encoding::BASE32_DNSSEC;
 use serde::de::Error as _;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Why a string is not a valid id, hash or role.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,31 +55,40 @@ pub(crate) fn clip(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
+/// serde for a fixed-size byte-array newtype: its `Display`/`FromStr` text in
+/// human-readable formats (JSON, documents), the raw bytes otherwise (the wire codec).
+macro_rules! text_or_bytes_serde {
+    ($name:ident, $len:literal) => {
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                if s.is_human_readable() {
+                    s.collect_str(self)
+                } else {
+                    serde::Serialize::serialize(&self.0, s)
+                }
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                if d.is_human_readable() {
+                    $crate::ids::parse_text(d)
+                } else {
+                    <[u8; $len] as serde::Deserialize>::deserialize(d).map(Self)
+                }
+            }
+        }
+    };
+}
+pub(crate) use text_or_bytes_serde;
+
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name([u8; 16]);
 
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                if s.is_human_readable() {
-                    s.collect_str(self)
-                } else {
-                    self.0.serialize(s)
-                }
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                if d.is_human_readable() {
-                    parse_text(d)
-                } else {
-                    <[u8; 16]>::deserialize(d).map(Self)
-                }
-            }
-        }
+        $crate::ids::text_or_bytes_serde!($name, 16);
 
         impl $name {
             /// A fresh random id from the operating system's random source.
@@ -204,25 +213,7 @@ macro_rules! typed_hash {
             }
         }
 
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                if s.is_human_readable() {
-                    s.collect_str(self)
-                } else {
-                    self.0.serialize(s)
-                }
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                if d.is_human_readable() {
-                    $crate::ids::parse_text(d)
-                } else {
-                    <[u8; 32]>::deserialize(d).map(Self)
-                }
-            }
-        }
+        $crate::ids::text_or_bytes_serde!($name, 32);
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

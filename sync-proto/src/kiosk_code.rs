@@ -14,8 +14,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 /// Random bytes in a code (80 bits).
 const CODE_BYTES: usize = 10;
 

@@ -42,12 +42,22 @@ fn setup() -> Setup {
 /// Central (side A) and a hub (side B), both holding the venue and org documents as
 /// forked from one origin, as enrollment leaves them.
 fn harness(s: &mut Setup, link: LinkConfig, seed: u64) -> Harness {
-    let now = Instant::now();
-    let central_docs = BTreeMap::from([
+    let hub_docs = BTreeMap::from([
         (s.venue, s.origin_venue.fork()),
         (DocId::Org, s.origin_org.fork()),
     ]);
-    let hub_docs = BTreeMap::from([
+    harness_with_hub_docs(s, hub_docs, link, seed)
+}
+
+/// Central (side A) holding the origin's documents, and a hub (side B) holding `hub_docs`.
+fn harness_with_hub_docs(
+    s: &mut Setup,
+    hub_docs: BTreeMap<DocId, AutoCommit>,
+    link: LinkConfig,
+    seed: u64,
+) -> Harness {
+    let now = Instant::now();
+    let central_docs = BTreeMap::from([
         (s.venue, s.origin_venue.fork()),
         (DocId::Org, s.origin_org.fork()),
     ]);
@@ -539,34 +549,11 @@ fn blob_and_telemetry_messages_pass_through_to_the_owner() {
 #[test]
 fn an_empty_hub_gets_the_whole_document_once() {
     let mut s = big_setup();
-    let now = Instant::now();
-    let central_docs = BTreeMap::from([
-        (s.venue, s.origin_venue.fork()),
-        (DocId::Org, s.origin_org.fork()),
-    ]);
     let hub_docs = BTreeMap::from([
         (s.venue, AutoCommit::new()),
         (DocId::Org, AutoCommit::new()),
     ]);
-    let central = SessionConfig::new(
-        PeerIdentity::Central,
-        s.hub.clone(),
-        "central-test",
-        BTreeMap::from([(s.venue, Access::Write), (DocId::Org, Access::Read)]),
-    );
-    let hub = SessionConfig::new(
-        s.hub.clone(),
-        PeerIdentity::Central,
-        "hub-test",
-        BTreeMap::from([(s.venue, Access::Write), (DocId::Org, Access::Write)]),
-    );
-    let mut h = Harness::new(
-        Peer::new(central, central_docs, now),
-        Peer::new(hub, hub_docs, now),
-        LinkConfig::default(),
-        1,
-        now,
-    );
+    let mut h = harness_with_hub_docs(&mut s, hub_docs, LinkConfig::default(), 1);
     h.record_trace = true;
     h.run_until_synced(LIMIT).expect("initial sync");
     let venue = format!("DocSync {}", s.venue);
