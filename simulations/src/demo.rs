@@ -18,7 +18,7 @@ use taplink_sync_proto::doc::{self, MediaMeta, Placement};
 use taplink_sync_proto::ids::{ItemId, MediaHash, PlaylistId, VenueId};
 use taplink_sync_proto::schedule::{ScheduleWindow, Weekdays};
 
-use crate::mesh::{CentralNode, enroll_hub, http};
+use crate::mesh::{CentralNode, approve_pairing, enroll_hub};
 use crate::netns::Netns;
 
 /// One venue of the demo.
@@ -153,16 +153,7 @@ impl Demo {
                 match (&status.phase, status.hub) {
                     (taplink_kiosk::state::Phase::Paired { .. }, _) => break,
                     (taplink_kiosk::state::Phase::Pairing { code, .. }, Some(hub)) => {
-                        let body =
-                            serde_json::json!({ "code": code, "name": kiosk.name }).to_string();
-                        let (status, answer) =
-                            http(hub, "POST", "/api/v1/pairings/approve", body.as_bytes()).await?;
-                        anyhow::ensure!(
-                            status == 200,
-                            "approving {}: {}",
-                            kiosk.name,
-                            String::from_utf8_lossy(&answer)
-                        );
+                        approve_pairing(hub, code, &kiosk.name).await?;
                         // Wait for the kiosk to collect its token.
                         while !kiosk.agent.is_paired() {
                             anyhow::ensure!(

@@ -191,6 +191,34 @@ pub async fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Option<T>
     }
 }
 
+/// Approve a kiosk's pairing `code` at a hub's staff API (`hub_api`) under `name`, as a
+/// member of staff would; any answer but 200 is an error carrying the hub's reason.
+pub async fn approve_pairing(hub_api: SocketAddr, code: &str, name: &str) -> Result<()> {
+    let body = serde_json::json!({ "code": code, "name": name }).to_string();
+    let (status, answer) =
+        http(hub_api, "POST", "/api/v1/pairings/approve", body.as_bytes()).await?;
+    anyhow::ensure!(
+        status == 200,
+        "approving {name}: {status} {}",
+        String::from_utf8_lossy(&answer)
+    );
+    Ok(())
+}
+
+/// A kiosk agent's configuration for tests on loopback: its data in `dir`, the hub's API
+/// at `hub` (no mDNS), the player on a free port, and short pairing, retry and long-poll
+/// timers so that tests wait milliseconds rather than seconds.
+pub fn test_kiosk_config(dir: &Path, hub: SocketAddr) -> taplink_kiosk::Config {
+    let mut config = taplink_kiosk::Config::new(dir.to_owned());
+    config.hub = Some(hub);
+    config.player_listen = LOOPBACK_ANY;
+    config.pairing_poll_ms = 100;
+    config.retry_min_ms = 50;
+    config.retry_max_ms = 500;
+    config.manifest_wait_s = 5;
+    config
+}
+
 /// A minimal HTTP/1.1 client for talking to nodes on loopback: one request per connection
 /// (`Connection: close`), the whole response read (at most 256 MiB). Returns the status
 /// and the body.

@@ -14,7 +14,7 @@ use taplink_sync_proto::ids::{KioskId, PlaylistId, VenueId};
 
 use crate::bench::procs::{Proc, binary, free_addr, until};
 use crate::demo::furnish;
-use crate::mesh::{CentralNode, enroll_hub, http};
+use crate::mesh::{CentralNode, approve_pairing, enroll_hub, http};
 
 /// How long setting up may wait for the hub.
 const SETUP: Duration = Duration::from_secs(60);
@@ -120,20 +120,7 @@ impl HubRig {
 
     /// Approve pairing `code` as staff would, naming the kiosk `name`.
     pub async fn approve(&self, code: &str, name: &str) -> Result<()> {
-        let body = serde_json::json!({ "code": code, "name": name }).to_string();
-        let (status, answer) = http(
-            self.addr,
-            "POST",
-            "/api/v1/pairings/approve",
-            body.as_bytes(),
-        )
-        .await?;
-        ensure!(
-            status == 200,
-            "approve: {}",
-            String::from_utf8_lossy(&answer)
-        );
-        Ok(())
+        approve_pairing(self.addr, code, name).await
     }
 
     /// The venue's default playlist and its first item, from the hub's document.

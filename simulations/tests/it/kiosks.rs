@@ -4,24 +4,20 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use taplink_kiosk::Kiosk;
 use taplink_kiosk::state::Phase;
-use taplink_kiosk::{Config as KioskConfig, Kiosk};
 use taplink_simulations::demo::furnish;
-use taplink_simulations::mesh::{CentralNode, enroll_hub, eventually, http, start_hub};
+use taplink_simulations::mesh::{
+    CentralNode, approve_pairing, enroll_hub, eventually, http, start_hub, test_kiosk_config,
+};
 use taplink_sync_proto::doc;
 use taplink_sync_proto::ids::{ItemId, KioskId};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn kiosk(dir: &std::path::Path, hub: SocketAddr) -> Kiosk {
-    let mut config = KioskConfig::new(dir.to_owned());
-    config.hub = Some(hub);
-    config.player_listen = "127.0.0.1:0".parse().unwrap();
+    let mut config = test_kiosk_config(dir, hub);
     config.heartbeat_interval_s = 1;
-    config.pairing_poll_ms = 100;
-    config.retry_min_ms = 50;
-    config.retry_max_ms = 500;
-    config.manifest_wait_s = 5;
     Kiosk::bind(config).await.unwrap()
 }
 
@@ -72,11 +68,7 @@ async fn kiosks_pair_play_follow_changes_report_and_survive_the_hub_going_away()
     let k2 = kiosk(&tmp.path().join("k2"), api).await;
     for (k, name) in [(&k1, "Bar screen"), (&k2, "Door screen")] {
         let code = eventually(WAIT, || code_of(k)).await.unwrap();
-        let body = serde_json::json!({ "code": code, "name": name }).to_string();
-        let (status, answer) = http(api, "POST", "/api/v1/pairings/approve", body.as_bytes())
-            .await
-            .unwrap();
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+        approve_pairing(api, &code, name).await.unwrap();
     }
     let id1 = eventually(WAIT, || paired(&k1)).await.unwrap();
     eventually(WAIT, || paired(&k2)).await.unwrap();

@@ -13,10 +13,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use taplink_edge_hub::Hub;
+use taplink_kiosk::Kiosk;
 use taplink_kiosk::state::Phase;
-use taplink_kiosk::{Config as KioskConfig, Kiosk};
 use taplink_simulations::demo::{SAMPLE_VIDEO, slide};
-use taplink_simulations::mesh::{CentralNode, enroll_hub, eventually, http, start_hub};
+use taplink_simulations::mesh::{
+    CentralNode, approve_pairing, enroll_hub, eventually, start_hub, test_kiosk_config,
+};
 use taplink_sync_proto::doc::{self, MediaMeta, Placement};
 use taplink_sync_proto::ids::{ItemId, MediaHash, PlaylistId};
 
@@ -189,28 +191,21 @@ impl Rig {
         .unwrap();
         let hub = start_hub(&hub_dir, None).await.unwrap();
 
-        let mut config = KioskConfig::new(tmp.path().join("kiosk"));
-        config.hub = Some(hub.http_addr());
-        config.player_listen = "127.0.0.1:0".parse().unwrap();
-        config.pairing_poll_ms = 100;
-        config.manifest_wait_s = 5;
-        let kiosk = Kiosk::bind(config).await.unwrap();
+        let kiosk = Kiosk::bind(test_kiosk_config(
+            &tmp.path().join("kiosk"),
+            hub.http_addr(),
+        ))
+        .await
+        .unwrap();
         let code = eventually(WAIT, || match kiosk.status().phase {
             Phase::Pairing { code, .. } => Some(code),
             _ => None,
         })
         .await
         .unwrap();
-        let body = serde_json::json!({ "code": code, "name": "Bar screen" }).to_string();
-        let (status, _) = http(
-            hub.http_addr(),
-            "POST",
-            "/api/v1/pairings/approve",
-            body.as_bytes(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(status, 200);
+        approve_pairing(hub.http_addr(), &code, "Bar screen")
+            .await
+            .unwrap();
         eventually(WAIT, || {
             let s = kiosk.status();
             hashes.iter().all(|h| s.ready.contains_key(h)).then_some(())

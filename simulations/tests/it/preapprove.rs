@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use taplink_kiosk::Kiosk;
 use taplink_kiosk::state::Phase;
-use taplink_kiosk::{Config as KioskConfig, Kiosk};
 use taplink_simulations::mesh::{
-    CentralNode, enroll_hub, eventually, http, hub_venue_doc, start_hub,
+    CentralNode, enroll_hub, eventually, http, hub_venue_doc, start_hub, test_kiosk_config,
 };
 use taplink_simulations::wan_proxy::WanProxy;
 use taplink_sync_proto::doc::{self, KioskGrant};
@@ -20,14 +20,8 @@ use taplink_sync_proto::kiosk_code::KioskCode;
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn kiosk(dir: &std::path::Path, hub: SocketAddr, pair_code: &str) -> Kiosk {
-    let mut config = KioskConfig::new(dir.to_owned());
-    config.hub = Some(hub);
+    let mut config = test_kiosk_config(dir, hub);
     config.pair_code = Some(pair_code.to_owned());
-    config.player_listen = "127.0.0.1:0".parse().unwrap();
-    config.pairing_poll_ms = 100;
-    config.retry_min_ms = 50;
-    config.retry_max_ms = 500;
-    config.manifest_wait_s = 5;
     Kiosk::bind(config).await.unwrap()
 }
 
