@@ -177,10 +177,13 @@ pub struct Config {
     /// `enrollment_code_ttl`: how long a hub enrollment code stays redeemable, e.g.
     /// `"24h"` (default), `"30m"`, `"7d"`.
     pub enrollment_code_ttl: Ttl,
+    /// `venue_media_quota_bytes`: most bytes of one venue's media central stores; media a
+    /// hub uploaded beyond it is not fetched (and logged) until some is deleted or the
+    /// quota raised. Default: 32 GiB.
+    pub venue_media_quota_bytes: u64,
 }
 
-const KNOWN_FIELDS: &str =
-    "data_dir, http_listen, quic_listen, public_names, log_format, enrollment_code_ttl";
+const KNOWN_FIELDS: &str = "data_dir, http_listen, quic_listen, public_names, log_format, enrollment_code_ttl, venue_media_quota_bytes";
 
 impl Config {
     /// The default HTTP listen address.
@@ -189,6 +192,8 @@ impl Config {
     pub const DEFAULT_QUIC_LISTEN: &'static str = "127.0.0.1:4433";
     /// The default enrollment code lifetime: a day, enough to ship a hub to a venue.
     pub const DEFAULT_ENROLLMENT_CODE_TTL: time::Duration = time::Duration::DAY;
+    /// The default media quota per venue: 32 GiB.
+    pub const DEFAULT_VENUE_MEDIA_QUOTA: u64 = 32 << 30;
 
     /// The defaults, with the data in `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
@@ -199,6 +204,7 @@ impl Config {
             public_names: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
             log_format: LogFormat::Text,
             enrollment_code_ttl: Ttl(Self::DEFAULT_ENROLLMENT_CODE_TTL),
+            venue_media_quota_bytes: Self::DEFAULT_VENUE_MEDIA_QUOTA,
         }
     }
 
@@ -259,6 +265,15 @@ impl Config {
                             invalid("enrollment_code_ttl", &value, e.to_string())
                         })?;
                 }
+                "venue_media_quota_bytes" => {
+                    config.venue_media_quota_bytes = value.as_u64().ok_or_else(|| {
+                        invalid(
+                            "venue_media_quota_bytes",
+                            &value,
+                            "expected a whole number of bytes",
+                        )
+                    })?;
+                }
                 _ => {
                     return Err(ConfigError::UnknownField {
                         field: clip(&field),
@@ -279,6 +294,7 @@ impl Config {
             "public_names": self.public_names,
             "log_format": self.log_format.as_str(),
             "enrollment_code_ttl": self.enrollment_code_ttl.to_string(),
+            "venue_media_quota_bytes": self.venue_media_quota_bytes,
         });
         // A `Value` built from strings and a list of strings always serialises.
         let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();

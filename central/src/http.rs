@@ -32,11 +32,13 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, Router};
 use data_encoding::HEXLOWER;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use taplink_sync_io::web::access::{Access, Gate, Routes};
+use taplink_sync_io::web::guard::{self, HostPolicy};
 use taplink_sync_proto::doc::DocOpError;
 use taplink_sync_proto::doc::KioskGrant;
 use taplink_sync_proto::ids::{GrantId, HubId, KioskId, PlaylistId, VenueId};
@@ -54,35 +56,91 @@ use crate::venue::{CreateVenueError, create_venue};
 /// Largest request body accepted: 64 KiB, far more than any admin request needs.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// The HTTP application: every route, the admin-token check on `/api/v1`, request
-/// metrics and the body limit.
-pub fn app(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/venues", get(list_venues).post(post_venue))
-        .route("/venues/{id}", get(get_venue))
-        .route("/venues/{id}/enrollment-codes", post(post_enrollment_code))
+/// Every route of central with who may use it: the one place access is declared.
+pub fn routes(state: &AppState) -> Routes<AppState> {
+    let gate = CentralGate(state.clone());
+    let g = &gate;
+    let admin = Access::Admin;
+    Routes::new()
+        .route(g, "/healthz", &["GET"], Access::Public, get(healthz))
+        .route(g, "/metrics", &["GET"], Access::Public, get(metrics))
         .route(
-            "/venues/{id}/kiosk-codes",
+            g,
+            "/api/v1/venues",
+            &["GET", "POST"],
+            admin,
+            get(list_venues).post(post_venue),
+        )
+        .route(g, "/api/v1/venues/{id}", &["GET"], admin, get(get_venue))
+        .route(
+            g,
+            "/api/v1/venues/{id}/enrollment-codes",
+            &["POST"],
+            admin,
+            post(post_enrollment_code),
+        )
+        .route(
+            g,
+            "/api/v1/venues/{id}/kiosk-codes",
+            &["GET", "POST"],
+            admin,
             get(get_kiosk_codes).post(post_kiosk_code),
         )
-        .route("/venues/{id}/kiosk-codes/{code}", delete(delete_kiosk_code))
-        .route("/hubs", get(list_hubs))
-        .route("/hubs/{id}", get(get_hub))
-        .route("/hubs/{id}/revoke", post(revoke_hub))
-        // `route_layer`: only requests that match a route are checked, so an unknown path
-        // is a 404 rather than a 401.
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .nest("/api/v1", api)
+        .route(
+            g,
+            "/api/v1/venues/{id}/kiosk-codes/{code}",
+            &["DELETE"],
+            admin,
+            delete(delete_kiosk_code),
+        )
+        .route(g, "/api/v1/hubs", &["GET"], admin, get(list_hubs))
+        .route(g, "/api/v1/hubs/{id}", &["GET"], admin, get(get_hub))
+        .route(
+            g,
+            "/api/v1/hubs/{id}/revoke",
+            &["POST"],
+            admin,
+            post(revoke_hub),
+        )
+}
+
+/// How central enforces each [`Access`]: admin routes need an admin token; there are no
+/// kiosk, staff or loopback routes here, and such a route would refuse everyone.
+#[derive(Debug, Clone)]
+pub struct CentralGate(pub AppState);
+
+impl Gate<AppState> for CentralGate {
+    fn guard(&self, access: Access, route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+        match access {
+            Access::Public => route,
+            // `route_layer`: only requests that match a route are checked, so an unknown
+            // path is a 404 rather than a 401.
+            Access::Admin => route.route_layer(middleware::from_fn_with_state(
+                self.0.clone(),
+                require_admin,
+            )),
+            _ => route.route_layer(middleware::from_fn(|_req: Request, _next: Next| async {
+                ApiError::Unauthorized.into_response()
+            })),
+        }
+    }
+}
+
+/// The HTTP application: every route of [`routes`], request metrics, the body limit, JSON
+/// writes and the `Host` check.
+pub fn app(state: AppState) -> Router {
+    let hosts = std::sync::Arc::new(HostPolicy::new(state.config.public_names.clone()));
+    let (router, _) = routes(&state).into_parts();
+    router
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
+        .layer(middleware::from_fn(guard::require_json))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(hosts, guard::check_host))
         .with_state(state)
 }
 
@@ -407,18 +465,27 @@ where
 // Middleware
 // ---------------------------------------------------------------------------------------
 
+/// Admin routes: a valid admin token. A client that sends wrong tokens waits longer and
+/// longer before the next one is even checked (the guessing throttle).
 async fn require_admin(
     State(state): State<AppState>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    let ip = guard::client_ip(&req);
+    let throttle = &state.metrics.throttle;
+    if let Err(wait) = throttle.check(ip) {
+        return Ok(guard::throttled_response(wait));
+    }
     let token = bearer_token(req.headers())
         .ok_or(ApiError::Unauthorized)?
         .to_owned();
     let registry = state.registry.clone();
     if !blocking(move || registry.check_admin_token(&token)).await? {
+        throttle.fail(ip, "admin_token");
         return Err(ApiError::Unauthorized);
     }
+    throttle.succeed(ip);
     Ok(next.run(req).await)
 }
 

@@ -195,10 +195,19 @@ impl Central {
 
         let app = http::app(state.clone());
         let stop = cancel.clone();
+        let listener_metrics = state.metrics.listener.clone();
+        let conn_tasks = tasks.clone();
         tasks.spawn(async move {
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.clone().cancelled_owned())
-                .await;
+            let result = taplink_sync_io::web::listener::serve(
+                listener,
+                app,
+                taplink_sync_io::web::listener::Limits::default(),
+                None,
+                listener_metrics,
+                stop.clone(),
+                conn_tasks,
+            )
+            .await;
             if let Err(error) = result {
                 tracing::error!(%error, "the HTTP server stopped; shutting central down");
                 // Half a server is worse than none: a supervisor restarts a stopped one.

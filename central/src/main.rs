@@ -160,6 +160,7 @@ impl Location {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    taplink_sync_io::private::restrict_umask();
     match cli.command {
         Command::Init {
             data,
@@ -304,24 +305,13 @@ async fn kiosk_code(command: KioskCodeCommand) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let central = Central::bind(config).await?;
     tokio::select! {
-        signal = shutdown_signal() => {
-            signal.context("listening for Ctrl-C/SIGTERM")?;
-        }
+        () = taplink_sync_io::node::shutdown_signal() => {}
         () = central.join() => {
             tracing::warn!("central stopped by itself");
         }
     }
     central.shutdown().await?;
     Ok(())
-}
-
-async fn shutdown_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result,
-        _ = term.recv() => Ok(()),
-    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -48,6 +48,15 @@ pub struct Metrics {
     pub quic_retries: Counter,
     /// `taplink_central_quic_refused_total`: connections refused with a full queue.
     pub quic_refused: Counter,
+    /// `taplink_central_telemetry_refused_total`: telemetry events refused (a kiosk not in
+    /// the sending hub's venue, a time outside the accepted window, a proof of play longer
+    /// than a day).
+    pub telemetry_refused: Counter,
+    /// The HTTP listener's connections (`taplink_central_http_connections…`).
+    pub listener: taplink_sync_io::web::listener::ListenerMetrics,
+    /// The guessing throttle (`taplink_central_auth_failures_total{kind}`,
+    /// `taplink_central_auth_throttled_total`).
+    pub throttle: std::sync::Arc<taplink_sync_io::web::guard::Throttle>,
 }
 
 /// Labels of the hubs gauge.
@@ -111,8 +120,21 @@ impl Metrics {
             "Connections refused because the queue was full",
             quic_refused.clone(),
         );
+        let telemetry_refused = Counter::default();
+        registry.register(
+            "telemetry_refused",
+            "Telemetry events refused: kiosk not in the hub's venue, time out of range, or an implausible proof of play",
+            telemetry_refused.clone(),
+        );
+        let listener = taplink_sync_io::web::listener::ListenerMetrics::default();
+        listener.register(&mut registry);
+        let throttle = std::sync::Arc::new(taplink_sync_io::web::guard::Throttle::new());
+        throttle.register(&mut registry);
         Metrics {
             registry,
+            telemetry_refused,
+            listener,
+            throttle,
             http_requests,
             venues,
             hubs,

@@ -37,6 +37,15 @@ pub enum LoadError {
         /// The configured directory.
         path: PathBuf,
     },
+    /// The data directory's modes could not be made private (0700 directories, 0600
+    /// files).
+    #[error("cannot make {path} private to this user: {source}")]
+    Private {
+        /// The data directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The registry database could not be opened.
     #[error(transparent)]
     Registry(#[from] OpenError),
@@ -204,6 +213,13 @@ impl AppState {
                 path: data.root().to_owned(),
             });
         }
+        // Keys, token hashes and every venue's documents: private to central's user.
+        taplink_sync_io::private::secure_and_report(data.root()).map_err(|source| {
+            LoadError::Private {
+                path: data.root().to_owned(),
+                source,
+            }
+        })?;
         let registry = Registry::open(&data.registry_db())?;
         let pki = CentralPki::load(&data)?;
         let db =

@@ -29,7 +29,7 @@ use taplink_sync_io::transfer::{BlobServer, fetch_missing};
 use taplink_sync_proto::doc::{load_org, load_venue};
 use taplink_sync_proto::ids::{HubId, MediaHash};
 use taplink_sync_proto::session::{Access, SessionConfig};
-use taplink_sync_proto::wire::{DocId, ErrorCode, Message, PeerIdentity};
+use taplink_sync_proto::wire::{DocId, ErrorCode, Message, PeerIdentity, TelemetryEvent};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -317,6 +317,7 @@ async fn run_hub(
         state.blobs.clone(),
         blob_wake.clone(),
         conn_cancel.clone(),
+        Some(state.config.venue_media_quota_bytes),
         move |bytes| metrics.record_blob_fetched(bytes),
     ));
     let mut revocations = state.hub_revocations.subscribe();
@@ -358,6 +359,7 @@ async fn run_hub(
                 }
                 Some(Inbound::DocChanged(_)) => blob_wake.notify_one(),
                 Some(Inbound::Message(Message::TelemetryBatch { batch, events })) => {
+                    let events = admissible_telemetry(&state, ids, events);
                     let store = state.clone();
                     let hub = ids.hub;
                     let stored = tokio::task::spawn_blocking(move || store.store_telemetry(hub, &events)).await;
@@ -448,4 +450,51 @@ fn redeem(state: &AppState, request: &EnrollRequest) -> Result<Enrolled, String>
         cert_pem: issued.pem(),
         ca_pem: state.pki.ca.cert_pem(),
     })
+}
+
+/// The events of a hub's batch that central stores: those about the hub itself or a kiosk
+/// of *its* venue, at a plausible time ([`TelemetryEvent::implausible`]). The rest are
+/// counted, logged and dropped; the batch is still acknowledged, since sending them again
+/// would not make them true.
+fn admissible_telemetry(
+    state: &AppState,
+    ids: HubIdentity,
+    events: Vec<TelemetryEvent>,
+) -> Vec<TelemetryEvent> {
+    let now_ms = i64::try_from(state.clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let kiosks = state
+        .docs
+        .read(DocId::Venue(ids.venue), |am| {
+            taplink_sync_proto::doc::load_venue(am).map(|v| {
+                v.kiosks
+                    .keys()
+                    .copied()
+                    .collect::<std::collections::HashSet<_>>()
+            })
+        })
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let total = events.len();
+    let kept: Vec<TelemetryEvent> = events
+        .into_iter()
+        .filter(|e| {
+            let problem = match e.kiosk {
+                Some(k) if !kiosks.contains(&k) => {
+                    Some(format!("kiosk {k} is not in this hub's venue"))
+                }
+                _ => e.implausible(now_ms),
+            };
+            if let Some(problem) = &problem {
+                debug!(hub = %ids.hub, %problem, "telemetry event refused");
+            }
+            problem.is_none()
+        })
+        .collect();
+    let refused = total - kept.len();
+    if refused > 0 {
+        state.metrics.telemetry_refused.inc_by(refused as u64);
+        warn!(hub = %ids.hub, venue = %ids.venue, refused, of = total, "telemetry events refused (foreign kiosk, implausible time or duration)");
+    }
+    kept
 }

@@ -182,7 +182,7 @@ pub fn pinned_client_config(
 ) -> Result<ClientConfig, TlsConfigError> {
     let provider = crypto_provider();
     let verifier = Arc::new(PinnedServerVerifier {
-        pin,
+        pin: HubPin::Exact(pin),
         algorithms: provider.signature_verification_algorithms,
     });
     let builder = ClientConfig::builder_with_provider(provider)
@@ -198,6 +198,71 @@ pub fn pinned_client_config(
             .map_err(|source| TlsConfigError::CertificateOrKey { source })?,
     };
     config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(config)
+}
+
+/// ALPN of the hub's LAN API: plain HTTP/1.1 inside TLS.
+pub const LAN_ALPN: &[u8] = b"http/1.1";
+
+/// The hub's LAN API server (HTTPS for kiosks and staff): presents the hub's own
+/// certificate, the one the org CA issued at enrollment and whose fingerprint the hub
+/// advertises by mDNS (TXT `fp`). No client certificate is asked for: kiosks and staff
+/// authenticate with bearer tokens inside the encrypted connection.
+pub fn lan_server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ServerConfig, TlsConfigError> {
+    if chain.is_empty() {
+        return Err(TlsConfigError::EmptyChain);
+    }
+    let mut config = ServerConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|source| TlsConfigError::Protocol { source })?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|source| TlsConfigError::CertificateOrKey { source })?;
+    config.alpn_protocols = vec![LAN_ALPN.to_vec()];
+    Ok(config)
+}
+
+/// Which hub certificate a LAN client (a kiosk) accepts.
+#[derive(Debug, Clone)]
+pub enum HubPin {
+    /// Exactly the certificate with this fingerprint: from the hub's mDNS record, from the
+    /// kiosk's configuration, or the one it paired with.
+    Exact(Fingerprint),
+    /// The first certificate seen, recorded in the cell, and from then on only that one:
+    /// for a kiosk given a bare `--hub HOST:PORT` before it has paired. Whoever pairs
+    /// stores what the cell holds and pins it ever after.
+    FirstUse(Arc<OnceLock<Fingerprint>>),
+}
+
+impl HubPin {
+    /// The pinned fingerprint, if known yet.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        match self {
+            HubPin::Exact(fp) => Some(*fp),
+            HubPin::FirstUse(cell) => cell.get().copied(),
+        }
+    }
+}
+
+/// A client of the hub's LAN API that accepts only the hub certificate `pin` names
+/// (checked by fingerprint, the handshake signature verified as usual); TLS 1.3,
+/// HTTP/1.1.
+pub fn lan_client_config(pin: HubPin) -> Result<ClientConfig, TlsConfigError> {
+    let provider = crypto_provider();
+    let verifier = Arc::new(PinnedServerVerifier {
+        pin,
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|source| TlsConfigError::Protocol { source })?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![LAN_ALPN.to_vec()];
     Ok(config)
 }
 
@@ -220,7 +285,7 @@ struct PinMismatch {
 /// Accepts exactly one server certificate, by fingerprint; checks handshake signatures
 /// with the provider's algorithms as a normal verifier would.
 struct PinnedServerVerifier {
-    pin: Fingerprint,
+    pin: HubPin,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -242,14 +307,15 @@ impl ServerCertVerifier for PinnedServerVerifier {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let found = Fingerprint::of(end_entity);
-        if found == self.pin {
+        let expected = match &self.pin {
+            HubPin::Exact(fp) => *fp,
+            HubPin::FirstUse(cell) => *cell.get_or_init(|| found),
+        };
+        if found == expected {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-                OtherError(Arc::new(PinMismatch {
-                    expected: self.pin,
-                    found,
-                })),
+                OtherError(Arc::new(PinMismatch { expected, found })),
             )))
         }
     }

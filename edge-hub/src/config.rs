@@ -47,6 +47,34 @@ pub struct Config {
     /// machine); every other interface is left alone. `None`: every interface.
     #[serde(default)]
     pub mdns_interface: Option<String>,
+    /// Most bytes of media (the venue's and the org library's) the hub stores; an upload
+    /// that would pass it is refused with `507`. Size it below the disk's free space.
+    #[serde(default = "default_media_quota")]
+    pub media_quota_bytes: u64,
+    /// Names the LAN API answers to besides IP addresses and `localhost` (e.g.
+    /// `hub.bar.example`); a request naming any other `Host` is refused (DNS rebinding).
+    #[serde(default)]
+    pub http_hosts: Vec<String>,
+    /// Most HTTP connections open at once (kept below the process's file-descriptor
+    /// limit, less 256 for files and sockets).
+    #[serde(default = "default_max_connections")]
+    pub http_max_connections: usize,
+    /// Most HTTP connections open at once from one address.
+    #[serde(default = "default_max_per_client")]
+    pub http_max_connections_per_client: usize,
+    /// Serve the LAN API as plain HTTP instead of HTTPS. Only for a lab or a test rig on
+    /// one machine: on a venue's network a device token sent in clear can be sniffed and
+    /// replayed. Kiosks must then be configured for it too (`hub_plain_http`).
+    #[serde(default)]
+    pub http_plain: bool,
+    /// Longest wait for a request's head (and a TLS handshake), in milliseconds; a client
+    /// that trickles its head slower is cut off.
+    #[serde(default = "default_header_timeout_ms")]
+    pub http_header_timeout_ms: u64,
+    /// A connection with no request in flight that moves no byte this long is closed, in
+    /// milliseconds.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub http_idle_timeout_ms: u64,
 }
 
 fn default_central_name() -> String {
@@ -66,6 +94,21 @@ fn default_max_upload() -> u64 {
 }
 fn default_mdns() -> bool {
     true
+}
+fn default_media_quota() -> u64 {
+    16 * 1024 * 1024 * 1024
+}
+fn default_max_connections() -> usize {
+    taplink_sync_io::web::listener::Limits::default().max_connections
+}
+fn default_max_per_client() -> usize {
+    taplink_sync_io::web::listener::Limits::default().max_per_client
+}
+fn default_header_timeout_ms() -> u64 {
+    10_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    30_000
 }
 
 /// Why the configuration could not be used.
@@ -116,6 +159,13 @@ impl Config {
             max_upload_bytes: default_max_upload(),
             mdns: default_mdns(),
             mdns_interface: None,
+            media_quota_bytes: default_media_quota(),
+            http_hosts: Vec::new(),
+            http_max_connections: default_max_connections(),
+            http_max_connections_per_client: default_max_per_client(),
+            http_plain: false,
+            http_header_timeout_ms: default_header_timeout_ms(),
+            http_idle_timeout_ms: default_idle_timeout_ms(),
         }
     }
 
@@ -141,7 +191,7 @@ impl Config {
             path: path.clone(),
             source,
         })?;
-        std::fs::write(&path, text).map_err(|source| ConfigError::Io {
+        taplink_sync_io::private::write_file(&path, &text).map_err(|source| ConfigError::Io {
             action: "cannot write",
             path,
             source,
@@ -175,6 +225,23 @@ impl Config {
                 reason: "must name a network interface (e.g. \"eth0\") or be null for all",
             });
         }
+        if self.http_header_timeout_ms < 100 || self.http_idle_timeout_ms < 100 {
+            return Err(ConfigError::Invalid {
+                field: "http_header_timeout_ms",
+                value: format!(
+                    "{}/{}",
+                    self.http_header_timeout_ms, self.http_idle_timeout_ms
+                ),
+                reason: "http_header_timeout_ms and http_idle_timeout_ms must be at least 100",
+            });
+        }
+        if self.http_max_connections == 0 || self.http_max_connections_per_client == 0 {
+            return Err(ConfigError::Invalid {
+                field: "http_max_connections",
+                value: "0".into(),
+                reason: "http_max_connections and http_max_connections_per_client must be at least 1",
+            });
+        }
         if self.central_name.is_empty() {
             return Err(ConfigError::Invalid {
                 field: "central_name",
@@ -183,6 +250,16 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The HTTP listener's limits.
+    pub fn listener_limits(&self) -> taplink_sync_io::web::listener::Limits {
+        taplink_sync_io::web::listener::Limits {
+            max_connections: self.http_max_connections,
+            max_per_client: self.http_max_connections_per_client,
+            header_timeout: Duration::from_millis(self.http_header_timeout_ms),
+            idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
+        }
     }
 
     /// The reconnect backoff bounds.

@@ -49,6 +49,12 @@ pub enum ApiError {
         /// The file's size in bytes.
         size: u64,
     },
+    /// The body's media type is not accepted here (`415`).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The hub's media storage quota would be exceeded (`507`).
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// Too many of something are waiting; retry later (`429`).
     #[error("{0}")]
     TooMany(String),
@@ -69,6 +75,8 @@ impl IntoResponse for ApiError {
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

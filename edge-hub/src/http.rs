@@ -1,35 +1,47 @@
 //! The hub's local HTTP API: health, metrics, the venue document, operations, media upload
-//! and download, and telemetry intake, plus the kiosks' LAN API ([`crate::kiosk_api`]). It
-//! works whether or not central is reachable.
+//! and download, plus the kiosks' LAN API ([`crate::kiosk_api`]). It works whether or not
+//! central is reachable.
 //!
-//! The staff endpoints here have no authentication yet (it arrives with the staff UI): they
-//! are for the venue's own network, and the hub listens on loopback by default.
+//! Every route declares who may use it where it is registered ([`routes`], through
+//! [`Routes`]), and [`HubGate`] enforces that: kiosk routes need a device token, staff
+//! routes a staff token (`taplink-hub token create`), secret routes (a kiosk asking to pair,
+//! polling its pairing) are open but every wrong secret counts against the client in the
+//! guessing throttle. Writes must be JSON (uploads their media type), and `Host` must be
+//! one of the hub's names (DNS rebinding).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::json;
 use taplink_sync_io::blobs::BlobStore;
 use taplink_sync_io::docs::{Documents, EditError};
+use taplink_sync_io::web::access::{Access, Gate, Routes};
+use taplink_sync_io::web::guard::{self, HostPolicy};
+use taplink_sync_io::web::media as media_type;
 use taplink_sync_proto::doc::{DocOpError, MediaMeta, VenueCommand, VenueDoc, add_media};
 use taplink_sync_proto::ids::MediaHash;
-use taplink_sync_proto::wire::{DocId, MAX_TELEMETRY_BATCH, TelemetryEvent};
-use tokio::io::AsyncWriteExt;
+use taplink_sync_proto::wire::DocId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 use crate::clock::Clock;
 pub use crate::error::ApiError;
 use crate::error::{MAX_JSON_BODY, body as limited, internal, parse_json};
+use crate::kiosk_api;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::uplink::UplinkStatus;
@@ -43,7 +55,7 @@ pub struct HubState {
     pub docs: Arc<Documents>,
     /// Media.
     pub blobs: Arc<BlobStore>,
-    /// The hub's database: telemetry outbox, pairings, device tokens.
+    /// The hub's database: telemetry outbox, pairings, device and staff tokens.
     pub store: Arc<Store>,
     /// Woken when telemetry is queued.
     pub outbox_ready: Arc<Notify>,
@@ -53,6 +65,8 @@ pub struct HubState {
     pub uplink: watch::Receiver<UplinkStatus>,
     /// Largest media upload.
     pub max_upload: u64,
+    /// Most bytes of media the hub stores; an upload beyond it is refused with `507`.
+    pub media_quota: u64,
     /// Where uploads are staged while they arrive.
     pub upload_dir: std::path::PathBuf,
     /// The wall clock manifests and pairing expiry are computed with.
@@ -61,29 +75,259 @@ pub struct HubState {
     pub shutdown: CancellationToken,
     /// The venue document and kiosks' manifests as the kiosk API reads them (cached).
     pub view: crate::view::VenueView,
+    /// The names the API answers to besides IP literals and `localhost`.
+    pub hosts: Arc<HostPolicy>,
+}
+
+/// Every route of the hub with who may use it: the one place access is declared.
+pub fn routes(state: &Arc<HubState>) -> Routes<Arc<HubState>> {
+    let gate = HubGate(state.clone());
+    let g = &gate;
+    let json_routes = Routes::new()
+        .route(g, "/healthz", &["GET"], Access::Public, get(healthz))
+        .route(g, "/metrics", &["GET"], Access::Public, get(metrics))
+        .route(g, "/api/v1/status", &["GET"], Access::Staff, get(status))
+        .route(g, "/api/v1/venue", &["GET"], Access::Staff, get(venue))
+        .route(
+            g,
+            "/api/v1/venue/ops",
+            &["POST"],
+            Access::Staff,
+            post(apply_op),
+        )
+        .route(
+            g,
+            "/api/v1/media/{hash}",
+            &["GET"],
+            Access::Staff,
+            get(media),
+        )
+        .route(
+            g,
+            "/api/v1/pairings",
+            &["POST"],
+            Access::Secret,
+            post(kiosk_api::create_pairing),
+        )
+        .route(
+            g,
+            "/api/v1/pairings/approve",
+            &["POST"],
+            Access::Staff,
+            post(kiosk_api::approve),
+        )
+        .route(
+            g,
+            "/api/v1/pairings/{id}",
+            &["GET"],
+            Access::Secret,
+            get(kiosk_api::poll_pairing),
+        )
+        .route(
+            g,
+            "/api/v1/kiosks/{kiosk}/token",
+            &["DELETE"],
+            Access::Staff,
+            delete(kiosk_api::revoke),
+        )
+        .route(
+            g,
+            "/api/v1/kiosk/manifest",
+            &["GET"],
+            Access::Kiosk,
+            get(kiosk_api::get_manifest),
+        )
+        .route(
+            g,
+            "/api/v1/kiosk/media/{hash}",
+            &["GET"],
+            Access::Kiosk,
+            get(kiosk_api::media),
+        )
+        .route(
+            g,
+            "/api/v1/kiosk/events",
+            &["POST"],
+            Access::Kiosk,
+            post(kiosk_api::events),
+        )
+        .map_router(|r| {
+            r.layer(from_fn(guard::require_json))
+                .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        });
+    let max_upload = usize::try_from(state.max_upload).unwrap_or(usize::MAX);
+    let upload_routes = Routes::new()
+        .route(g, "/api/v1/media", &["PUT"], Access::Staff, put(upload))
+        .map_router(|r| r.layer(DefaultBodyLimit::max(max_upload)));
+    json_routes.merge(upload_routes)
 }
 
 /// The router.
 pub fn app(state: Arc<HubState>) -> Router {
-    let max_upload = usize::try_from(state.max_upload).unwrap_or(usize::MAX);
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/venue", get(venue))
-        .route("/api/v1/venue/ops", post(apply_op))
-        .route("/api/v1/events", post(events))
-        .route("/api/v1/media/{hash}", get(media))
-        .merge(crate::kiosk_api::routes())
-        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
-        .merge(
-            Router::new()
-                .route("/api/v1/media", put(upload))
-                .layer(DefaultBodyLimit::max(max_upload)),
-        )
+    let (router, _) = routes(&state).into_parts();
+    router
+        .fallback(no_route)
+        .layer(from_fn_with_state(state.hosts.clone(), guard::check_host))
         .with_state(state)
 }
 
+async fn no_route() -> ApiError {
+    ApiError::NotFound("no such endpoint on this hub; see docs/kiosk-api.md".into())
+}
+
+/// How the hub enforces each [`Access`].
+#[derive(Debug, Clone)]
+pub struct HubGate(pub Arc<HubState>);
+
+impl Gate<Arc<HubState>> for HubGate {
+    fn guard(
+        &self,
+        access: Access,
+        route: MethodRouter<Arc<HubState>>,
+    ) -> MethodRouter<Arc<HubState>> {
+        let s = self.0.clone();
+        match access {
+            Access::Public => route,
+            Access::Secret => route.route_layer(from_fn_with_state(s, secret_gate)),
+            Access::Kiosk => route.route_layer(from_fn_with_state(s, kiosk_gate)),
+            Access::Staff => route.route_layer(from_fn_with_state(s, staff_gate)),
+            // No admin and no loopback-only page on a hub: such a route refuses everyone.
+            _ => route.route_layer(from_fn(|_req: Request, _next: Next| async {
+                ApiError::Unauthorized("this endpoint is not served by a hub".into())
+                    .into_response()
+            })),
+        }
+    }
+}
+
+/// The client address of a request (unspecified for an in-process request in tests).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip()),
+        ))
+    }
+}
+
+/// A client that guessed wrong too often waits before any secret of it is checked.
+async fn secret_gate(State(s): State<Arc<HubState>>, req: Request, next: Next) -> Response {
+    let ip = guard::client_ip(&req);
+    if let Err(wait) = s.metrics.throttle.check(ip) {
+        return guard::throttled_response(wait);
+    }
+    next.run(req).await
+}
+
+/// Kiosk routes: an active device token of a kiosk in the venue document; the handler
+/// gets it as [`kiosk_api::KioskAuth`].
+async fn kiosk_gate(State(s): State<Arc<HubState>>, mut req: Request, next: Next) -> Response {
+    let ip = guard::client_ip(&req);
+    if let Err(wait) = s.metrics.throttle.check(ip) {
+        return guard::throttled_response(wait);
+    }
+    match kiosk_api::authenticate(&s, req.headers()).await {
+        Ok(auth) => {
+            req.extensions_mut().insert(auth);
+            next.run(req).await
+        }
+        Err(e) => {
+            if matches!(e, ApiError::Unauthorized(_)) {
+                s.metrics.throttle.fail(ip, "device_token");
+            }
+            e.into_response()
+        }
+    }
+}
+
+/// Who made a staff request: the name of their staff token.
+#[derive(Debug, Clone)]
+pub struct Staff {
+    /// The staff token's name.
+    pub name: String,
+}
+
+impl FromRequestParts<Arc<HubState>> for Staff {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &Arc<HubState>) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Staff>()
+            .cloned()
+            .ok_or_else(|| internal("a staff handler on a route not declared Access::Staff"))
+    }
+}
+
+/// Staff routes: an active staff token of this hub.
+async fn staff_gate(State(s): State<Arc<HubState>>, mut req: Request, next: Next) -> Response {
+    let ip = guard::client_ip(&req);
+    if let Err(wait) = s.metrics.throttle.check(ip) {
+        return guard::throttled_response(wait);
+    }
+    let token = match bearer(req.headers(), "staff token") {
+        Ok(token) => token.to_owned(),
+        Err(e) => return e.into_response(),
+    };
+    let (store, now) = (s.store.clone(), s.clock.now());
+    let found = tokio::task::spawn_blocking(move || store.staff_token(&token, now)).await;
+    match found {
+        Ok(Ok(Some(name))) => {
+            s.metrics.throttle.succeed(ip);
+            req.extensions_mut().insert(Staff { name });
+            next.run(req).await
+        }
+        Ok(Ok(None)) => {
+            s.metrics.throttle.fail(ip, "staff_token");
+            ApiError::Unauthorized(
+                "unknown or revoked staff token; make one on the hub with `taplink-hub token create --name NAME`".into(),
+            )
+            .into_response()
+        }
+        Ok(Err(e)) => internal(e).into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header; `what` names the credential in
+/// the refusal.
+pub(crate) fn bearer<'h>(headers: &'h HeaderMap, what: &str) -> Result<&'h str, ApiError> {
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::Unauthorized(format!(
+            "this endpoint needs an `Authorization: Bearer <{what}>` header"
+        ))
+    })?;
+    let malformed = || {
+        ApiError::Unauthorized(format!(
+            "the Authorization header must be `Bearer <{what}>`"
+        ))
+    };
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(malformed());
+    }
+    Ok(token.trim())
+}
+
+/// `GET /healthz` (public): whether the hub runs and is in touch with central; nothing
+/// that identifies the venue or explains an error (that is `/api/v1/status`, for staff).
 async fn healthz(State(s): State<Arc<HubState>>) -> Json<serde_json::Value> {
+    let uplink = s.uplink.borrow().clone();
+    Json(json!({
+        "status": "ok",
+        "central": if uplink.connected { "connected" } else { "disconnected" },
+        "synced": uplink.synced,
+    }))
+}
+
+/// `GET /api/v1/status` (staff): `/healthz` plus the venue and the uplink's last error.
+async fn status(State(s): State<Arc<HubState>>) -> Json<serde_json::Value> {
     let uplink = s.uplink.borrow().clone();
     Json(json!({
         "status": "ok",
@@ -134,6 +378,7 @@ pub(crate) fn view_error(e: crate::view::ViewError) -> ApiError {
 
 async fn apply_op(
     State(s): State<Arc<HubState>>,
+    staff: Staff,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let command: VenueCommand = parse_json(&limited(body)?)?;
@@ -142,6 +387,7 @@ async fn apply_op(
         .edit(s.venue, |am| command.apply(am))
         .map_err(edit_error)?;
     s.metrics.local_edits.inc();
+    info!(staff = %staff.name, "venue operation applied");
     Ok(Json(json!({ "status": "applied" })))
 }
 
@@ -157,19 +403,62 @@ pub(crate) fn edit_error(e: EditError<DocOpError>) -> ApiError {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct UploadQuery {
     name: String,
-    content_type: String,
+    /// Optional: when given it must equal the request's `Content-Type`.
+    #[serde(default)]
+    content_type: Option<String>,
 }
 
-/// Stream an upload to a staging file (never the whole file in memory), store it by hash,
-/// and add it to the venue's media.
+/// Largest SVG accepted (it is scanned whole for active content).
+const MAX_SVG: u64 = 16 * 1024 * 1024;
+
+/// `PUT /api/v1/media?name=NAME` with the file as the body and its media type as
+/// `Content-Type`: streamed to a staging file (never whole in memory) within the upload
+/// limit and the hub's media quota, its type checked by content, stored by hash, and added
+/// to the venue's media.
 async fn upload(
     State(s): State<Arc<HubState>>,
-    Query(q): Query<UploadQuery>,
+    staff: Staff,
+    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
+    let declared = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::UnsupportedMediaType(format!(
+                "Content-Type: send the file's media type, one of {}",
+                media_type::ALLOWED.join(", ")
+            ))
+        })?;
+    let declared = media_type::declared(declared)
+        .map_err(|e| ApiError::UnsupportedMediaType(e.to_string()))?;
+    if let Some(given) = &q.content_type
+        && media_type::declared(given).ok() != Some(declared)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "content_type: {given:?} differs from the Content-Type header {declared:?}"
+        )));
+    }
     ensure_synced(&s)?;
+    let blobs = s.blobs.clone();
+    let used = tokio::task::spawn_blocking(move || blobs.total_size())
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    let quota = s.media_quota;
+    let over_quota = |size: u64| {
+        ApiError::InsufficientStorage(format!(
+            "the hub's media storage is full: {used} of {quota} bytes used, and this upload needs {size} more; delete unused media or raise media_quota_bytes"
+        ))
+    };
+    if used >= quota {
+        return Err(over_quota(0));
+    }
     let staging = tempfile::NamedTempFile::new_in(&s.upload_dir).map_err(internal)?;
     let mut file = tokio::fs::File::from_std(staging.reopen().map_err(internal)?);
     let mut body = body;
@@ -186,9 +475,13 @@ async fn upload(
                 s.max_upload
             )));
         }
+        if used + size > quota {
+            return Err(over_quota(size));
+        }
         file.write_all(&chunk).await.map_err(internal)?;
     }
     file.flush().await.map_err(internal)?;
+    check_content(&staging, declared, size).await?;
     let blobs = s.blobs.clone();
     let max = s.max_upload;
     let (hash, size) = tokio::task::spawn_blocking(move || {
@@ -202,17 +495,47 @@ async fn upload(
     .map_err(internal)?;
     let meta = MediaMeta {
         name: q.name,
-        content_type: q.content_type,
+        content_type: declared.to_owned(),
         size,
     };
     s.docs
         .edit(s.venue, |am| add_media(am, hash, &meta))
         .map_err(edit_error)?;
     s.metrics.local_edits.inc();
+    info!(staff = %staff.name, %hash, size, content_type = declared, "media uploaded");
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "hash": hash.to_string(), "size": size })),
+        Json(json!({ "hash": hash.to_string(), "size": size, "content_type": declared })),
     ))
+}
+
+/// The staged upload's bytes must be the declared media type (and an SVG inert).
+async fn check_content(
+    staging: &tempfile::NamedTempFile,
+    declared: &'static str,
+    size: u64,
+) -> Result<(), ApiError> {
+    let refused = |e: media_type::MediaTypeError| ApiError::UnsupportedMediaType(e.to_string());
+    let mut file = tokio::fs::File::from_std(staging.reopen().map_err(internal)?);
+    let mut head = Vec::with_capacity(media_type::SNIFF_LEN);
+    (&mut file)
+        .take(media_type::SNIFF_LEN as u64)
+        .read_to_end(&mut head)
+        .await
+        .map_err(internal)?;
+    media_type::check(declared, &head).map_err(refused)?;
+    if declared == "image/svg+xml" {
+        if size > MAX_SVG {
+            return Err(ApiError::TooLarge(format!(
+                "SVG images may be at most {MAX_SVG} bytes"
+            )));
+        }
+        let whole = tokio::fs::read(staging.path()).await.map_err(internal)?;
+        if media_type::svg_is_active(&whole) {
+            return Err(refused(media_type::MediaTypeError::ActiveSvg));
+        }
+    }
+    Ok(())
 }
 
 /// `GET /api/v1/media/{hash}` (staff): any blob this hub holds, streamed like the kiosk
@@ -233,24 +556,4 @@ async fn media(
         .and_then(|doc| doc.media.get(&hash).map(|m| m.content_type.clone()))
         .unwrap_or_else(|| "application/octet-stream".to_owned());
     crate::kiosk_api::blob_response(&s, hash, &content_type, &headers, None).await
-}
-
-async fn events(
-    State(s): State<Arc<HubState>>,
-    body: Result<axum::body::Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let events: Vec<TelemetryEvent> = parse_json(&limited(body)?)?;
-    if events.len() > MAX_TELEMETRY_BATCH {
-        return Err(ApiError::TooLarge(format!(
-            "{} events in one request; at most {MAX_TELEMETRY_BATCH}",
-            events.len()
-        )));
-    }
-    let store = s.store.clone();
-    let added = tokio::task::spawn_blocking(move || store.push(&events))
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
-    s.outbox_ready.notify_one();
-    Ok(Json(json!({ "accepted": added })))
 }

@@ -79,6 +79,16 @@ pub struct Identity {
     pub ca: CertificateDer<'static>,
 }
 
+impl Identity {
+    /// The fingerprint of the hub's certificate: what it advertises by mDNS (TXT `fp`) and
+    /// what kiosks pin for its HTTPS API.
+    pub fn fingerprint(&self) -> Option<taplink_certs::Fingerprint> {
+        self.chain
+            .first()
+            .map(|c| taplink_certs::Fingerprint::of(c))
+    }
+}
+
 fn pki<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> IdentityError + '_ {
     move |e| IdentityError::Pki(format!("{what}: {e}"))
 }
@@ -101,7 +111,7 @@ pub async fn enroll(
     if data_dir.join(IDS_FILE).exists() {
         return Err(IdentityError::AlreadyEnrolled(data_dir.to_owned()));
     }
-    std::fs::create_dir_all(data_dir).map_err(|source| IdentityError::Io {
+    taplink_sync_io::private::create_dir(data_dir).map_err(|source| IdentityError::Io {
         action: "cannot create",
         path: data_dir.to_owned(),
         source,
@@ -137,11 +147,21 @@ pub async fn enroll(
     Config::new(data_dir.to_owned(), central).save()?;
     // Written last: its presence means "enrolled".
     write(data_dir.join(IDS_FILE), &ids_json)?;
+    taplink_sync_io::private::secure_and_report(data_dir).map_err(|source| IdentityError::Io {
+        action: "cannot make private",
+        path: data_dir.to_owned(),
+        source,
+    })?;
     load(data_dir)
 }
 
+/// Certificates are public, but the data directory is private: every file in it is 0600.
 fn write(path: PathBuf, bytes: &[u8]) -> Result<(), IdentityError> {
-    taplink_certs::store::write_public_file(&path, bytes).map_err(pki("writing"))
+    taplink_sync_io::private::write_file(&path, bytes).map_err(|source| IdentityError::Io {
+        action: "cannot write",
+        path,
+        source,
+    })
 }
 
 /// Read the identity `enroll` stored.

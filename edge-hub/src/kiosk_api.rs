@@ -15,14 +15,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Json;
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
@@ -42,7 +41,7 @@ use tokio_util::io::ReaderStream;
 use tracing::info;
 
 use crate::error::{ApiError, body as limited, internal, parse_json};
-use crate::http::{HubState, edit_error, venue_doc, view_error};
+use crate::http::{ClientIp, HubState, Staff, bearer, edit_error, venue_doc, view_error};
 use crate::metrics::Metrics;
 use crate::store::{DeviceError, NewPairing, PairingCode, PairingId, PairingStatus, TokenState};
 use crate::view::{Snapshot, ViewError};
@@ -65,25 +64,13 @@ const MEDIA_CHUNK: usize = 64 * 1024;
 /// `Cache-Control` of media: content-addressed bytes never change.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
-/// The kiosk API's routes (merged into [`crate::http::app`], which sets the body limit).
-pub fn routes() -> Router<Arc<HubState>> {
-    Router::new()
-        .route("/api/v1/pairings", post(create_pairing))
-        .route("/api/v1/pairings/approve", post(approve))
-        .route("/api/v1/pairings/{id}", get(poll_pairing))
-        .route("/api/v1/kiosks/{kiosk}/token", delete(revoke))
-        .route("/api/v1/kiosk/manifest", get(get_manifest))
-        .route("/api/v1/kiosk/media/{hash}", get(media))
-        .route("/api/v1/kiosk/events", post(events))
-}
-
 // ---------------------------------------------------------------------------------------
 // Authentication
 // ---------------------------------------------------------------------------------------
 
 /// A request made with an active device token of a kiosk that is in the venue document,
 /// and that document as it was when the request arrived.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KioskAuth {
     /// The kiosk the token belongs to.
     pub kiosk: KioskId,
@@ -97,59 +84,55 @@ fn removed() -> ApiError {
     )
 }
 
-fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
-        ApiError::Unauthorized(
-            "this endpoint needs an `Authorization: Bearer <device token>` header; pair the kiosk to get a token".into(),
-        )
-    })?;
-    let malformed = || {
-        ApiError::Unauthorized("the Authorization header must be `Bearer <device token>`".into())
+/// The kiosk a request's device token belongs to, checked by the hub's gate for every
+/// route declared [`taplink_sync_io::web::access::Access::Kiosk`].
+pub(crate) async fn authenticate(
+    s: &Arc<HubState>,
+    headers: &HeaderMap,
+) -> Result<KioskAuth, ApiError> {
+    let token = bearer(headers, "device token")?;
+    // A token seen before is answered from memory; otherwise SQLite, off the async
+    // workers (the store's connection may be busy with an fsync).
+    let state = match s.store.cached_token(token) {
+        Some(kiosk) => TokenState::Active(kiosk),
+        None => {
+            let (store, token) = (s.store.clone(), token.to_owned());
+            blocking(move || store.token(&token), internal).await?
+        }
     };
-    let value = value.to_str().map_err(|_| malformed())?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or_else(malformed)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(malformed());
+    let kiosk = match state {
+        TokenState::Active(kiosk) => kiosk,
+        TokenState::Revoked(_) => {
+            return Err(ApiError::Unauthorized(
+                "this kiosk's device token was revoked; pair the kiosk again".into(),
+            ));
+        }
+        TokenState::Unknown => {
+            return Err(ApiError::Unauthorized(
+                "unknown device token: this hub did not issue it; pair the kiosk with this hub"
+                    .into(),
+            ));
+        }
+    };
+    let venue = s.view.snapshot(&s.docs).map_err(view_error)?;
+    if !venue.doc.kiosks.contains_key(&kiosk) {
+        return Err(removed());
     }
-    Ok(token.trim())
+    Ok(KioskAuth { kiosk, venue })
 }
 
 impl FromRequestParts<Arc<HubState>> for KioskAuth {
     type Rejection = ApiError;
 
+    /// Put in place by the gate; absent only on a route not declared for kiosks.
     async fn from_request_parts(
         parts: &mut Parts,
-        s: &Arc<HubState>,
+        _: &Arc<HubState>,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(&parts.headers)?;
-        // A token seen before is answered from memory; otherwise SQLite, off the async
-        // workers (the store's connection may be busy with an fsync).
-        let state = match s.store.cached_token(token) {
-            Some(kiosk) => TokenState::Active(kiosk),
-            None => {
-                let (store, token) = (s.store.clone(), token.to_owned());
-                blocking(move || store.token(&token), internal).await?
-            }
-        };
-        let kiosk = match state {
-            TokenState::Active(kiosk) => kiosk,
-            TokenState::Revoked(_) => {
-                return Err(ApiError::Unauthorized(
-                    "this kiosk's device token was revoked; pair the kiosk again".into(),
-                ));
-            }
-            TokenState::Unknown => {
-                return Err(ApiError::Unauthorized(
-                    "unknown device token: this hub did not issue it; pair the kiosk with this hub"
-                        .into(),
-                ));
-            }
-        };
-        let venue = s.view.snapshot(&s.docs).map_err(view_error)?;
-        if !venue.doc.kiosks.contains_key(&kiosk) {
-            return Err(removed());
-        }
-        Ok(Self { kiosk, venue })
+        parts
+            .extensions
+            .remove::<KioskAuth>()
+            .ok_or_else(|| internal("a kiosk handler on a route not declared Access::Kiosk"))
     }
 }
 
@@ -181,7 +164,6 @@ fn device_error(e: DeviceError) -> ApiError {
         DeviceError::Expired | DeviceError::AlreadyCollected | DeviceError::CodeUsed => {
             ApiError::Gone(e.to_string())
         }
-        DeviceError::TooManyPending => ApiError::TooMany(e.to_string()),
         DeviceError::PreApproved => ApiError::Conflict(e.to_string()),
         DeviceError::InvalidDevice => ApiError::BadRequest(e.to_string()),
         other => internal(other),
@@ -207,16 +189,27 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// `POST /api/v1/pairings`: a kiosk asks to be paired and gets a code to show, or, with a
 /// kiosk code from central, a pairing that is approved already.
-async fn create_pairing(
+pub(crate) async fn create_pairing(
     State(s): State<Arc<HubState>>,
+    ClientIp(ip): ClientIp,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let req: CreatePairing = parse_json(&limited(body)?)?;
     if let Some(code) = req.provisioning_code {
-        return preapproved(&s, req.device, &code).await;
+        let result = preapproved(&s, req.device, &code).await;
+        if matches!(result, Err(ApiError::NotFound(_) | ApiError::BadRequest(_))) {
+            s.metrics.throttle.fail(ip, "kiosk_code");
+        } else if result.is_ok() {
+            s.metrics.throttle.succeed(ip);
+        }
+        return result;
     }
-    let (store, now) = (s.store.clone(), s.clock.now());
-    let p = blocking(move || store.create_pairing(&req.device, now), device_error).await?;
+    let (store, now, client) = (s.store.clone(), s.clock.now(), ip.to_string());
+    let p = blocking(
+        move || store.create_pairing(&req.device, &client, now),
+        device_error,
+    )
+    .await?;
     info!(code = %p.code, "kiosk pairing requested");
     Ok(created(&p, false))
 }
@@ -281,8 +274,9 @@ async fn redeem(
     }
     let consumed_by = found.consumed_by;
     let store = s.store.clone();
+    let pairing = PairingId::of_kiosk_code(code);
     let granted = blocking(
-        move || store.reserve_granted(grant, consumed_by, &device, now),
+        move || store.reserve_granted(grant, pairing, consumed_by, &device, now),
         device_error,
     )
     .await?;
@@ -315,8 +309,10 @@ async fn redeem(
 
 /// `POST /api/v1/pairings/approve`: staff approve a code; the kiosk joins the venue
 /// document. The order of the steps is explained in [`crate::store::devices`].
-async fn approve(
+pub(crate) async fn approve(
     State(s): State<Arc<HubState>>,
+    ClientIp(ip): ClientIp,
+    staff: Staff,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let req: Approve = parse_json(&limited(body)?)?;
@@ -324,7 +320,13 @@ async fn approve(
     // Refuse before reserving anything while there is no document to add the kiosk to.
     venue_doc(&s)?;
     let (store, now) = (s.store.clone(), s.clock.now());
-    let approval = blocking(move || store.reserve_kiosk(&code, now), device_error).await?;
+    let approval = blocking(move || store.reserve_kiosk(&code, now), device_error)
+        .await
+        .inspect_err(|e| {
+            if matches!(e, ApiError::NotFound(_)) {
+                s.metrics.throttle.fail(ip, "pairing_code");
+            }
+        })?;
     let (docs, venue, kiosk) = (s.docs.clone(), s.venue, approval.kiosk);
     let added =
         tokio::task::spawn_blocking(move || docs.edit(venue, |am| add_kiosk(am, kiosk, &req.name)))
@@ -341,21 +343,30 @@ async fn approve(
         }
         Err(e) => return Err(edit_error(e)),
     }
-    info!(code = %code, kiosk = %approval.kiosk, retry = !approval.fresh, "kiosk pairing approved");
+    info!(code = %code, kiosk = %approval.kiosk, staff = %staff.name, retry = !approval.fresh, "kiosk pairing approved");
     Ok(Json(json!({ "kiosk": approval.kiosk.to_string() })))
 }
 
 /// `GET /api/v1/pairings/{id}`: the kiosk polls; once approved it gets its token, once.
-async fn poll_pairing(
+pub(crate) async fn poll_pairing(
     State(s): State<Arc<HubState>>,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let no_store = || [(header::CACHE_CONTROL, "no-store")];
     let pending = || (no_store(), Json(json!({ "status": "pending" }))).into_response();
-    let id: PairingId = id.parse().map_err(device_error)?;
+    let unknown = |e: ApiError| {
+        if matches!(e, ApiError::NotFound(_)) {
+            s.metrics.throttle.fail(ip, "pairing_id");
+        }
+        e
+    };
+    let id: PairingId = id.parse().map_err(device_error).map_err(unknown)?;
     let now = s.clock.now();
     let store = s.store.clone();
-    let status = blocking(move || store.pairing(&id, now), device_error).await?;
+    let status = blocking(move || store.pairing(&id, now), device_error)
+        .await
+        .map_err(unknown)?;
     match status {
         PairingStatus::Pending => Ok(pending()),
         PairingStatus::Expired => Err(ApiError::NotFound(
@@ -388,8 +399,9 @@ async fn poll_pairing(
 }
 
 /// `DELETE /api/v1/kiosks/{kiosk}/token`: the kiosk's tokens stop working.
-async fn revoke(
+pub(crate) async fn revoke(
     State(s): State<Arc<HubState>>,
+    staff: Staff,
     Path(kiosk): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let kiosk: KioskId = kiosk
@@ -401,7 +413,7 @@ async fn revoke(
             "this hub never issued a token to kiosk {kiosk}"
         ))),
         Some(revoked) => {
-            info!(%kiosk, revoked, "kiosk device token revoked");
+            info!(%kiosk, revoked, staff = %staff.name, "kiosk device token revoked");
             Ok(StatusCode::NO_CONTENT)
         }
     }
@@ -412,7 +424,7 @@ async fn revoke(
 // ---------------------------------------------------------------------------------------
 
 #[derive(Debug, Deserialize)]
-struct ManifestQuery {
+pub(crate) struct ManifestQuery {
     wait: Option<u64>,
 }
 
@@ -492,7 +504,7 @@ impl Drop for LongPoll {
 }
 
 /// `GET /api/v1/kiosk/manifest[?wait=s]`.
-async fn get_manifest(
+pub(crate) async fn get_manifest(
     State(s): State<Arc<HubState>>,
     auth: KioskAuth,
     headers: HeaderMap,
@@ -641,7 +653,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
 }
 
 /// `GET /api/v1/kiosk/media/{hash}`: a media file of the venue, streamed from disk.
-async fn media(
+pub(crate) async fn media(
     State(s): State<Arc<HubState>>,
     auth: KioskAuth,
     Path(hash): Path<String>,
@@ -708,19 +720,21 @@ pub(crate) async fn blob_response(
         inner: file.take(len),
         counter,
     };
-    let content_type = HeaderValue::from_str(content_type)
-        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    // Only an allowed media type is ever named; with `nosniff`, a sandboxing CSP and
+    // `attachment` for SVG, no browser runs a stored file as a page of the hub.
+    let content_type = taplink_sync_io::web::media::served_type(content_type);
     let mut response = (
         status,
         cache,
         [
-            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
             (header::CONTENT_LENGTH, HeaderValue::from(len)),
         ],
         Body::from_stream(ReaderStream::with_capacity(reader, MEDIA_CHUNK)),
     )
         .into_response();
+    taplink_sync_io::web::media::add_safety_headers(response.headers_mut(), content_type);
     if status == StatusCode::PARTIAL_CONTENT {
         let end = start + len - 1;
         if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")) {
@@ -761,7 +775,7 @@ fn event_id<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
 
 /// `POST /api/v1/kiosk/events`: status and proof of play, stored in the outbox before the
 /// answer, idempotent by event id.
-async fn events(
+pub(crate) async fn events(
     State(s): State<Arc<HubState>>,
     auth: KioskAuth,
     body: Result<Bytes, BytesRejection>,
@@ -776,18 +790,23 @@ async fn events(
             items.len()
         )));
     }
+    let now_ms = s.clock.now().timestamp_millis();
     let events = items
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
             let e: KioskEvent = serde_json::from_value(item)
                 .map_err(|e| ApiError::BadRequest(format!("event {i}: {e}")))?;
-            Ok(TelemetryEvent {
+            let event = TelemetryEvent {
                 id: e.id,
                 kiosk: Some(auth.kiosk),
                 at_ms: e.at_ms,
                 kind: e.kind,
-            })
+            };
+            match event.implausible(now_ms) {
+                Some(problem) => Err(ApiError::BadRequest(format!("event {i}: {problem}"))),
+                None => Ok(event),
+            }
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     let total = events.len();
@@ -859,10 +878,16 @@ mod tests {
             m.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
             m
         };
-        assert_eq!(bearer(&h("Bearer tlk1-abc")).unwrap(), "tlk1-abc");
-        assert_eq!(bearer(&h("bearer  tlk1-abc ")).unwrap(), "tlk1-abc");
-        assert!(bearer(&h("Basic dXNlcg==")).is_err());
-        assert!(bearer(&h("Bearer")).is_err());
-        assert!(bearer(&HeaderMap::new()).is_err());
+        assert_eq!(
+            bearer(&h("Bearer tlk1-abc"), "device token").unwrap(),
+            "tlk1-abc"
+        );
+        assert_eq!(
+            bearer(&h("bearer  tlk1-abc "), "device token").unwrap(),
+            "tlk1-abc"
+        );
+        assert!(bearer(&h("Basic dXNlcg=="), "device token").is_err());
+        assert!(bearer(&h("Bearer"), "device token").is_err());
+        assert!(bearer(&HeaderMap::new(), "device token").is_err());
     }
 }

@@ -68,6 +68,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The LAN API's TLS configuration could not be built from the hub's certificate.
+    #[error("cannot serve HTTPS with the hub's certificate: {0}")]
+    Tls(String),
     /// A directory could not be created.
     #[error("cannot create {path}: {source}")]
     Dir {
@@ -109,6 +112,8 @@ fn clear_stale_uploads(dir: &std::path::Path) {
 pub struct Hub {
     ids: HubIdentity,
     http_addr: SocketAddr,
+    fingerprint: Option<taplink_certs::Fingerprint>,
+    https: bool,
     docs: Arc<Documents>,
     blobs: Arc<BlobStore>,
     store: Arc<store::Store>,
@@ -121,11 +126,18 @@ pub struct Hub {
 impl Hub {
     /// Open the hub's state in `config.data_dir` and start serving and syncing.
     pub async fn bind(config: Config) -> Result<Hub, StartError> {
+        // Keys, token hashes, documents and media are nobody else's business.
+        taplink_sync_io::private::secure_and_report(&config.data_dir).map_err(|source| {
+            StartError::Dir {
+                path: config.data_dir.clone(),
+                source,
+            }
+        })?;
         let identity = Arc::new(identity::load(&config.data_dir)?);
         let ids = identity.ids;
         let dir = |name: &str| -> Result<std::path::PathBuf, StartError> {
             let path = config.data_dir.join(name);
-            std::fs::create_dir_all(&path).map_err(|source| StartError::Dir {
+            taplink_sync_io::private::create_dir(&path).map_err(|source| StartError::Dir {
                 path: path.clone(),
                 source,
             })?;
@@ -172,17 +184,47 @@ impl Hub {
             metrics: metrics.clone(),
             uplink: status_rx.clone(),
             max_upload: config.max_upload_bytes,
+            media_quota: config.media_quota_bytes,
             upload_dir,
             clock: Arc::new(clock::SystemClock),
             shutdown: cancel.clone(),
             view: view::VenueView::new(DocId::Venue(ids.venue)),
+            hosts: Arc::new(taplink_sync_io::web::guard::HostPolicy::new(
+                config.http_hosts.clone(),
+            )),
         });
         let http_cancel = cancel.clone();
+        let (limits, listener_metrics) = (config.listener_limits(), metrics.listener.clone());
+        let tls = if config.http_plain {
+            warn!(http = %http_addr, "serving the LAN API as plain HTTP (http_plain): device and staff tokens cross the LAN in clear");
+            None
+        } else {
+            let tls = taplink_certs::tls::lan_server_config(
+                identity.chain.clone(),
+                identity.key.clone_key(),
+            )
+            .map_err(|e| StartError::Tls(e.to_string()))?;
+            Some(Arc::new(tls))
+        };
+        let conn_tasks = tasks.clone();
         tasks.spawn(async move {
             let app = http::app(state);
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(http_cancel.cancelled_owned())
-                .await;
+            let served = taplink_sync_io::web::listener::serve(
+                listener,
+                app,
+                limits,
+                tls,
+                listener_metrics,
+                http_cancel.clone(),
+                conn_tasks,
+            )
+            .await;
+            if let Err(error) = served {
+                // A hub whose API died must not look healthy: stop, and let the
+                // supervisor (systemd) start it again.
+                tracing::error!(%error, "the HTTP API stopped; shutting the hub down");
+                http_cancel.cancel();
+            }
         });
         let mdns = advertise(&config, &identity, http_addr);
         let parts = UplinkParts {
@@ -194,7 +236,9 @@ impl Hub {
             outbox: store.clone(),
             outbox_ready,
             metrics,
+            tasks: tasks.clone(),
         };
+        let fingerprint = identity.fingerprint();
         tasks.spawn(uplink::run(identity, parts, status_tx, cancel.clone()));
         tasks.spawn(
             docs.clone()
@@ -205,6 +249,8 @@ impl Hub {
         Ok(Hub {
             ids,
             http_addr,
+            fingerprint,
+            https: !config.http_plain,
             docs,
             blobs,
             store,
@@ -223,6 +269,17 @@ impl Hub {
     /// Where the local HTTP API listens.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The fingerprint of the certificate the LAN API presents (kiosks pin it).
+    pub fn fingerprint(&self) -> Option<taplink_certs::Fingerprint> {
+        self.fingerprint
+    }
+
+    /// The LAN API's base URL: `https://ADDR`, or `http://ADDR` with `http_plain`.
+    pub fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.http_addr)
     }
 
     /// The hub's documents.

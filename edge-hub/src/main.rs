@@ -33,6 +33,12 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Staff tokens: the hub's own credentials for the venue's staff API (run on the hub,
+    /// as the user that owns the data directory).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Run the hub: serve the venue locally and sync with central.
     Run {
         /// The hub's data directory (as enrolled).
@@ -42,6 +48,82 @@ enum Command {
         #[arg(long)]
         http: Option<SocketAddr>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Make a staff token and print it once (only its hash is kept).
+    Create {
+        /// Who or what holds it (e.g. "manager", "till 2"); unique among active tokens.
+        #[arg(long)]
+        name: String,
+        /// The hub's data directory.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Revoke the active staff token with this name; it stops working at once.
+    Revoke {
+        /// The token's name.
+        #[arg(long)]
+        name: String,
+        /// The hub's data directory.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// List staff tokens (names and dates; never the tokens).
+    List {
+        /// The hub's data directory.
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+/// The hub's database in an enrolled data directory, for the token commands.
+fn open_store(data: &std::path::Path) -> anyhow::Result<taplink_edge_hub::store::Store> {
+    taplink_edge_hub::identity::load(data)
+        .with_context(|| format!("{} is not an enrolled hub's data directory", data.display()))?;
+    Ok(taplink_edge_hub::store::Store::open(
+        &data.join(taplink_edge_hub::store::STORE_FILE),
+    )?)
+}
+
+fn token_command(action: TokenAction) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    match action {
+        TokenAction::Create { name, data } => {
+            let token = open_store(&data)?.create_staff_token(&name, now)?;
+            eprintln!(
+                "staff token {name:?} created; it is shown only now. Send it as `Authorization: Bearer <token>`."
+            );
+            println!("{token}");
+        }
+        TokenAction::Revoke { name, data } => {
+            open_store(&data)?.revoke_staff_token(&name, now)?;
+            println!("staff token {name:?} revoked");
+        }
+        TokenAction::List { data } => {
+            let fmt = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map_or_else(
+                    || "-".to_owned(),
+                    |t| t.format("%Y-%m-%d %H:%M").to_string(),
+                )
+            };
+            println!(
+                "{:<24} {:<17} {:<17} REVOKED",
+                "NAME", "CREATED", "LAST USED"
+            );
+            for t in open_store(&data)?.staff_tokens()? {
+                println!(
+                    "{:<24} {:<17} {:<17} {}",
+                    t.name,
+                    fmt(Some(t.created_at)),
+                    fmt(t.last_used_at),
+                    fmt(t.revoked_at)
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn init_logging(format: &str) {
@@ -58,6 +140,8 @@ fn init_logging(format: &str) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Everything the hub creates is private to its user (keys, databases, media).
+    taplink_sync_io::private::restrict_umask();
     init_logging(&cli.log_format);
     match cli.command {
         Command::Enroll {
@@ -75,34 +159,26 @@ async fn main() -> anyhow::Result<()> {
                 data.display()
             );
         }
+        Command::Token { action } => token_command(action)?,
         Command::Run { data, http } => {
             let mut config = Config::load(&data)?;
             if let Some(http) = http {
                 config.http_listen = http;
             }
             let hub = Hub::bind(config).await?;
-            println!("hub {} serving http://{}", hub.ids().hub, hub.http_addr());
-            shutdown_signal().await;
+            println!("hub {} serving {}", hub.ids().hub, hub.url());
+            // A hub whose API or uplink died stops with an error, so that its supervisor
+            // (systemd) starts it again instead of leaving a hub that looks alive.
+            let stopped_by_itself = tokio::select! {
+                () = taplink_sync_io::node::shutdown_signal() => false,
+                () = hub.join() => true,
+            };
             hub.shutdown().await;
+            anyhow::ensure!(
+                !stopped_by_itself,
+                "the hub stopped by itself (see the log above)"
+            );
         }
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending::<()>().await,
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -40,6 +40,10 @@ pub struct Metrics {
     /// Pairing requests refused because their kiosk code was unknown, expired or used (a
     /// steady rise means someone is guessing).
     pub kiosk_codes_refused: Counter,
+    /// The HTTP listener's connections (open, accepted, refused over a cap, timed out).
+    pub listener: taplink_sync_io::web::listener::ListenerMetrics,
+    /// The guessing throttle, whose failure and refusal counters are exported here.
+    pub throttle: std::sync::Arc<taplink_sync_io::web::guard::Throttle>,
 }
 
 impl Metrics {
@@ -62,8 +66,12 @@ impl Metrics {
             kiosk_events_accepted: Counter::default(),
             kiosk_codes_redeemed: Counter::default(),
             kiosk_codes_refused: Counter::default(),
+            listener: Default::default(),
+            throttle: Default::default(),
             registry: Registry::default(),
         };
+        m.listener.register(&mut registry);
+        m.throttle.register(&mut registry);
         registry.register(
             "uplink_connected",
             "1 while a session with central is up",

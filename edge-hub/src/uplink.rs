@@ -61,6 +61,9 @@ pub struct UplinkParts {
     pub outbox_ready: Arc<Notify>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The hub's task tracker: each connection's session driver and media fetcher run on
+    /// it, so shutdown waits for a blob write or a document append to finish.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 /// The full-jitter backoff delay before attempt `attempt` (0-based): uniform in
@@ -190,7 +193,7 @@ async fn connected(
     // Central may read any blob this hub holds: it is the org's authority.
     let server = BlobServer::new(parts.blobs.clone(), Arc::new(|_: &MediaHash| true));
     let conn_cancel = cancel.child_token();
-    let mut driver = tokio::spawn(drive(
+    let mut driver = parts.tasks.spawn(drive(
         conn.clone(),
         params,
         parts.docs.clone(),
@@ -201,13 +204,15 @@ async fn connected(
     let _stop = conn_cancel.clone().drop_guard();
     let blob_wake = Arc::new(Notify::new());
     let metrics = parts.metrics.clone();
-    tokio::spawn(fetch_missing(
+    parts.tasks.spawn(fetch_missing(
         conn.clone(),
         parts.docs.clone(),
         venue,
         parts.blobs.clone(),
         blob_wake.clone(),
         conn_cancel.clone(),
+        // The hub's quota applies where media enters the venue: uploads.
+        None,
         move |transferred| {
             metrics.blobs_fetched.inc();
             metrics.blob_bytes_fetched.inc_by(transferred);

@@ -128,10 +128,24 @@ impl Kiosk {
         let tasks = TaskTracker::new();
         let app = player::app(shared.clone());
         let http_cancel = cancel.clone();
+        let (listener_metrics, conn_tasks) = (shared.metrics.listener.clone(), tasks.clone());
         tasks.spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(http_cancel.cancelled_owned())
-                .await;
+            // Chromium on this machine is its only client: a few connections suffice.
+            let limits = taplink_sync_io::web::listener::Limits {
+                max_connections: 128,
+                max_per_client: 64,
+                ..Default::default()
+            };
+            let served = taplink_sync_io::web::listener::serve(
+                listener,
+                app,
+                limits,
+                None,
+                listener_metrics,
+                http_cancel.clone(),
+                conn_tasks,
+            )
+            .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "player server failed");
             }

@@ -61,6 +61,7 @@ fn init_logging(format: LogFormat) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    taplink_sync_io::private::restrict_umask();
     match cli.command {
         Command::Run {
             data,
@@ -69,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
             player,
             pair_code,
         } => {
-            std::fs::create_dir_all(&data)
+            taplink_sync_io::private::create_dir(&data)
                 .with_context(|| format!("cannot create {}", data.display()))?;
             let mut config = Config::load(&data)?;
             if hub.is_some() {
@@ -96,29 +97,11 @@ async fn main() -> anyhow::Result<()> {
             let kiosk = Kiosk::bind(config).await?;
             println!("player page at http://{}/", kiosk.player_addr());
             tokio::select! {
-                _ = shutdown_signal() => {}
+                _ = taplink_sync_io::node::shutdown_signal() => {}
                 _ = kiosk.join() => {}
             }
             kiosk.shutdown().await;
         }
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending::<()>().await,
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub events_sent: Counter,
     /// Proof-of-play reports received from the player page.
     pub plays_reported: Counter,
+    /// The player server's connections.
+    pub listener: taplink_sync_io::web::listener::ListenerMetrics,
 }
 
 impl Metrics {
@@ -68,7 +70,9 @@ impl Metrics {
             events_pending: Gauge::default(),
             events_sent: Counter::default(),
             plays_reported: Counter::default(),
+            listener: Default::default(),
         };
+        m.listener.register(&mut registry);
         registry.register(
             "paired",
             "1 while the kiosk holds a device token",

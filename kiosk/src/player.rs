@@ -23,10 +23,13 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use taplink_sync_io::blobs::BlobError;
+use taplink_sync_io::web::access::{Access, Gate, Routes};
+use taplink_sync_io::web::guard::{self, HostPolicy};
+use taplink_sync_io::web::media;
 use taplink_sync_proto::ids::{ItemId, MediaHash, PlaylistId};
 use taplink_sync_proto::manifest::Manifest;
 use taplink_sync_proto::wire::{ProofOfPlay, TelemetryKind};
@@ -48,18 +51,56 @@ const MAX_PLAYED_BODY: usize = 4 * 1024;
 /// Longest showing accepted from the page: a day.
 const MAX_PLAY_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// The router of the player server.
-pub fn app(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/", get(page))
-        .route("/player/state", get(state))
+/// Every route of the player server with who may use it: the page and what it reads and
+/// reports are for programs on this machine (Chromium) only; health and metrics are
+/// public like every node's.
+pub fn routes() -> Routes<Arc<Shared>> {
+    let g = &PlayerGate;
+    let local = Access::Loopback;
+    Routes::new()
+        .route(g, "/", &["GET"], local, get(page))
+        .route(g, "/player/state", &["GET"], local, get(state))
         .route(
+            g,
             "/player/played",
+            &["POST"],
+            local,
             post(played).layer(DefaultBodyLimit::max(MAX_PLAYED_BODY)),
         )
-        .route("/media/{hash}", get(media))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route(g, "/media/{hash}", &["GET"], local, get(media))
+        .route(g, "/healthz", &["GET"], Access::Public, get(healthz))
+        .route(g, "/metrics", &["GET"], Access::Public, get(metrics))
+}
+
+/// How the player server enforces each [`Access`]: it has no credentials of its own, so a
+/// route declared for anyone but the public or this machine refuses everyone.
+#[derive(Debug, Clone, Copy)]
+pub struct PlayerGate;
+
+impl Gate<Arc<Shared>> for PlayerGate {
+    fn guard(&self, access: Access, route: MethodRouter<Arc<Shared>>) -> MethodRouter<Arc<Shared>> {
+        match access {
+            Access::Public => route,
+            Access::Loopback => route.route_layer(axum::middleware::from_fn(guard::loopback_only)),
+            _ => route.route_layer(axum::middleware::from_fn(
+                |_req: axum::extract::Request, _next: axum::middleware::Next| async {
+                    ApiError(StatusCode::FORBIDDEN, "not served here".into()).into_response()
+                },
+            )),
+        }
+    }
+}
+
+/// The router of the player server: [`routes`], JSON writes, and `Host` only `localhost`
+/// or an IP address (a page on another site rebound to 127.0.0.1 is refused).
+pub fn app(shared: Arc<Shared>) -> Router {
+    let (router, _) = routes().into_parts();
+    router
+        .layer(axum::middleware::from_fn(guard::require_json))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(HostPolicy::default()),
+            guard::check_host,
+        ))
         .with_state(shared)
 }
 
@@ -339,9 +380,10 @@ async fn media(
             .into_response();
         }
     };
-    if let Some(ct) = content_type(&shared, &hash).and_then(|t| HeaderValue::from_str(&t).ok()) {
-        out.insert(header::CONTENT_TYPE, ct);
-    }
+    // Only an allowed media type is ever named, with the same safety headers as the hub's.
+    let ct = media::served_type(&content_type(&shared, &hash).unwrap_or_default());
+    out.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    media::add_safety_headers(&mut out, ct);
     let (status, start, len) = match parse_range(range_header, size) {
         ByteRange::Full => (StatusCode::OK, 0, size),
         ByteRange::Part { start, end } => {

@@ -100,10 +100,19 @@ impl Shared {
     /// nothing published yet.
     pub fn open(config: Config) -> Result<Self, crate::StartError> {
         config.validate()?;
+        // The device token and the venue's media are nobody else's business on this machine.
+        taplink_sync_io::private::secure_and_report(&config.data_dir).map_err(|source| {
+            crate::StartError::Dir {
+                path: config.data_dir.clone(),
+                source,
+            }
+        })?;
         let media_dir = config.data_dir.join("media");
-        std::fs::create_dir_all(&media_dir).map_err(|source| crate::StartError::Dir {
-            path: media_dir.clone(),
-            source,
+        taplink_sync_io::private::create_dir(&media_dir).map_err(|source| {
+            crate::StartError::Dir {
+                path: media_dir.clone(),
+                source,
+            }
         })?;
         let store = Store::open(&config.data_dir.join(crate::store::STORE_FILE))?;
         let blobs = BlobStore::open(&media_dir)?;

@@ -18,7 +18,7 @@ use taplink_sync_proto::doc::{self, MediaMeta, Placement};
 use taplink_sync_proto::ids::{ItemId, MediaHash, PlaylistId, VenueId};
 use taplink_sync_proto::schedule::{ScheduleWindow, Weekdays};
 
-use crate::mesh::{CentralNode, approve_pairing, enroll_hub};
+use crate::mesh::{CentralNode, approve_pairing, enroll_hub, staff_token};
 use crate::netns::Netns;
 
 /// One venue of the demo.
@@ -30,6 +30,8 @@ pub struct DemoVenue {
     pub name: &'static str,
     /// Its hub.
     pub hub: Hub,
+    /// A staff token of its hub (`taplink-hub token create` on a real one).
+    pub staff: String,
 }
 
 /// One kiosk agent of the demo.
@@ -109,8 +111,14 @@ impl Demo {
                 config.mdns_interface = Some("lo".into());
                 config.mdns_netns = Some(ns.name().to_owned());
             }
+            let staff = staff_token(&dir)?;
             let hub = Hub::bind(config).await?;
-            venues.push(DemoVenue { id, name, hub });
+            venues.push(DemoVenue {
+                id,
+                name,
+                hub,
+                staff,
+            });
         }
         let mut agents = Vec::new();
         for n in 0..kiosks {
@@ -153,7 +161,12 @@ impl Demo {
                 match (&status.phase, status.hub) {
                     (taplink_kiosk::state::Phase::Paired { .. }, _) => break,
                     (taplink_kiosk::state::Phase::Pairing { code, .. }, Some(hub)) => {
-                        approve_pairing(hub, code, &kiosk.name).await?;
+                        let venue = self
+                            .venues
+                            .iter()
+                            .find(|v| v.hub.http_addr() == hub)
+                            .context("a kiosk found a hub that is not the demo's")?;
+                        approve_pairing(hub, &venue.staff, code, &kiosk.name).await?;
                         // Wait for the kiosk to collect its token.
                         while !kiosk.agent.is_paired() {
                             anyhow::ensure!(
@@ -286,16 +299,18 @@ pub fn add_sample_video(central: &CentralNode, venue: VenueId) -> Result<MediaHa
     Ok(hash)
 }
 
-/// Give a venue content through its hub's HTTP API, as store staff would (also offline):
-/// two uploaded slides in a new default playlist. Requests are made from inside `ns`.
-/// Returns the playlist.
-pub fn furnish_via_api(ns: &Netns, hub: std::net::SocketAddr) -> Result<PlaylistId> {
+/// Give a venue content through its hub's HTTP API, as store staff with token `staff`
+/// would (also offline): two uploaded slides in a new default playlist. Requests are made
+/// from inside `ns`. Returns the playlist.
+pub fn furnish_via_api(ns: &Netns, hub: std::net::SocketAddr, staff: &str) -> Result<PlaylistId> {
     let playlist = PlaylistId::random();
+    let auth = format!("Bearer {staff}");
     let op = |body: serde_json::Value| -> Result<()> {
-        let (status, answer) = ns.http(
+        let (status, answer) = ns.http_with(
             hub,
             "POST",
             "/api/v1/venue/ops",
+            &[("Authorization", &auth)],
             body.to_string().as_bytes(),
         )?;
         anyhow::ensure!(status == 200, "{}", String::from_utf8_lossy(&answer));
@@ -304,11 +319,14 @@ pub fn furnish_via_api(ns: &Netns, hub: std::net::SocketAddr) -> Result<Playlist
     op(serde_json::json!({ "op": "create_playlist", "id": playlist, "name": "Staff picks" }))?;
     for (i, colour) in ["#0b5d3b", "#5d3b0b"].iter().enumerate() {
         let bytes = slide(&format!("Staff pick {}", i + 1), "made on the hub", colour);
-        let path = format!(
-            "/api/v1/media?name=pick-{}.svg&content_type=image%2Fsvg%2Bxml",
-            i + 1
-        );
-        let (status, answer) = ns.http(hub, "PUT", &path, &bytes)?;
+        let path = format!("/api/v1/media?name=pick-{}.svg", i + 1);
+        let (status, answer) = ns.http_with(
+            hub,
+            "PUT",
+            &path,
+            &[("Authorization", &auth), ("Content-Type", "image/svg+xml")],
+            &bytes,
+        )?;
         anyhow::ensure!(
             status == 201,
             "upload: {}",

@@ -81,6 +81,10 @@ async fn demo(data: Option<PathBuf>, kiosks: usize) -> Result<()> {
             venue.hub.http_addr(),
             venue.hub.http_addr()
         );
+        println!(
+            "  staff token {}   (Authorization: Bearer …; make more with taplink-hub token create)",
+            venue.staff
+        );
     }
     println!("Kiosks (open a player page in a browser, or: chromium --kiosk URL)");
     for kiosk in &demo.kiosks {

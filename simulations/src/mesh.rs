@@ -136,14 +136,17 @@ fn edit_error(e: EditError<DocOpError>) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
-/// Enroll a hub in `dir` with the central at `central` and configure it for tests: HTTP on
-/// an ephemeral loopback port, short reconnect backoff (50 ms to 1 s).
+/// Enroll a hub in `dir` with the central at `central` and configure it for tests: plain
+/// HTTP (a lab: `http_plain`) on an ephemeral loopback port, short reconnect backoff (50 ms
+/// to 1 s).
 pub async fn enroll_hub(dir: &Path, central: SocketAddr, token: &EnrollmentToken) -> Result<()> {
     taplink_edge_hub::identity::enroll(dir, central, token).await?;
     let mut config = taplink_edge_hub::Config::load(dir)?;
     config.http_listen = LOOPBACK_ANY;
     config.backoff_min_ms = 50;
     config.backoff_max_ms = 1000;
+    // A lab on one machine: tests speak plain HTTP to the hub unless they set up TLS.
+    config.http_plain = true;
     config.save()?;
     Ok(())
 }
@@ -191,12 +194,45 @@ pub async fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Option<T>
     }
 }
 
+/// A new staff token for the hub whose data directory is `hub_dir`, made as
+/// `taplink-hub token create` makes one (the hub may be running).
+pub fn staff_token(hub_dir: &Path) -> Result<String> {
+    let store =
+        taplink_edge_hub::store::Store::open(&hub_dir.join(taplink_edge_hub::store::STORE_FILE))?;
+    let name = format!("sim-{}", taplink_sync_proto::ids::KioskId::random());
+    Ok(store.create_staff_token(&name, chrono::Utc::now())?)
+}
+
+/// A request to a hub's staff API with staff token `staff`: the status and the body.
+pub async fn staff_http(
+    hub_api: SocketAddr,
+    staff: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, Vec<u8>)> {
+    let auth = format!("Bearer {staff}");
+    http_with(hub_api, method, path, &[("Authorization", &auth)], body).await
+}
+
 /// Approve a kiosk's pairing `code` at a hub's staff API (`hub_api`) under `name`, as a
-/// member of staff would; any answer but 200 is an error carrying the hub's reason.
-pub async fn approve_pairing(hub_api: SocketAddr, code: &str, name: &str) -> Result<()> {
+/// member of staff with token `staff` would; any answer but 200 is an error carrying the
+/// hub's reason.
+pub async fn approve_pairing(
+    hub_api: SocketAddr,
+    staff: &str,
+    code: &str,
+    name: &str,
+) -> Result<()> {
     let body = serde_json::json!({ "code": code, "name": name }).to_string();
-    let (status, answer) =
-        http(hub_api, "POST", "/api/v1/pairings/approve", body.as_bytes()).await?;
+    let (status, answer) = staff_http(
+        hub_api,
+        staff,
+        "POST",
+        "/api/v1/pairings/approve",
+        body.as_bytes(),
+    )
+    .await?;
     anyhow::ensure!(
         status == 200,
         "approving {name}: {status} {}",
@@ -241,12 +277,18 @@ pub async fn http_with(
 ) -> Result<(u16, Vec<u8>)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let extra: String = headers
+    let mut extra: String = headers
         .iter()
         .map(|(name, value)| format!("{name}: {value}\r\n"))
         .collect();
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+    {
+        extra.push_str("Content-Type: application/json\r\n");
+    }
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;

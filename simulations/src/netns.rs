@@ -90,12 +90,34 @@ impl Netns {
         path: &str,
         body: &[u8],
     ) -> Result<(u16, Vec<u8>)> {
+        self.http_with(addr, method, path, &[], body)
+    }
+
+    /// [`Netns::http`] with extra request headers (name, value).
+    pub fn http_with(
+        &self,
+        addr: std::net::SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>)> {
         let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_vec());
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
         self.run_in(move || {
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?
-                .block_on(crate::mesh::http(addr, &method, &path, &body))
+                .block_on(crate::mesh::http_with(
+                    addr, &method, &path, &headers, &body,
+                ))
         })?
     }
 

@@ -136,7 +136,7 @@ async fn central_serves_http_on_a_real_socket_and_shuts_down() {
 
     let health = http_get(
         addr,
-        "GET /healthz HTTP/1.1\r\nHost: central\r\nConnection: close\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
@@ -147,7 +147,7 @@ async fn central_serves_http_on_a_real_socket_and_shuts_down() {
     let create = http_get(
         addr,
         &format!(
-            "POST /api/v1/venues HTTP/1.1\r\nHost: central\r\nConnection: close\r\n\
+            "POST /api/v1/venues HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
              Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\n\r\n{body}",
             init.token(),

@@ -43,9 +43,14 @@ use super::{Store, StoreError, sql};
 /// then be collected.
 pub const PAIRING_TTL: TimeDelta = TimeDelta::minutes(15);
 
-/// The most pairings that may wait for approval at once; more are refused until some
-/// expire, so a misbehaving device on the LAN cannot grow the database without bound.
+/// The most pairings that may wait for approval at once; a new one evicts the oldest, so
+/// a misbehaving device on the LAN can neither grow the database without bound nor lock
+/// staff out of pairing.
 pub const MAX_PENDING_PAIRINGS: u64 = 100;
+
+/// The most pairings one client address may have waiting; its new one evicts its oldest.
+/// A kiosk needs one; a flood from one address only ever replaces its own.
+pub const MAX_PENDING_PER_CLIENT: u64 = 3;
 
 /// Longest device description, in characters.
 pub const MAX_DEVICE_CHARS: usize = 100;
@@ -83,11 +88,6 @@ pub enum DeviceError {
     /// The token of this pairing was already handed out; it is never shown twice.
     #[error("this pairing's token was already collected; pair the kiosk again if it was lost")]
     AlreadyCollected,
-    /// Too many pairings are waiting for approval.
-    #[error(
-        "{MAX_PENDING_PAIRINGS} pairings are already waiting for approval; approve them or wait until they expire"
-    )]
-    TooManyPending,
     /// The kiosk code was already used to pair a kiosk whose token was collected (or by
     /// another hub); a code pairs one kiosk only.
     #[error(
@@ -106,14 +106,34 @@ pub enum DeviceError {
 }
 
 /// A pairing's id: 128 random bits in base32. Whoever knows it can collect the token once
-/// the pairing is approved, so it is as unguessable as any id, and only the kiosk that
-/// created the pairing learns it.
+/// the pairing is approved, so it is as unguessable as any id, only the kiosk that
+/// created the pairing learns it, and the database keeps only its hash
+/// ([`PairingId::stored`]): a copy of `hub.sqlite` (or its WAL) yields no id to collect a
+/// token with.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PairingId([u8; 16]);
 
 impl PairingId {
     fn random(rng: &mut impl Rng) -> Self {
         Self(rng.random())
+    }
+
+    /// The id of the pairing a kiosk code makes: derived from the code, so a kiosk that
+    /// retries with the same code (a lost answer, a restart) gets the same pairing back
+    /// although the hub keeps neither the id nor the code.
+    pub fn of_kiosk_code(code: &taplink_sync_proto::kiosk_code::KioskCode) -> Self {
+        let mut h = blake3::Hasher::new_derive_key("taplink 2026 pairing id of a kiosk code v1");
+        h.update(code.to_string().as_bytes());
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        Self(id)
+    }
+
+    /// What the database keeps of the id: its BLAKE3 hash in a context of its own, hex.
+    fn stored(&self) -> String {
+        let mut h = blake3::Hasher::new_derive_key("taplink 2026 stored pairing id v1");
+        h.update(&self.0);
+        h.finalize().to_hex().to_string()
     }
 }
 
@@ -224,8 +244,6 @@ pub struct GrantedPairing {
 /// The outcome of approving a code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Approval {
-    /// The approved pairing.
-    pub pairing: PairingId,
     /// The kiosk reserved for it.
     pub kiosk: KioskId,
     /// `false` when this code had been approved before (a retry): the kiosk id is the one
@@ -366,11 +384,14 @@ impl Row {
 }
 
 impl Store {
-    /// Start a pairing for `device` (free text shown to staff). Expired pairings older
-    /// than a day are deleted on the way.
+    /// Start a pairing for `device` (free text shown to staff), asked for from address
+    /// `client`. Expired pairings older than a day are deleted on the way; a client at
+    /// [`MAX_PENDING_PER_CLIENT`], or the hub at [`MAX_PENDING_PAIRINGS`], loses its oldest
+    /// waiting pairing to the new one.
     pub fn create_pairing(
         &self,
         device: &str,
+        client: &str,
         now: DateTime<Utc>,
     ) -> Result<NewPairing, DeviceError> {
         if !valid_device(device) {
@@ -383,23 +404,33 @@ impl Store {
             [ms(now - PAIRING_RETENTION)],
         )
         .map_err(sql("delete old pairings"))?;
-        let pending: i64 = tx
-            .query_row(
-                "SELECT COUNT(*) FROM pairings WHERE kiosk IS NULL AND expires_at > ?1",
-                [ms(now)],
-                |r| r.get(0),
-            )
-            .map_err(sql("count pending pairings"))?;
-        if pending as u64 >= MAX_PENDING_PAIRINGS {
-            return Err(DeviceError::TooManyPending);
+        // Waiting pairings beyond the caps, oldest first: this client's, then anyone's.
+        for (filter, cap) in [
+            ("AND client = ?2", MAX_PENDING_PER_CLIENT),
+            ("AND ?2 = ?2", MAX_PENDING_PAIRINGS),
+        ] {
+            let evicted = tx
+                .execute(
+                    &format!(
+                        "DELETE FROM pairings WHERE id IN (
+                            SELECT id FROM pairings
+                            WHERE kiosk IS NULL AND expires_at > ?1 {filter}
+                            ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?3)"
+                    ),
+                    params![ms(now), client, i64::try_from(cap).unwrap_or(i64::MAX) - 1],
+                )
+                .map_err(sql("evict waiting pairings"))?;
+            if evicted > 0 {
+                tracing::warn!(client, evicted, "waiting pairings evicted by newer ones");
+            }
         }
         let mut rng = rand::rng();
         let id = PairingId::random(&mut rng);
         let expires_at = now + PAIRING_TTL;
         let code = unused_code(&tx, &mut rng)?;
         tx.execute(
-            "INSERT INTO pairings (id, code, device, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id.to_string(), code.as_str(), device, ms(now), ms(expires_at)],
+            "INSERT INTO pairings (id, code, device, created_at, expires_at, client) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id.stored(), code.as_str(), device, ms(now), ms(expires_at), client],
         )
         .map_err(sql("insert pairing"))?;
         tx.commit().map_err(sql("commit pairing"))?;
@@ -427,6 +458,7 @@ impl Store {
     pub fn reserve_granted(
         &self,
         grant: GrantId,
+        id: PairingId,
         consumed_by: Option<KioskId>,
         device: &str,
         now: DateTime<Utc>,
@@ -469,14 +501,15 @@ impl Store {
                 if row.collected_at.is_some() || !ours {
                     return Err(DeviceError::CodeUsed);
                 }
+                // The id is the kiosk code's (a row from before ids were hashed gets it now).
                 tx.execute(
-                    "UPDATE pairings SET expires_at = ?1 WHERE id = ?2",
-                    params![ms(expires_at), row.id],
+                    "UPDATE pairings SET expires_at = ?1, id = ?2 WHERE id = ?3",
+                    params![ms(expires_at), id.stored(), row.id],
                 )
                 .map_err(sql("renew granted pairing"))?;
                 GrantedPairing {
                     pairing: NewPairing {
-                        id: row.id.parse()?,
+                        id,
                         code: code.parse().map_err(|_| StoreError::Corrupt {
                             row: where_,
                             reason: format!("pairing code {code:?}"),
@@ -491,14 +524,13 @@ impl Store {
             None if consumed_by.is_some() => return Err(DeviceError::CodeUsed),
             None => {
                 let mut rng = rand::rng();
-                let id = PairingId::random(&mut rng);
                 let code = unused_code(&tx, &mut rng)?;
                 let kiosk = KioskId::random();
                 tx.execute(
                     "INSERT INTO pairings (id, code, device, created_at, expires_at, kiosk, grant_id)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![
-                        id.to_string(),
+                        id.stored(),
                         code.as_str(),
                         device,
                         ms(now),
@@ -550,12 +582,10 @@ impl Store {
             // central gave it; a staff approval must not add it under another.
             return Err(DeviceError::PreApproved);
         }
-        let pairing: PairingId = row.id.parse()?;
         let approval = match row.status(now)? {
             PairingStatus::Collected => return Err(DeviceError::AlreadyCollected),
             PairingStatus::Expired => return Err(DeviceError::Expired),
             PairingStatus::Approved { kiosk } => Approval {
-                pairing,
                 kiosk,
                 fresh: false,
             },
@@ -566,11 +596,7 @@ impl Store {
                     params![kiosk.to_string(), ms(now + PAIRING_TTL), row.id],
                 )
                 .map_err(sql("reserve kiosk"))?;
-                Approval {
-                    pairing,
-                    kiosk,
-                    fresh: true,
-                }
+                Approval { kiosk, fresh: true }
             }
         };
         tx.commit().map_err(sql("commit approval"))?;
@@ -587,7 +613,7 @@ impl Store {
             .conn()
             .query_row(
                 &format!("SELECT {} FROM pairings WHERE id = ?1", Row::COLUMNS),
-                [id.to_string()],
+                [id.stored()],
                 Row::read,
             )
             .optional()
@@ -608,7 +634,7 @@ impl Store {
         let row = tx
             .query_row(
                 &format!("SELECT {} FROM pairings WHERE id = ?1", Row::COLUMNS),
-                [id.to_string()],
+                [id.stored()],
                 Row::read,
             )
             .optional()
@@ -761,14 +787,15 @@ mod tests {
     #[test]
     fn a_pairing_goes_pending_approved_collected_and_its_token_is_stored_hashed() {
         let (_dir, store) = store();
-        let p = store.create_pairing("Pi in the bar", t0()).unwrap();
+        let p = store
+            .create_pairing("Pi in the bar", "10.0.0.1", t0())
+            .unwrap();
         assert_eq!(p.expires_at, t0() + PAIRING_TTL);
         assert_eq!(store.pairing(&p.id, t0()).unwrap(), PairingStatus::Pending);
         let a = store
             .reserve_kiosk(&p.code, t0() + TimeDelta::minutes(1))
             .unwrap();
         assert!(a.fresh);
-        assert_eq!(a.pairing, p.id);
         // Approving again (a retry) reserves no second kiosk.
         let again = store
             .reserve_kiosk(&p.code, t0() + TimeDelta::minutes(2))
@@ -811,7 +838,7 @@ mod tests {
     #[test]
     fn codes_expire_after_15_minutes_and_approval_restarts_the_window() {
         let (_dir, store) = store();
-        let p = store.create_pairing("", t0()).unwrap();
+        let p = store.create_pairing("", "10.0.0.1", t0()).unwrap();
         assert!(matches!(
             store.reserve_kiosk(&p.code, t0() + PAIRING_TTL),
             Err(DeviceError::Expired)
@@ -821,7 +848,7 @@ mod tests {
             PairingStatus::Expired
         );
 
-        let q = store.create_pairing("", t0()).unwrap();
+        let q = store.create_pairing("", "10.0.0.1", t0()).unwrap();
         let late = t0() + PAIRING_TTL - TimeDelta::seconds(1);
         store.reserve_kiosk(&q.code, late).unwrap();
         // Collectable for 15 minutes after the approval, not after the code was shown.
@@ -831,7 +858,7 @@ mod tests {
                 .is_ok()
         );
 
-        let r = store.create_pairing("", t0()).unwrap();
+        let r = store.create_pairing("", "10.0.0.1", t0()).unwrap();
         store.reserve_kiosk(&r.code, t0()).unwrap();
         assert!(matches!(
             store.collect_token(&r.id, t0() + PAIRING_TTL),
@@ -840,36 +867,84 @@ mod tests {
     }
 
     #[test]
-    fn pending_pairings_are_bounded_and_old_ones_are_deleted() {
+    fn waiting_pairings_are_capped_per_client_and_in_all_evicting_the_oldest() {
         let (_dir, store) = store();
-        let first = store.create_pairing("a", t0()).unwrap();
-        for _ in 1..MAX_PENDING_PAIRINGS {
-            store.create_pairing("a", t0()).unwrap();
-        }
+        let at = |s: i64| t0() + TimeDelta::seconds(s);
+        // One address: its fourth pairing evicts its first; nobody else's is touched.
+        let other = store.create_pairing("kiosk", "10.0.0.2", at(0)).unwrap();
+        let mine: Vec<_> = (0..4)
+            .map(|i| {
+                store
+                    .create_pairing("flood", "10.0.0.66", at(i + 1))
+                    .unwrap()
+            })
+            .collect();
         assert!(matches!(
-            store.create_pairing("a", t0()),
-            Err(DeviceError::TooManyPending)
+            store.pairing(&mine[0].id, at(5)),
+            Err(DeviceError::UnknownPairing(_))
         ));
-        // Once they expire, new pairings are accepted; a day later the old rows are gone.
-        assert!(store.create_pairing("a", t0() + PAIRING_TTL).is_ok());
-        let later = t0() + PAIRING_TTL + PAIRING_RETENTION + TimeDelta::seconds(1);
-        store.create_pairing("a", later).unwrap();
+        for p in &mine[1..] {
+            assert_eq!(store.pairing(&p.id, at(5)).unwrap(), PairingStatus::Pending);
+        }
+        assert_eq!(
+            store.pairing(&other.id, at(5)).unwrap(),
+            PairingStatus::Pending
+        );
+        // Many addresses: the hub keeps the newest MAX_PENDING_PAIRINGS, and a kiosk that
+        // asks now still gets a code staff can approve.
+        for i in 0..MAX_PENDING_PAIRINGS {
+            store
+                .create_pairing("flood", &format!("10.1.{}.{}", i / 200, i % 200), at(10))
+                .unwrap();
+        }
+        let staff_kiosk = store.create_pairing("bar", "10.0.0.3", at(11)).unwrap();
+        assert!(store.reserve_kiosk(&staff_kiosk.code, at(12)).is_ok());
+        let waiting: i64 = store
+            .conn()
+            .query_row(
+                "SELECT COUNT(*) FROM pairings WHERE kiosk IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(waiting as u64, MAX_PENDING_PAIRINGS - 1);
+        // A day after they expire, old rows are gone.
+        let later = t0() + PAIRING_TTL + PAIRING_RETENTION + TimeDelta::minutes(1);
+        store.create_pairing("a", "10.0.0.4", later).unwrap();
         assert!(matches!(
-            store.pairing(&first.id, later),
+            store.pairing(&other.id, later),
             Err(DeviceError::UnknownPairing(_))
         ));
     }
 
     #[test]
+    fn pairing_ids_are_stored_only_as_hashes() {
+        let (_dir, store) = store();
+        let p = store.create_pairing("Pi", "10.0.0.1", t0()).unwrap();
+        let id = p.id.to_string();
+        let stored: String = store
+            .conn()
+            .query_row("SELECT id FROM pairings", [], |r| r.get(0))
+            .unwrap();
+        assert_ne!(stored, id);
+        assert_eq!(stored, p.id.stored());
+        assert_eq!(store.pairing(&p.id, t0()).unwrap(), PairingStatus::Pending);
+    }
+
+    #[test]
     fn device_text_is_limited() {
         let (_dir, store) = store();
-        assert!(store.create_pairing(&"x".repeat(100), t0()).is_ok());
+        assert!(
+            store
+                .create_pairing(&"x".repeat(100), "10.0.0.1", t0())
+                .is_ok()
+        );
         assert!(matches!(
-            store.create_pairing(&"x".repeat(101), t0()),
+            store.create_pairing(&"x".repeat(101), "10.0.0.1", t0()),
             Err(DeviceError::InvalidDevice)
         ));
         assert!(matches!(
-            store.create_pairing("a\nb", t0()),
+            store.create_pairing("a\nb", "10.0.0.1", t0()),
             Err(DeviceError::InvalidDevice)
         ));
     }
@@ -878,16 +953,19 @@ mod tests {
     fn a_grant_gets_one_pairing_which_retries_find_until_its_token_is_collected() {
         let (_dir, store) = store();
         let grant = GrantId::random();
-        let first = store.reserve_granted(grant, None, "Pi", t0()).unwrap();
+        let pid = PairingId::random(&mut rand::rng());
+        let first = store.reserve_granted(grant, pid, None, "Pi", t0()).unwrap();
         assert!(first.fresh);
         assert_eq!(first.pairing.expires_at, t0() + PAIRING_TTL);
         assert_eq!(
             store.pairing(&first.pairing.id, t0()).unwrap(),
             PairingStatus::Approved { kiosk: first.kiosk }
         );
-        // Approved pairings do not count against the pending limit.
-        for _ in 0..MAX_PENDING_PAIRINGS {
-            store.create_pairing("a", t0()).unwrap();
+        // Approved pairings are never evicted by waiting ones.
+        for i in 0..MAX_PENDING_PAIRINGS + 5 {
+            store
+                .create_pairing("a", &format!("10.0.{}.{}", i / 200, i % 200), t0())
+                .unwrap();
         }
         // A retry before the grant was redeemed (a crash between the steps), and one after
         // it was redeemed for this pairing's kiosk, even once the window passed: the same
@@ -895,7 +973,7 @@ mod tests {
         let later = t0() + PAIRING_TTL + TimeDelta::minutes(5);
         for consumed_by in [None, Some(first.kiosk)] {
             let again = store
-                .reserve_granted(grant, consumed_by, "Pi", later)
+                .reserve_granted(grant, pid, consumed_by, "Pi", later)
                 .unwrap();
             assert!(!again.fresh);
             assert_eq!(again.kiosk, first.kiosk);
@@ -905,28 +983,34 @@ mod tests {
         }
         // Used by some other kiosk: refused.
         assert!(matches!(
-            store.reserve_granted(grant, Some(KioskId::random()), "Pi", later),
+            store.reserve_granted(grant, pid, Some(KioskId::random()), "Pi", later),
             Err(DeviceError::CodeUsed)
         ));
         assert!(matches!(
-            store.reserve_granted(GrantId::random(), Some(KioskId::random()), "Pi", later),
+            store.reserve_granted(GrantId::random(), pid, Some(KioskId::random()), "Pi", later),
             Err(DeviceError::CodeUsed)
         ));
         // Once the token is collected, the grant is spent.
         store.collect_token(&first.pairing.id, later).unwrap();
         for consumed_by in [None, Some(first.kiosk)] {
             assert!(matches!(
-                store.reserve_granted(grant, consumed_by, "Pi", later),
+                store.reserve_granted(grant, pid, consumed_by, "Pi", later),
                 Err(DeviceError::CodeUsed)
             ));
         }
         assert!(matches!(
-            store.reserve_granted(GrantId::random(), None, "a\u{0}", later),
+            store.reserve_granted(GrantId::random(), pid, None, "a\u{0}", later),
             Err(DeviceError::InvalidDevice)
         ));
         // Staff cannot approve a granted pairing by its code.
         let other = store
-            .reserve_granted(GrantId::random(), None, "Pi", later)
+            .reserve_granted(
+                GrantId::random(),
+                PairingId::random(&mut rand::rng()),
+                None,
+                "Pi",
+                later,
+            )
             .unwrap();
         assert!(matches!(
             store.reserve_kiosk(&other.pairing.code, later),
@@ -937,7 +1021,7 @@ mod tests {
     #[test]
     fn revoking_marks_every_token_of_the_kiosk() {
         let (_dir, store) = store();
-        let p = store.create_pairing("", t0()).unwrap();
+        let p = store.create_pairing("", "10.0.0.1", t0()).unwrap();
         let a = store.reserve_kiosk(&p.code, t0()).unwrap();
         let c = store.collect_token(&p.id, t0()).unwrap();
         assert_eq!(store.revoke_tokens(KioskId::random(), t0()).unwrap(), None);
@@ -950,7 +1034,7 @@ mod tests {
     #[test]
     fn a_cached_token_is_forgotten_when_it_is_revoked() {
         let (_dir, store) = store();
-        let p = store.create_pairing("", t0()).unwrap();
+        let p = store.create_pairing("", "10.0.0.1", t0()).unwrap();
         let a = store.reserve_kiosk(&p.code, t0()).unwrap();
         let c = store.collect_token(&p.id, t0()).unwrap();
         assert_eq!(store.cached_token(&c.token), None, "not looked up yet");

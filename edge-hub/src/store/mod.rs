@@ -3,7 +3,8 @@
 //!
 //! - [`outbox`]: telemetry waiting for central, removed only when central acknowledged it;
 //! - [`devices`]: kiosk pairings (codes staff approve, or central's kiosk codes) and device
-//!   tokens (stored as BLAKE3 hashes only).
+//!   tokens (stored as BLAKE3 hashes only, like pairing ids);
+//! - [`staff`]: the hub's staff tokens (hashes only).
 //!
 //! WAL with `synchronous=FULL`: accepting an event from a kiosk, approving a pairing and
 //! handing out a token are all acknowledgements that must survive a power cut.
@@ -13,6 +14,7 @@
 
 pub mod devices;
 pub mod outbox;
+pub mod staff;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,6 +28,7 @@ pub use devices::{
     PairingStatus, TokenState,
 };
 pub use outbox::Batch;
+pub use staff::{StaffToken, StaffTokenError};
 
 /// Name of the database file inside the data directory.
 pub const STORE_FILE: &str = "hub.sqlite";
@@ -61,6 +64,22 @@ const MIGRATIONS: &[&str] = &[
     // at most one pairing per grant.
     "ALTER TABLE pairings ADD COLUMN grant_id TEXT;
     CREATE UNIQUE INDEX pairings_grant ON pairings (grant_id) WHERE grant_id IS NOT NULL;",
+    // 4: pairing ids kept only as hashes (a row from before gets a placeholder id: waiting
+    // staff pairings are dropped, and the kiosk asks again; a granted pairing gets its
+    // hashed id back when its kiosk retries), the client address of each pairing (for the
+    // per-client cap), and staff tokens (hashes only).
+    "ALTER TABLE pairings ADD COLUMN client TEXT;
+    DELETE FROM pairings WHERE collected_at IS NULL AND grant_id IS NULL;
+    UPDATE pairings SET id = 'migrated-' || hex(randomblob(16));
+    CREATE INDEX pairings_waiting ON pairings (client, created_at) WHERE kiosk IS NULL;
+    CREATE TABLE staff_tokens (
+        token_hash BLOB PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER,
+        revoked_at INTEGER
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX staff_tokens_active_name ON staff_tokens (name) WHERE revoked_at IS NULL;",
 ];
 
 /// Why the hub's database failed.

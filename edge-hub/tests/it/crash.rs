@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
-use taplink_simulations::mesh::{CentralNode, enroll_hub};
+use taplink_simulations::mesh::{CentralNode, enroll_hub, staff_token};
 use taplink_sync_io::blobs::BlobStore;
 use taplink_sync_io::docstore::DocDb;
 use taplink_sync_proto::doc::{self, MediaMeta, VenueDoc, load_venue};
@@ -185,7 +185,7 @@ fn ensure_on_disk(data: &Path, venue: VenueId, acked: &BTreeSet<KioskId>) -> Res
 /// Add kiosks through the hub's API, one after the other, until a request fails (the hub
 /// was killed). Returns the ids of the edits the hub acknowledged; the edit whose request
 /// failed has an unknown fate and is not counted.
-async fn edit_at_hub_until_killed(http: SocketAddr, seed: u64) -> Result<Vec<KioskId>> {
+async fn edit_at_hub_until_killed(http: Api, seed: u64) -> Result<Vec<KioskId>> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut acked = Vec::new();
     for _ in 0..MAX_EDITS_PER_ROUND {
@@ -388,6 +388,7 @@ async fn an_upload_acknowledged_just_before_kill_9_is_kept_and_reaches_central()
     for i in 0..UPLOADS {
         let mut bytes = vec![0u8; rng.random_range(256 * 1024..2 * 1024 * 1024)];
         rng.fill_bytes(&mut bytes);
+        bytes[..MP4_HEAD.len()].copy_from_slice(MP4_HEAD);
         let hash = MediaHash::of(&bytes);
         let path = format!("/api/v1/media?name=clip-{i}.mp4&content_type=video/mp4");
         let reply = request(hub.http, "PUT", &path, &bytes).await?;
@@ -477,9 +478,10 @@ async fn an_upload_cut_by_kill_9_leaves_nothing_behind() -> Result<()> {
     wait_for("the hub's first sync", PROGRESS_LIMIT, || hub_venue(http)).await?;
 
     // Half the announced body, then wait until the hub has staged it, then kill.
-    let mut stream = TcpStream::connect(http).await?;
+    let mut stream = TcpStream::connect(http.addr).await?;
     let head = format!(
-        "PUT /api/v1/media?name=cut.mp4&content_type=video/mp4 HTTP/1.1\r\nhost: {http}\r\ncontent-length: {CUT_UPLOAD_SIZE}\r\n\r\n"
+        "PUT /api/v1/media?name=cut.mp4 HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {}\r\ncontent-type: video/mp4\r\ncontent-length: {CUT_UPLOAD_SIZE}\r\n\r\n",
+        http.addr, http.staff
     );
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(&vec![7u8; CUT_UPLOAD_SIZE / 2]).await?;
@@ -535,12 +537,22 @@ fn dir_bytes(dir: &Path) -> Result<u64> {
 
 // --- The hub as a child process ------------------------------------------------------------
 
+/// A hub's local HTTP API and a staff token for it.
+#[derive(Debug, Clone, Copy)]
+struct Api {
+    addr: SocketAddr,
+    staff: &'static str,
+}
+
+/// The start of an MP4 file (an `ftyp` box): uploads are checked by content.
+const MP4_HEAD: &[u8] = b"\0\0\0\x18ftypisom\0\0\0\0isomiso2";
+
 /// A running `taplink-hub run` process.
 #[derive(Debug)]
 struct HubProcess {
     child: Child,
     /// Its local HTTP API.
-    http: SocketAddr,
+    http: Api,
     /// Where its logs go.
     log: PathBuf,
 }
@@ -568,7 +580,12 @@ impl HubProcess {
         })
         .await;
         let http = match serving {
-            Ok(Ok(addr)) => addr,
+            Ok(Ok(addr)) => Api {
+                addr,
+                // A token per start, as `taplink-hub token create` makes one; leaked, as
+                // the test's requests outlive any one borrow.
+                staff: Box::leak(staff_token(data)?.into_boxed_str()),
+            },
             Ok(Err(e)) => bail!("{e}\n{}", tail(log)),
             Err(_) => bail!("no 'serving' line within {START_LIMIT:?}\n{}", tail(log)),
         };
@@ -648,7 +665,7 @@ fn tail(log: &Path) -> String {
 }
 
 /// The hub's venue document as its API shows it; `None` before the first sync.
-async fn hub_venue(http: SocketAddr) -> Result<Option<VenueDoc>> {
+async fn hub_venue(http: Api) -> Result<Option<VenueDoc>> {
     let reply = request(http, "GET", "/api/v1/venue", &[]).await?;
     match reply.status {
         200 => Ok(Some(serde_json::from_slice(&reply.body)?)),
@@ -661,7 +678,7 @@ async fn hub_venue(http: SocketAddr) -> Result<Option<VenueDoc>> {
 }
 
 /// A counter or gauge from the hub's `/metrics`.
-async fn metric(http: SocketAddr, name: &str) -> Result<u64> {
+async fn metric(http: Api, name: &str) -> Result<u64> {
     let reply = request(http, "GET", "/metrics", &[]).await?;
     ensure!(reply.status == 200, "GET /metrics: {}", reply.status);
     let text = String::from_utf8(reply.body)?;
@@ -723,10 +740,18 @@ struct Reply {
 
 /// One request on a fresh connection (`Connection: close`), read to the end. A response cut
 /// short (fewer body bytes than announced) is an error, never a short body.
-async fn request(http: SocketAddr, method: &str, path: &str, body: &[u8]) -> Result<Reply> {
-    let mut stream = TcpStream::connect(http).await?;
+/// Staff requests carry the staff token; a body is JSON, or MP4 for an upload.
+async fn request(http: Api, method: &str, path: &str, body: &[u8]) -> Result<Reply> {
+    let mut stream = TcpStream::connect(http.addr).await?;
+    let content_type = if method == "PUT" {
+        "video/mp4"
+    } else {
+        "application/json"
+    };
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {http}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        http.addr,
+        http.staff,
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;

@@ -38,29 +38,31 @@ fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_793_613_599, 0).unwrap()
 }
 
-struct TestHub {
-    state: Arc<HubState>,
-    clock: Arc<ManualClock>,
+pub(crate) struct TestHub {
+    pub(crate) state: Arc<HubState>,
+    pub(crate) clock: Arc<ManualClock>,
+    /// A staff token of the hub.
+    pub(crate) staff: String,
     _dir: tempfile::TempDir,
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: bytes::Bytes,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: bytes::Bytes,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&self.body)))
     }
 
-    fn error(&self) -> String {
+    pub(crate) fn error(&self) -> String {
         self.json()["error"].as_str().unwrap_or_default().to_owned()
     }
 
-    fn header(&self, name: header::HeaderName) -> &str {
+    pub(crate) fn header(&self, name: header::HeaderName) -> &str {
         self.headers
             .get(name)
             .map(|v| v.to_str().unwrap())
@@ -70,7 +72,7 @@ impl Reply {
 
 impl TestHub {
     /// A hub whose venue document is a copy (fork) of `doc`.
-    fn with_doc(venue: VenueId, doc: &mut AutoCommit) -> Self {
+    pub(crate) fn with_doc(venue: VenueId, doc: &mut AutoCommit) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(DocDb::open(&dir.path().join("docs.sqlite")).unwrap());
         let docs = Arc::new(Documents::open(db).unwrap());
@@ -90,28 +92,32 @@ impl TestHub {
             metrics: Arc::new(Metrics::new()),
             uplink,
             max_upload: 1 << 20,
+            media_quota: 3 << 19,
             upload_dir,
             clock: clock.clone(),
             shutdown: CancellationToken::new(),
             view: taplink_edge_hub::view::VenueView::new(DocId::Venue(venue)),
+            hosts: Default::default(),
         });
+        let staff = state.store.create_staff_token("tests", t0()).unwrap();
         Self {
             state,
             clock,
+            staff,
             _dir: dir,
         }
     }
 
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut doc = new_venue_doc("Test venue", "Etc/UTC").unwrap();
         Self::with_doc(VenueId::random(), &mut doc)
     }
 
-    fn edit(&self, f: impl FnOnce(&mut AutoCommit) -> Result<(), DocOpError>) {
+    pub(crate) fn edit(&self, f: impl FnOnce(&mut AutoCommit) -> Result<(), DocOpError>) {
         self.state.docs.edit(self.state.venue, f).unwrap();
     }
 
-    fn venue(&self) -> taplink_sync_proto::doc::VenueDoc {
+    pub(crate) fn venue(&self) -> taplink_sync_proto::doc::VenueDoc {
         self.state
             .docs
             .read(self.state.venue, |am| load_venue(am))
@@ -119,7 +125,7 @@ impl TestHub {
             .unwrap()
     }
 
-    async fn send(&self, req: Request<Body>) -> Reply {
+    pub(crate) async fn send(&self, req: Request<Body>) -> Reply {
         let response = app(self.state.clone()).oneshot(req).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
@@ -131,7 +137,7 @@ impl TestHub {
         }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         uri: &str,
@@ -152,7 +158,12 @@ impl TestHub {
         self.send(req.body(body).unwrap()).await
     }
 
-    async fn get(&self, uri: &str, token: &str, extra: &[(header::HeaderName, &str)]) -> Reply {
+    pub(crate) async fn get(
+        &self,
+        uri: &str,
+        token: &str,
+        extra: &[(header::HeaderName, &str)],
+    ) -> Reply {
         let mut req = Request::get(uri).header(header::AUTHORIZATION, format!("Bearer {token}"));
         for (name, value) in extra {
             req = req.header(name, *value);
@@ -161,7 +172,7 @@ impl TestHub {
     }
 
     /// The whole pairing flow; returns the kiosk and its token.
-    async fn pair(&self, name: &str) -> (KioskId, String) {
+    pub(crate) async fn pair(&self, name: &str) -> (KioskId, String) {
         let created = self
             .call(
                 Method::POST,
@@ -176,7 +187,7 @@ impl TestHub {
             .call(
                 Method::POST,
                 "/api/v1/pairings/approve",
-                None,
+                Some(&self.staff),
                 Some(json!({"code": created["code"], "name": name})),
             )
             .await;
@@ -201,7 +212,11 @@ impl TestHub {
 
     /// A grant for a kiosk named `name`, made an hour before t0 and expiring a day after it,
     /// as central's copy of the venue document would bring it; returns its id and code.
-    fn grant(&self, name: &str, f: impl FnOnce(&mut KioskGrant)) -> (GrantId, KioskCode) {
+    pub(crate) fn grant(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut KioskGrant),
+    ) -> (GrantId, KioskCode) {
         let code = KioskCode::random();
         let id = GrantId::random();
         let mut grant = KioskGrant {
@@ -221,7 +236,7 @@ impl TestHub {
     }
 
     /// `POST /api/v1/pairings` with a kiosk code.
-    async fn pair_with_code(&self, code: &str) -> Reply {
+    pub(crate) async fn pair_with_code(&self, code: &str) -> Reply {
         self.call(
             Method::POST,
             "/api/v1/pairings",
@@ -231,12 +246,16 @@ impl TestHub {
         .await
     }
 
-    async fn poll(&self, pairing: &Value) -> Reply {
+    pub(crate) async fn poll(&self, pairing: &Value) -> Reply {
         let poll = format!("/api/v1/pairings/{}", pairing.as_str().unwrap());
         self.call(Method::GET, &poll, None, None).await
     }
 
-    async fn manifest(&self, token: &str, extra: &[(header::HeaderName, &str)]) -> Reply {
+    pub(crate) async fn manifest(
+        &self,
+        token: &str,
+        extra: &[(header::HeaderName, &str)],
+    ) -> Reply {
         self.get("/api/v1/kiosk/manifest", token, extra).await
     }
 
@@ -328,7 +347,7 @@ async fn pairing_hands_out_the_token_exactly_once() {
         .call(
             Method::POST,
             "/api/v1/pairings/approve",
-            None,
+            Some(&hub.staff),
             Some(json!({"code": typed, "name": "Bar screen"})),
         )
         .await;
@@ -365,7 +384,7 @@ async fn pairing_hands_out_the_token_exactly_once() {
         .call(
             Method::POST,
             "/api/v1/pairings/approve",
-            None,
+            Some(&hub.staff),
             Some(json!({"code": code, "name": "Bar screen"})),
         )
         .await;
@@ -392,7 +411,7 @@ async fn expired_and_unknown_codes_are_refused() {
         .call(
             Method::POST,
             "/api/v1/pairings/approve",
-            None,
+            Some(&hub.staff),
             Some(json!({"code": created["code"], "name": "Late"})),
         )
         .await;
@@ -409,7 +428,7 @@ async fn expired_and_unknown_codes_are_refused() {
             .call(
                 Method::POST,
                 "/api/v1/pairings/approve",
-                None,
+                Some(&hub.staff),
                 Some(json!({"code": code, "name": "X"})),
             )
             .await;
@@ -457,7 +476,7 @@ async fn an_interrupted_approval_is_finished_by_approving_again() {
         .call(
             Method::POST,
             "/api/v1/pairings/approve",
-            None,
+            Some(&hub.staff),
             Some(json!({"code": created["code"], "name": "Door"})),
         )
         .await;
@@ -467,7 +486,7 @@ async fn an_interrupted_approval_is_finished_by_approving_again() {
         .call(
             Method::POST,
             "/api/v1/pairings/approve",
-            None,
+            Some(&hub.staff),
             Some(json!({"code": created["code"], "name": "Door"})),
         )
         .await;
@@ -503,7 +522,8 @@ async fn malformed_pairing_requests_name_the_field() {
         ),
     ];
     for (uri, body, named) in cases {
-        let reply = hub.call(Method::POST, uri, None, Some(body.clone())).await;
+        let token = uri.ends_with("approve").then_some(hub.staff.as_str());
+        let reply = hub.call(Method::POST, uri, token, Some(body.clone())).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
         assert!(reply.error().contains(named), "{body}: {}", reply.error());
     }
@@ -520,7 +540,7 @@ async fn malformed_pairing_requests_name_the_field() {
         .call(
             Method::POST,
             "/api/v1/pairings/approve",
-            None,
+            Some(&hub.staff),
             Some(json!({"code": created["code"], "name": "  "})),
         )
         .await;
@@ -607,7 +627,7 @@ async fn a_retried_kiosk_code_gets_the_same_pairing_until_its_token_is_collected
         .call(
             Method::POST,
             "/api/v1/pairings/approve",
-            None,
+            Some(&hub.staff),
             Some(json!({"code": second["code"], "name": "Renamed"})),
         )
         .await;
@@ -630,7 +650,13 @@ async fn a_retried_kiosk_code_gets_the_same_pairing_until_its_token_is_collected
     let reserved = hub
         .state
         .store
-        .reserve_granted(grant, None, "x", hub.state.clock.now())
+        .reserve_granted(
+            grant,
+            taplink_edge_hub::store::PairingId::of_kiosk_code(&code),
+            None,
+            "x",
+            hub.state.clock.now(),
+        )
         .unwrap();
     let pending = hub
         .poll(&json!(reserved.pairing.id.to_string()))
@@ -795,7 +821,9 @@ async fn only_this_hubs_active_tokens_of_present_kiosks_are_accepted() {
     assert_eq!(hub.manifest(&token, &[]).await.status, StatusCode::OK);
     let revoke = format!("/api/v1/kiosks/{kiosk}/token");
     assert_eq!(
-        hub.call(Method::DELETE, &revoke, None, None).await.status,
+        hub.call(Method::DELETE, &revoke, Some(&hub.staff), None)
+            .await
+            .status,
         StatusCode::NO_CONTENT
     );
     let revoked = hub.manifest(&token, &[]).await;
@@ -803,16 +831,25 @@ async fn only_this_hubs_active_tokens_of_present_kiosks_are_accepted() {
     assert!(revoked.error().contains("revoked"), "{}", revoked.error());
     // Revoking is idempotent; a kiosk that never had a token here is unknown.
     assert_eq!(
-        hub.call(Method::DELETE, &revoke, None, None).await.status,
+        hub.call(Method::DELETE, &revoke, Some(&hub.staff), None)
+            .await
+            .status,
         StatusCode::NO_CONTENT
     );
     let never = format!("/api/v1/kiosks/{}/token", KioskId::random());
     assert_eq!(
-        hub.call(Method::DELETE, &never, None, None).await.status,
+        hub.call(Method::DELETE, &never, Some(&hub.staff), None)
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
     let bad = hub
-        .call(Method::DELETE, "/api/v1/kiosks/nope/token", None, None)
+        .call(
+            Method::DELETE,
+            "/api/v1/kiosks/nope/token",
+            Some(&hub.staff),
+            None,
+        )
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.error().contains("kiosk id"), "{}", bad.error());
@@ -1229,6 +1266,7 @@ async fn bad_event_batches_are_refused_with_a_reason() {
         .send(
             Request::post("/api/v1/kiosk/events")
                 .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::CONTENT_TYPE, "application/json")
                 .body(Body::from("[{"))
                 .unwrap(),
         )

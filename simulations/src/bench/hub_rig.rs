@@ -14,7 +14,7 @@ use taplink_sync_proto::ids::{KioskId, PlaylistId, VenueId};
 
 use crate::bench::procs::{Proc, binary, free_addr, until};
 use crate::demo::furnish;
-use crate::mesh::{CentralNode, approve_pairing, enroll_hub, http};
+use crate::mesh::{CentralNode, approve_pairing, enroll_hub, http, staff_http, staff_token};
 
 /// How long setting up may wait for the hub.
 const SETUP: Duration = Duration::from_secs(60);
@@ -33,6 +33,8 @@ pub struct Paired {
 pub struct HubRig {
     /// Where the hub serves its LAN API.
     pub addr: SocketAddr,
+    /// A staff token of the hub.
+    pub staff: String,
     /// The hub process.
     pub hub: Proc,
     /// The venue.
@@ -65,6 +67,7 @@ impl HubRig {
         config.http_listen = addr;
         config.mdns = false;
         config.save()?;
+        let staff = staff_token(&hub_dir)?;
         let data = hub_dir.display().to_string();
         let hub = Proc::spawn(
             &binary("taplink-hub")?,
@@ -73,6 +76,7 @@ impl HubRig {
         )?;
         let mut rig = HubRig {
             addr,
+            staff,
             hub,
             venue,
             central,
@@ -120,12 +124,13 @@ impl HubRig {
 
     /// Approve pairing `code` as staff would, naming the kiosk `name`.
     pub async fn approve(&self, code: &str, name: &str) -> Result<()> {
-        approve_pairing(self.addr, code, name).await
+        approve_pairing(self.addr, &self.staff, code, name).await
     }
 
     /// The venue's default playlist and its first item, from the hub's document.
     pub async fn first_item(&self) -> Result<(PlaylistId, String)> {
-        let (status, body) = http(self.addr, "GET", "/api/v1/venue", b"").await?;
+        let (status, body) =
+            staff_http(self.addr, &self.staff, "GET", "/api/v1/venue", b"").await?;
         ensure!(status == 200, "venue: {}", String::from_utf8_lossy(&body));
         let doc: Value = serde_json::from_slice(&body)?;
         let playlist = doc["settings"]["default_playlist"]
@@ -140,8 +145,9 @@ impl HubRig {
 
     /// Apply an operation on the hub, as staff would (`POST /api/v1/venue/ops`).
     pub async fn op(&self, op: &Value) -> Result<()> {
-        let (status, body) = http(
+        let (status, body) = staff_http(
             self.addr,
+            &self.staff,
             "POST",
             "/api/v1/venue/ops",
             op.to_string().as_bytes(),

@@ -8,7 +8,8 @@ use taplink_kiosk::Kiosk;
 use taplink_kiosk::state::Phase;
 use taplink_simulations::demo::furnish;
 use taplink_simulations::mesh::{
-    CentralNode, approve_pairing, enroll_hub, eventually, http, start_hub, test_kiosk_config,
+    CentralNode, approve_pairing, enroll_hub, eventually, http, staff_http, staff_token, start_hub,
+    test_kiosk_config,
 };
 use taplink_sync_proto::doc;
 use taplink_sync_proto::ids::{ItemId, KioskId};
@@ -51,6 +52,7 @@ async fn kiosks_pair_play_follow_changes_report_and_survive_the_hub_going_away()
     )
     .await
     .unwrap();
+    let staff = staff_token(&hub_dir).unwrap();
     let hub = start_hub(&hub_dir, None).await.unwrap();
     let api = hub.http_addr();
     // The hub has the venue's media before kiosks ask for it.
@@ -68,7 +70,7 @@ async fn kiosks_pair_play_follow_changes_report_and_survive_the_hub_going_away()
     let k2 = kiosk(&tmp.path().join("k2"), api).await;
     for (k, name) in [(&k1, "Bar screen"), (&k2, "Door screen")] {
         let code = eventually(WAIT, || code_of(k)).await.unwrap();
-        approve_pairing(api, &code, name).await.unwrap();
+        approve_pairing(api, &staff, &code, name).await.unwrap();
     }
     let id1 = eventually(WAIT, || paired(&k1)).await.unwrap();
     eventually(WAIT, || paired(&k2)).await.unwrap();
@@ -161,7 +163,10 @@ async fn kiosks_pair_play_follow_changes_report_and_survive_the_hub_going_away()
     // Back again on the same data directory: revoking a kiosk sends it back to pairing.
     let hub = start_hub(&hub_dir, None).await.unwrap();
     let api = hub.http_addr();
-    let (status, _) = http(api, "DELETE", &format!("/api/v1/kiosks/{id1}/token"), b"")
+    let revoke = format!("/api/v1/kiosks/{id1}/token");
+    let (status, _) = http(api, "DELETE", &revoke, b"").await.unwrap();
+    assert_eq!(status, 401, "staff only");
+    let (status, _) = staff_http(api, &staff, "DELETE", &revoke, b"")
         .await
         .unwrap();
     assert_eq!(status, 204);

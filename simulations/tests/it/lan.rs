@@ -158,9 +158,20 @@ fn kiosks_on_a_venue_lan_discover_pair_and_keep_playing_through_outages() {
         v["mdns_interface"] = LAN_DEV.into();
         v["backoff_min_ms"] = 100.into();
         v["backoff_max_ms"] = 1000.into();
+        v["http_plain"] = true.into();
     })
     .unwrap();
     let hub_addr = SocketAddr::from((hub_ip, HUB_PORT));
+    // A staff token, made on the device as a manager would.
+    let staff = run(
+        hub_ns,
+        "taplink-hub",
+        &["token", "create", "--name", "manager", "--data", &h],
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    let auth = format!("Bearer {staff}");
     let start_hub = || {
         spawn(
             hub_ns,
@@ -174,7 +185,7 @@ fn kiosks_on_a_venue_lan_discover_pair_and_keep_playing_through_outages() {
         json(hub_ns, hub_addr, "/healthz").filter(|v| v["synced"] == true)
     });
     // Content, made by staff on the hub.
-    let playlist = furnish_via_api(hub_ns, hub_addr).unwrap();
+    let playlist = furnish_via_api(hub_ns, hub_addr, &staff).unwrap();
 
     // Two kiosks with no hub address: they find it by mDNS on the LAN.
     let player: SocketAddr = PLAYER.parse().unwrap();
@@ -212,10 +223,11 @@ fn kiosks_on_a_venue_lan_discover_pair_and_keep_playing_through_outages() {
         let body =
             serde_json::json!({ "code": code, "name": format!("Screen {}", i + 1) }).to_string();
         let (status, answer) = hub_ns
-            .http(
+            .http_with(
                 hub_addr,
                 "POST",
                 "/api/v1/pairings/approve",
+                &[("Authorization", &auth)],
                 body.as_bytes(),
             )
             .unwrap();
@@ -239,7 +251,17 @@ fn kiosks_on_a_venue_lan_discover_pair_and_keep_playing_through_outages() {
 
     // The WAN goes down: staff keep editing on the hub, and the screens follow.
     wan.cut().unwrap();
-    let media = json(hub_ns, hub_addr, "/api/v1/venue").unwrap()["media"]
+    let (_, venue) = hub_ns
+        .http_with(
+            hub_addr,
+            "GET",
+            "/api/v1/venue",
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .unwrap();
+    let venue: serde_json::Value = serde_json::from_slice(&venue).unwrap();
+    let media = venue["media"]
         .as_object()
         .unwrap()
         .keys()
@@ -252,7 +274,13 @@ fn kiosks_on_a_venue_lan_discover_pair_and_keep_playing_through_outages() {
     })
     .to_string();
     let (status, answer) = hub_ns
-        .http(hub_addr, "POST", "/api/v1/venue/ops", op.as_bytes())
+        .http_with(
+            hub_addr,
+            "POST",
+            "/api/v1/venue/ops",
+            &[("Authorization", &auth)],
+            op.as_bytes(),
+        )
         .unwrap();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
     for ((ns, _), before) in kiosks.iter().zip(&versions) {

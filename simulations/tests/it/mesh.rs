@@ -406,10 +406,12 @@ mod refusals {
 mod flows {
     use std::time::Duration;
 
-    use taplink_simulations::mesh::{CentralNode, enroll_hub, eventually, http, start_hub};
+    use taplink_simulations::mesh::{
+        CentralNode, approve_pairing, enroll_hub, eventually, http, staff_http, staff_token,
+        start_hub,
+    };
     use taplink_sync_proto::doc::{self, MediaMeta};
     use taplink_sync_proto::ids::MediaHash;
-    use taplink_sync_proto::wire::{Heartbeat, TelemetryEvent, TelemetryKind};
 
     const WAIT: Duration = Duration::from_secs(30);
 
@@ -434,6 +436,7 @@ mod flows {
         )
         .await
         .unwrap();
+        let staff = staff_token(&dir).unwrap();
         let hub = start_hub(&dir, None).await.unwrap();
         let api = hub.http_addr();
         eventually(WAIT, || taplink_simulations::mesh::hub_venue_doc(&hub))
@@ -455,18 +458,29 @@ mod flows {
         eventually(WAIT, || hub.blobs().has(&down_hash).ok().filter(|h| *h))
             .await
             .unwrap();
-        let (status, body) = http(api, "GET", &format!("/api/v1/media/{down_hash}"), b"")
-            .await
-            .unwrap();
+        let (status, body) = staff_http(
+            api,
+            &staff,
+            "GET",
+            &format!("/api/v1/media/{down_hash}"),
+            b"",
+        )
+        .await
+        .unwrap();
         assert_eq!(status, 200);
         assert_eq!(MediaHash::of(&body), down_hash);
 
         // Store staff upload at the hub: central fetches it.
-        let up = bytes(700_000, 9);
-        let (status, body) = http(
+        let mut up = bytes(700_000, 9);
+        up[..4].copy_from_slice(&[0xFF, 0xD8, 0xFF, 0xE0]);
+        let (status, body) = taplink_simulations::mesh::http_with(
             api,
             "PUT",
-            "/api/v1/media?name=promo.jpg&content_type=image%2Fjpeg",
+            "/api/v1/media?name=promo.jpg",
+            &[
+                ("Authorization", &format!("Bearer {staff}")),
+                ("Content-Type", "image/jpeg"),
+            ],
             &up,
         )
         .await
@@ -482,25 +496,40 @@ mod flows {
             "promo.jpg"
         );
 
-        // Telemetry: sent twice (a retry), stored once.
-        let events: Vec<TelemetryEvent> = (0..3u8)
-            .map(|n| TelemetryEvent {
-                id: [n + 1; 16],
-                kiosk: None,
-                at_ms: 1_700_000_000_000 + i64::from(n),
-                kind: TelemetryKind::Heartbeat(Heartbeat {
-                    on_screen: Some(down_hash),
-                    manifest_version: "v1".into(),
-                    disk_free_bytes: 1 << 30,
-                    temperature_mc: Some(48_000),
-                    uptime_s: 60,
-                    software: "kiosk-test".into(),
-                }),
+        // Telemetry from a kiosk paired on the LAN: sent twice (a retry), stored once.
+        let (status, body) = http(api, "POST", "/api/v1/pairings", br#"{"device":"t"}"#)
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+        let pairing: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        approve_pairing(api, &staff, pairing["code"].as_str().unwrap(), "Bar")
+            .await
+            .unwrap();
+        let path = format!("/api/v1/pairings/{}", pairing["pairing"].as_str().unwrap());
+        let (_, body) = http(api, "GET", &path, b"").await.unwrap();
+        let token = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let events: Vec<serde_json::Value> = (0..3u8)
+            .map(|n| {
+                serde_json::json!({
+                    "id": format!("{:032x}", u128::from(n) + 1),
+                    "at_ms": now_ms + i64::from(n),
+                    "kind": {"Heartbeat": {
+                        "on_screen": down_hash, "manifest_version": "v1",
+                        "disk_free_bytes": 1u64 << 30, "temperature_mc": 48_000,
+                        "uptime_s": 60, "software": "kiosk-test"
+                    }}
+                })
             })
             .collect();
         let json = serde_json::to_vec(&events).unwrap();
         for _ in 0..2 {
-            let (status, _) = http(api, "POST", "/api/v1/events", &json).await.unwrap();
+            let (status, _) = staff_http(api, &token, "POST", "/api/v1/kiosk/events", &json)
+                .await
+                .unwrap();
             assert_eq!(status, 200);
         }
         eventually(WAIT, || {
@@ -516,8 +545,9 @@ mod flows {
         assert_eq!(state.registry.telemetry_count().unwrap(), 3);
 
         // Bad input is refused with a reason and loses nothing.
-        let (status, body) = http(
+        let (status, body) = staff_http(
             api,
+            &staff,
             "POST",
             "/api/v1/venue/ops",
             br#"{"op":"add_kiosk","id":"nope","name":"x"}"#,

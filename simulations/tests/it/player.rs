@@ -17,7 +17,7 @@ use taplink_kiosk::Kiosk;
 use taplink_kiosk::state::Phase;
 use taplink_simulations::demo::{SAMPLE_VIDEO, slide};
 use taplink_simulations::mesh::{
-    CentralNode, approve_pairing, enroll_hub, eventually, start_hub, test_kiosk_config,
+    CentralNode, approve_pairing, enroll_hub, eventually, staff_token, start_hub, test_kiosk_config,
 };
 use taplink_sync_proto::doc::{self, MediaMeta, Placement};
 use taplink_sync_proto::ids::{ItemId, MediaHash, PlaylistId};
@@ -189,6 +189,7 @@ impl Rig {
         )
         .await
         .unwrap();
+        let staff = staff_token(&hub_dir).unwrap();
         let hub = start_hub(&hub_dir, None).await.unwrap();
 
         let kiosk = Kiosk::bind(test_kiosk_config(
@@ -203,7 +204,7 @@ impl Rig {
         })
         .await
         .unwrap();
-        approve_pairing(hub.http_addr(), &code, "Bar screen")
+        approve_pairing(hub.http_addr(), &staff, &code, "Bar screen")
             .await
             .unwrap();
         eventually(WAIT, || {

@@ -137,7 +137,7 @@ impl BlobStore {
         let partial_dir = dir.join(PARTIAL_DIR);
         let tmp_dir = dir.join(TMP_DIR);
         for d in [dir, &blobs_dir, &partial_dir, &tmp_dir] {
-            fs::create_dir_all(d).map_err(io_err("create directory", d))?;
+            crate::private::create_dir(d).map_err(io_err("create directory", d))?;
         }
         let lock = take_lock(&dir.join(LOCK_FILE))?;
         remove_stray_files(&tmp_dir, |_| false)?;
@@ -391,7 +391,13 @@ impl Inner {
         }
         let shard = self.shard_dir(hash);
         if !shard.is_dir() {
-            match fs::create_dir(&shard) {
+            let made = {
+                use std::os::unix::fs::DirBuilderExt;
+                fs::DirBuilder::new()
+                    .mode(crate::private::DIR_MODE)
+                    .create(&shard)
+            };
+            match made {
                 Ok(()) => sync_dir(&self.blobs_dir)?,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_err("create blob directory", &shard)(e)),
@@ -574,11 +580,13 @@ fn hash_reader(
 
 /// Take the exclusive lock on the store's directory.
 fn take_lock(path: &Path) -> Result<File, BlobError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(crate::private::FILE_MODE)
         .open(path)
         .map_err(io_err("open lock file", path))?;
     match file.try_lock() {

@@ -277,6 +277,9 @@ impl DocDb {
 
     /// Opens the store at `path` with the given compaction policy.
     pub fn open_with(path: &Path, policy: CompactionPolicy) -> Result<DocDb, DocDbError> {
+        // Created private first (SQLite gives its WAL the file's mode); if that fails, the
+        // open below fails with SQLite's own words for why.
+        let _ = crate::private::create_file(path);
         let mut conn = Connection::open(path).map_err(sqlite("open the database"))?;
         // Set first so that the pragmas below also wait for another connection's lock.
         conn.busy_timeout(BUSY_TIMEOUT)

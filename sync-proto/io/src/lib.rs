@@ -12,5 +12,8 @@ pub mod enroll_token;
 pub mod frames;
 pub mod net;
 pub mod netns;
+pub mod node;
+pub mod private;
 pub mod sqlite;
 pub mod transfer;
+pub mod web;

@@ -18,6 +18,14 @@ pub enum OpenError {
         /// Why.
         source: rusqlite::Error,
     },
+    /// The database file could not be created.
+    #[error("cannot create {path}: {source}")]
+    Create {
+        /// Which file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The database was written by newer software.
     #[error("schema version {found}; this software understands up to {supported}")]
     NewerSchema {
@@ -39,7 +47,16 @@ pub fn open_migrated(
     migrations: &[&str],
     journal_size_limit: i64,
 ) -> Result<Connection, OpenError> {
+    // Created private before SQLite opens it: its WAL and shared-memory files take its mode.
+    crate::private::create_file(path).map_err(|source| OpenError::Create {
+        path: path.to_owned(),
+        source,
+    })?;
     let mut conn = Connection::open(path).map_err(sql("open"))?;
+    // Another process (a command-line tool on the same data directory) may hold the lock
+    // for a moment.
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sql("set busy_timeout"))?;
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))
         .map_err(sql("set WAL"))?;
     conn.pragma_update(None, "synchronous", "FULL")

@@ -446,6 +446,11 @@ async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Vec<u8>>, Fra
 /// document `venue` references and `store` lacks. Central and hubs both run this: a hub
 /// gets the media central's admins added, central gets the media uploaded at the venue.
 /// `on_fetched` is told the bytes moved for each blob stored.
+///
+/// With a `quota`, the venue's media held here never passes it: a blob that would is not
+/// fetched (and said so in the log) until media is deleted or the quota raised. Central
+/// sets one per venue, so a compromised hub cannot fill central's disk.
+#[allow(clippy::too_many_arguments)]
 pub async fn fetch_missing(
     conn: quinn::Connection,
     docs: Arc<Documents>,
@@ -453,6 +458,7 @@ pub async fn fetch_missing(
     store: Arc<BlobStore>,
     wake: Arc<Notify>,
     cancel: CancellationToken,
+    quota: Option<u64>,
     on_fetched: impl Fn(u64) + Send + 'static,
 ) {
     let mut retry_in = BLOB_RETRY;
@@ -468,6 +474,12 @@ pub async fn fetch_missing(
             // Not synced yet (no schema) or not here: nothing to fetch yet.
             _ => continue,
         };
+        // The venue's media held here: what counts against the quota.
+        let mut held: u64 = wanted
+            .iter()
+            .filter(|(h, _)| store.has(h).unwrap_or(false))
+            .map(|(_, size)| size)
+            .sum();
         for (hash, size) in wanted {
             if cancel.is_cancelled() {
                 return;
@@ -475,6 +487,13 @@ pub async fn fetch_missing(
             if store.has(&hash).unwrap_or(false) {
                 continue;
             }
+            if let Some(quota) = quota
+                && held.saturating_add(size) > quota
+            {
+                warn!(%venue, %hash, size, held, quota, "not fetching media: the venue's media quota would be exceeded");
+                continue;
+            }
+            held = held.saturating_add(size);
             match fetch_blob(&conn, &store, hash, size).await {
                 Ok(Fetched::Stored { transferred, .. }) => on_fetched(transferred),
                 Ok(Fetched::AlreadyPresent) => {}

@@ -114,6 +114,46 @@ pub struct TelemetryEvent {
     pub kind: TelemetryKind,
 }
 
+/// How far back an event's time may lie behind the receiver's clock: a kiosk or hub that
+/// was cut off for a long outage still delivers what it buffered.
+pub const MAX_EVENT_AGE_MS: i64 = 400 * 24 * 3600 * 1000;
+/// How far an event's time may lie ahead of the receiver's clock (clock skew).
+pub const MAX_EVENT_AHEAD_MS: i64 = 24 * 3600 * 1000;
+/// The longest one showing of one item can last.
+pub const MAX_PLAY_MS: u64 = 24 * 3600 * 1000;
+
+impl TelemetryEvent {
+    /// Why this event cannot be true at `now_ms` (the receiver's clock), naming the field;
+    /// `None` when it is plausible. Hubs check it on intake and central again on arrival,
+    /// so forged or broken telemetry never reaches reports.
+    pub fn implausible(&self, now_ms: i64) -> Option<String> {
+        let window = |field: &str, at: i64| {
+            let (earliest, latest) = (
+                now_ms.saturating_sub(MAX_EVENT_AGE_MS),
+                now_ms.saturating_add(MAX_EVENT_AHEAD_MS),
+            );
+            (at < earliest || at > latest).then(|| {
+                format!("{field} {at} is outside the accepted window {earliest}..={latest} (ms since the epoch)")
+            })
+        };
+        if let Some(problem) = window("at_ms", self.at_ms) {
+            return Some(problem);
+        }
+        match &self.kind {
+            TelemetryKind::ProofOfPlay(p) => {
+                if p.duration_ms > MAX_PLAY_MS {
+                    return Some(format!(
+                        "duration_ms {} is longer than a day ({MAX_PLAY_MS})",
+                        p.duration_ms
+                    ));
+                }
+                window("started_ms", p.started_ms)
+            }
+            TelemetryKind::Heartbeat(_) => None,
+        }
+    }
+}
+
 /// The kinds of telemetry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TelemetryKind {

@@ -36,6 +36,9 @@ pub(super) struct Index {
 impl Index {
     /// Open (creating if needed) and migrate the index at `path`.
     pub(super) fn open(path: &Path) -> Result<Self, BlobError> {
+        // Created private first (SQLite gives its WAL the file's mode); if that fails, the
+        // open below fails with SQLite's own words for why.
+        let _ = crate::private::create_file(path);
         let conn = Connection::open(path).map_err(sql_err("open", path))?;
         let mut index = Self {
             conn,
