@@ -86,10 +86,12 @@ impl AdminClient {
     pub fn new(addr: SocketAddr, token: String) -> AdminClient {
         let http = reqwest::Client::builder()
             .no_proxy()
+            .use_preconfigured_tls(taplink_certs::tls::plain_http_client_config())
             .timeout(TIMEOUT)
             .user_agent(concat!("taplink-central-cli/", env!("CARGO_PKG_VERSION")))
             .build()
-            // Without TLS, proxies or system configuration, building cannot fail.
+            // With a given TLS configuration, no proxies and no system configuration,
+            // building cannot fail.
             .unwrap_or_default();
         AdminClient {
             http,

@@ -266,6 +266,30 @@ pub fn lan_client_config(pin: HubPin) -> Result<ClientConfig, TlsConfigError> {
     Ok(config)
 }
 
+/// The TLS configuration of an HTTP client that must never speak TLS: one talking plain
+/// HTTP to a loopback API or a lab hub. It trusts no certificate at all, so an `https://`
+/// URL given to it by mistake fails instead of trusting anything. (HTTP clients need some
+/// configuration: Taplink never installs a process-wide crypto provider.)
+pub fn plain_http_client_config() -> ClientConfig {
+    ClientConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map(|b| {
+            b.with_root_certificates(RootCertStore::empty())
+                .with_no_client_auth()
+        })
+        // TLS 1.3 is in every provider this crate builds; still, no panic: an empty
+        // default-version config is as good for a client that never uses it.
+        .unwrap_or_else(|_| {
+            ClientConfig::builder_with_provider(crypto_provider())
+                .with_safe_default_protocol_versions()
+                .map(|b| {
+                    b.with_root_certificates(RootCertStore::empty())
+                        .with_no_client_auth()
+                })
+                .expect("the ring provider supports the default protocol versions")
+        })
+}
+
 fn roots(ca_cert: &CertificateDer<'_>) -> Result<Arc<RootCertStore>, TlsConfigError> {
     let mut roots = RootCertStore::empty();
     roots

@@ -117,6 +117,7 @@ pub struct Hub {
     docs: Arc<Documents>,
     blobs: Arc<BlobStore>,
     store: Arc<store::Store>,
+    outbox_ready: Arc<Notify>,
     uplink: watch::Receiver<UplinkStatus>,
     mdns: Option<mdns::Advertiser>,
     cancel: CancellationToken,
@@ -234,7 +235,7 @@ impl Hub {
             docs: docs.clone(),
             blobs: blobs.clone(),
             outbox: store.clone(),
-            outbox_ready,
+            outbox_ready: outbox_ready.clone(),
             metrics,
             tasks: tasks.clone(),
         };
@@ -254,6 +255,7 @@ impl Hub {
             docs,
             blobs,
             store,
+            outbox_ready,
             uplink: status_rx,
             mdns,
             cancel,
@@ -301,6 +303,17 @@ impl Hub {
     /// (`push`, `next_batch`, `acknowledge`, `pending`).
     pub fn outbox(&self) -> &Arc<store::Store> {
         &self.store
+    }
+
+    /// Queue telemetry for central as the kiosk API does (durably, then the uplink is
+    /// woken); returns how many events were new.
+    pub fn push_telemetry(
+        &self,
+        events: &[taplink_sync_proto::wire::TelemetryEvent],
+    ) -> Result<usize, store::StoreError> {
+        let added = self.store.push(events)?;
+        self.outbox_ready.notify_one();
+        Ok(added)
     }
 
     /// The mDNS advertisement's full instance name, while the hub is advertised.

@@ -38,6 +38,15 @@ pub struct Config {
     /// The hub's HTTP address. When set, mDNS discovery is skipped (and the kiosk cannot
     /// learn its venue from the hub's TXT record).
     pub hub: Option<SocketAddr>,
+    /// The fingerprint (`sha256:<hex>`, as `taplink-hub` prints it and advertises it by
+    /// mDNS) of the hub certificate to accept for `hub`. Without it, a kiosk given `hub`
+    /// trusts the certificate it sees first and pins it when it pairs (the log says so).
+    /// Found by mDNS, the hub's advertised fingerprint is used. Once paired, the kiosk
+    /// accepts only the hub certificate it paired with.
+    pub hub_fingerprint: Option<String>,
+    /// Talk plain HTTP to the hub (a hub with `http_plain`): only for a lab, since a
+    /// device token sent in clear on a venue's network can be sniffed and replayed.
+    pub hub_plain_http: bool,
     /// Browse for the hub only on this network interface (e.g. `lo` for a demo on one
     /// machine). `None`: every interface the system has.
     pub mdns_interface: Option<String>,
@@ -84,6 +93,8 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::new(),
             hub: None,
+            hub_fingerprint: None,
+            hub_plain_http: false,
             mdns_interface: None,
             mdns_netns: None,
             player_listen: SocketAddr::from(([127, 0, 0, 1], 8680)),
@@ -195,6 +206,15 @@ impl Config {
         {
             // The code is a secret; a near-miss of it is nearly one too.
             return Err(ConfigError::InvalidPairCode { reason: e });
+        }
+        if let Some(fp) = &self.hub_fingerprint
+            && fp.parse::<taplink_certs::Fingerprint>().is_err()
+        {
+            return invalid(
+                "hub_fingerprint",
+                format!("{fp:?}"),
+                "must be sha256: followed by 64 hex digits, as the hub prints it",
+            );
         }
         if !(1..=MAX_MANIFEST_WAIT_S).contains(&self.manifest_wait_s) {
             return invalid(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use mdns_sd::{IfKind, ResolvedService, ScopedIp, ServiceDaemon, ServiceEvent};
 use taplink_sync_proto::ids::{HubId, VenueId};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// The DNS-SD service type hubs advertise.
 pub const SERVICE_TYPE: &str = "_taplink._tcp.local.";
@@ -64,6 +64,9 @@ pub struct Browse {
     pub netns: Option<String>,
     /// Only hubs of this venue (a paired kiosk is bound to its venue).
     pub venue: Option<VenueId>,
+    /// Only the hub whose certificate has this fingerprint (a paired kiosk is pinned to
+    /// the hub it paired with; an impostor advertising the same venue is passed over).
+    pub pinned: Option<taplink_certs::Fingerprint>,
 }
 
 /// One resolved address and where it was seen.
@@ -241,6 +244,13 @@ fn accept(
             return None;
         }
     };
+    if let Some(pinned) = browse.pinned {
+        let advertised = txt.fingerprint.as_deref().and_then(|f| f.parse().ok());
+        if advertised != Some(pinned) {
+            warn!(instance = %service.fullname, advertised = ?txt.fingerprint, %pinned, "ignoring a hub whose certificate is not the one this kiosk paired with");
+            return None;
+        }
+    }
     let candidates: Vec<Candidate> = service
         .addresses
         .iter()

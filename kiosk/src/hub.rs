@@ -39,9 +39,31 @@ pub enum HubError {
         /// What reqwest saw.
         source: reqwest::Error,
     },
-    /// The HTTP client could not be built (never expected: no TLS, no system config).
+    /// The HTTP client could not be built (never expected: no system config is read).
     #[error("cannot build the HTTP client: {0}")]
     Client(reqwest::Error),
+    /// The TLS configuration could not be built (never expected).
+    #[error("cannot build the TLS configuration: {0}")]
+    Tls(String),
+}
+
+/// How the kiosk reaches its hub's API.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// HTTPS, accepting only the hub certificate the pin names (the default).
+    Tls(taplink_certs::tls::HubPin),
+    /// Plain HTTP: a lab hub with `http_plain` (the kiosk's `hub_plain_http`).
+    Plain,
+}
+
+impl Transport {
+    /// The fingerprint of the hub certificate this transport accepts, once known.
+    pub fn fingerprint(&self) -> Option<taplink_certs::Fingerprint> {
+        match self {
+            Transport::Tls(pin) => pin.fingerprint(),
+            Transport::Plain => None,
+        }
+    }
 }
 
 /// One answer from the hub, as recorded: what the decision functions take.
@@ -157,19 +179,29 @@ impl std::fmt::Debug for HubApi {
 }
 
 impl HubApi {
-    /// A client for the hub at `addr`, without a token (for pairing).
-    pub fn new(addr: SocketAddr) -> Result<Self, HubError> {
-        let http = reqwest::Client::builder()
+    /// A client for the hub at `addr` over `transport`, without a token (for pairing).
+    pub fn new(addr: SocketAddr, transport: &Transport) -> Result<Self, HubError> {
+        let builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             // The hub is on the LAN: a proxy from the environment would be wrong.
             .no_proxy()
-            .user_agent(concat!("taplink-kiosk/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(HubError::Client)?;
+            .user_agent(concat!("taplink-kiosk/", env!("CARGO_PKG_VERSION")));
+        let (builder, scheme) = match transport {
+            Transport::Tls(pin) => {
+                let tls = taplink_certs::tls::lan_client_config(pin.clone())
+                    .map_err(|e| HubError::Tls(e.to_string()))?;
+                (builder.use_preconfigured_tls(tls), "https")
+            }
+            Transport::Plain => (
+                builder.use_preconfigured_tls(taplink_certs::tls::plain_http_client_config()),
+                "http",
+            ),
+        };
+        let http = builder.build().map_err(HubError::Client)?;
         Ok(Self {
             http,
             addr,
-            base: format!("http://{addr}/api/v1"),
+            base: format!("{scheme}://{addr}/api/v1"),
             token: None,
         })
     }

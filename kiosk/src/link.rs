@@ -18,11 +18,12 @@ use tracing::{error, info, warn};
 use crate::LinkEnd;
 use crate::backoff::{Backoff, sleep_or_cancel};
 use crate::discovery::{self, Browse, FoundHub};
-use crate::hub::HubApi;
+use crate::hub::{HubApi, Transport};
 use crate::pairing::{self, PairingEnd, PairingParams};
 use crate::state::{Phase, Shared};
 use crate::store::Credentials;
 use crate::{follower, reporter};
+use taplink_certs::tls::HubPin;
 
 /// Run the link until `cancel` fires.
 pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
@@ -47,7 +48,18 @@ pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             },
         };
         shared.status.send_modify(|s| s.hub = Some(found.addr));
-        let api = match HubApi::new(found.addr) {
+        let pinned = match shared.store.hub_pin() {
+            Ok(pinned) => pinned,
+            Err(e) => {
+                error!(error = %e, "cannot read the pinned hub certificate");
+                if !sleep_or_cancel(backoff.next_delay(), &cancel).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let transport = transport(&shared, &found, pinned);
+        let api = match HubApi::new(found.addr, &transport) {
             Ok(api) => api,
             Err(e) => {
                 error!(error = %e, "cannot make an HTTP client");
@@ -80,6 +92,9 @@ pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         set_paired(&shared, &creds);
         shared.set_reachable(true);
         backoff.reset();
+        // Pinned from now on: this hub's certificate and no other (known by now if it was
+        // first seen during pairing).
+        pin_hub(&shared, pinned, &transport);
 
         let api = api.with_token(&creds.token);
         let end = tokio::select! {
@@ -87,6 +102,7 @@ pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             end = follower::fetch_media(&shared, &api, &cancel) => end,
             end = reporter::send_events(&shared, &api, &cancel) => end,
         };
+        pin_hub(&shared, pinned, &transport);
         match end {
             LinkEnd::Cancelled => return,
             LinkEnd::HubLost => {
@@ -105,6 +121,42 @@ pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     }
 }
 
+/// How to reach `found`: plain HTTP for a lab; otherwise HTTPS pinned to the hub this
+/// kiosk paired with, or else to the fingerprint mDNS advertised (or the config gave), or
+/// else — a bare `--hub` before pairing — to the first certificate seen, which pairing then
+/// pins.
+fn transport(
+    shared: &Shared,
+    found: &FoundHub,
+    pinned: Option<taplink_certs::Fingerprint>,
+) -> Transport {
+    if shared.config.hub_plain_http {
+        return Transport::Plain;
+    }
+    let known = pinned.or_else(|| found.fingerprint.as_deref().and_then(|f| f.parse().ok()));
+    match known {
+        Some(fp) => Transport::Tls(HubPin::Exact(fp)),
+        None => {
+            warn!(hub = %found.addr, "no fingerprint is known for this hub's certificate: trusting the first one seen and pinning it at pairing (set hub_fingerprint to avoid this)");
+            Transport::Tls(HubPin::FirstUse(Arc::new(std::sync::OnceLock::new())))
+        }
+    }
+}
+
+/// Store the fingerprint `transport` accepted as the pinned hub certificate, unless it is
+/// pinned already.
+fn pin_hub(shared: &Shared, pinned: Option<taplink_certs::Fingerprint>, transport: &Transport) {
+    if pinned.is_some() {
+        return;
+    }
+    if let Some(fp) = transport.fingerprint() {
+        match shared.store.set_hub_pin(&fp) {
+            Ok(()) => info!(fingerprint = %fp, "pinned the hub's certificate"),
+            Err(e) => error!(error = %e, "cannot pin the hub's certificate"),
+        }
+    }
+}
+
 /// The configured hub, or the first suitable one mDNS finds; `None` only on shutdown.
 async fn find_hub(
     shared: &Shared,
@@ -117,7 +169,7 @@ async fn find_hub(
             instance: String::new(),
             venue: None,
             hub: None,
-            fingerprint: None,
+            fingerprint: shared.config.hub_fingerprint.clone(),
             elapsed: std::time::Duration::ZERO,
         });
     }
@@ -125,6 +177,7 @@ async fn find_hub(
         interface: shared.config.mdns_interface.clone(),
         netns: shared.config.mdns_netns.clone(),
         venue: creds.and_then(|c| c.venue),
+        pinned: shared.store.hub_pin().ok().flatten(),
     };
     let timeout = std::time::Duration::from_millis(shared.config.discovery_timeout_ms);
     let mut backoff = Backoff::new(shared.config.retry());
@@ -172,6 +225,9 @@ async fn pair(
         lost_after: shared.config.hub_lost_after,
         cancel,
     };
+    // `pair` shows the kept ticket (if any) before it has asked the hub anything, and
+    // again after each answer: only the later calls prove the hub reachable.
+    let before_contact = std::sync::atomic::AtomicBool::new(true);
     let show = |ticket: Option<&crate::store::Ticket>| {
         let phase = match ticket {
             // Approved already: there is no code for staff to see.
@@ -181,7 +237,9 @@ async fn pair(
             },
             _ => Phase::Unpaired,
         };
-        shared.set_reachable(true);
+        if !before_contact.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            shared.set_reachable(true);
+        }
         shared.status.send_modify(|s| s.phase = phase);
     };
     let code_refused = |reason: &str| {

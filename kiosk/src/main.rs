@@ -27,9 +27,12 @@ enum Command {
         /// The kiosk's data directory (created if missing; `kiosk.json` in it is optional).
         #[arg(long)]
         data: PathBuf,
-        /// The hub's HTTP address, HOST:PORT, instead of mDNS discovery.
+        /// The hub's address, HOST:PORT, instead of mDNS discovery.
         #[arg(long)]
         hub: Option<SocketAddr>,
+        /// The hub certificate's fingerprint (`sha256:…`) to accept for `--hub`.
+        #[arg(long, value_name = "FINGERPRINT")]
+        hub_fingerprint: Option<String>,
         /// Browse for the hub only on this interface (e.g. `lo` for a one-machine demo).
         #[arg(long)]
         mdns_interface: Option<String>,
@@ -66,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Run {
             data,
             hub,
+            hub_fingerprint,
             mdns_interface,
             player,
             pair_code,
@@ -75,6 +79,10 @@ async fn main() -> anyhow::Result<()> {
             let mut config = Config::load(&data)?;
             if hub.is_some() {
                 config.hub = hub;
+            }
+            if hub_fingerprint.is_some() {
+                config.hub_fingerprint = hub_fingerprint;
+                config.validate()?;
             }
             if mdns_interface.is_some() {
                 config.mdns_interface = mdns_interface;

@@ -499,7 +499,7 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let api = HubApi::new(addr).unwrap();
+        let api = HubApi::new(addr, &crate::hub::Transport::Plain).unwrap();
         api.pairing_status("x").await.unwrap_err()
     }
 

@@ -28,7 +28,8 @@ use crate::hub::KioskEvent;
 pub const STORE_FILE: &str = "kiosk.sqlite";
 
 /// Schema migrations, applied in order; `user_version` counts those applied.
-const MIGRATIONS: &[&str] = &["CREATE TABLE credentials (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE credentials (
         one INTEGER PRIMARY KEY CHECK (one = 1),
         kiosk TEXT NOT NULL,
         token TEXT NOT NULL,
@@ -52,7 +53,14 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE credentials (
         event_id BLOB NOT NULL UNIQUE CHECK (length(event_id) = 16),
         heartbeat INTEGER NOT NULL,
         event TEXT NOT NULL
-    );"];
+    );",
+    // 2: the hub certificate this kiosk paired with (its fingerprint): the only one it
+    // talks to until it pairs again.
+    "CREATE TABLE hub_pin (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        fingerprint TEXT NOT NULL
+    );",
+];
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +246,8 @@ impl Store {
         let tx = conn.transaction().map_err(sql("begin forget"))?;
         tx.execute("DELETE FROM credentials", [])
             .map_err(sql("forget credentials"))?;
+        tx.execute("DELETE FROM hub_pin", [])
+            .map_err(sql("forget hub pin"))?;
         tx.execute("DELETE FROM manifest", [])
             .map_err(sql("forget manifest"))?;
         let dropped = tx
@@ -245,6 +255,35 @@ impl Store {
             .map_err(sql("drop events"))?;
         tx.commit().map_err(sql("commit forget"))?;
         Ok(dropped)
+    }
+
+    /// The fingerprint of the hub certificate this kiosk is pinned to, if any.
+    pub fn hub_pin(&self) -> Result<Option<taplink_certs::Fingerprint>, StoreError> {
+        let text: Option<String> = self
+            .conn()
+            .query_row("SELECT fingerprint FROM hub_pin WHERE one = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql("read hub pin"))?;
+        text.map(|t| {
+            t.parse()
+                .map_err(|e: taplink_certs::ParseFingerprintError| e.to_string())
+                .map_err(corrupt("hub pin"))
+        })
+        .transpose()
+    }
+
+    /// Pin the hub certificate with fingerprint `fp` (durably: it decides whom the kiosk
+    /// trusts).
+    pub fn set_hub_pin(&self, fp: &taplink_certs::Fingerprint) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT OR REPLACE INTO hub_pin (one, fingerprint) VALUES (1, ?1)",
+                [fp.to_string()],
+            )
+            .map(drop)
+            .map_err(sql("save hub pin"))
     }
 
     /// The pending pairing ticket, if any.

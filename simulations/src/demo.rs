@@ -18,7 +18,7 @@ use taplink_sync_proto::doc::{self, MediaMeta, Placement};
 use taplink_sync_proto::ids::{ItemId, MediaHash, PlaylistId, VenueId};
 use taplink_sync_proto::schedule::{ScheduleWindow, Weekdays};
 
-use crate::mesh::{CentralNode, approve_pairing, enroll_hub, staff_token};
+use crate::mesh::{CentralNode, Target, approve_pairing, enroll_hub, staff_token};
 use crate::netns::Netns;
 
 /// One venue of the demo.
@@ -107,6 +107,9 @@ impl Demo {
             let dir = data.join(format!("hub-{}", i + 1));
             enroll_hub(&dir, central.quic_addr(), &central.enrollment_token(id)?).await?;
             let mut config = taplink_edge_hub::Config::load(&dir)?;
+            // The demo is the real thing: kiosks reach their hub over HTTPS, pinned to its
+            // certificate.
+            config.http_plain = false;
             if let Some(ns) = &mdns_netns {
                 config.mdns_interface = Some("lo".into());
                 config.mdns_netns = Some(ns.name().to_owned());
@@ -132,7 +135,11 @@ impl Demo {
                     config.mdns_netns = Some(ns.name().to_owned());
                 }
                 // Without mDNS, spread the kiosks over the venues.
-                None => config.hub = Some(venues[n % venues.len()].hub.http_addr()),
+                None => {
+                    let hub = &venues[n % venues.len()].hub;
+                    config.hub = Some(hub.http_addr());
+                    config.hub_fingerprint = hub.fingerprint().map(|f| f.to_string());
+                }
             }
             let agent = taplink_kiosk::Kiosk::bind(config).await?;
             agents.push(DemoKiosk {
@@ -166,7 +173,8 @@ impl Demo {
                             .iter()
                             .find(|v| v.hub.http_addr() == hub)
                             .context("a kiosk found a hub that is not the demo's")?;
-                        approve_pairing(hub, &venue.staff, code, &kiosk.name).await?;
+                        approve_pairing(Target::of(&venue.hub), &venue.staff, code, &kiosk.name)
+                            .await?;
                         // Wait for the kiosk to collect its token.
                         while !kiosk.agent.is_paired() {
                             anyhow::ensure!(
@@ -302,7 +310,8 @@ pub fn add_sample_video(central: &CentralNode, venue: VenueId) -> Result<MediaHa
 /// Give a venue content through its hub's HTTP API, as store staff with token `staff`
 /// would (also offline): two uploaded slides in a new default playlist. Requests are made
 /// from inside `ns`. Returns the playlist.
-pub fn furnish_via_api(ns: &Netns, hub: std::net::SocketAddr, staff: &str) -> Result<PlaylistId> {
+pub fn furnish_via_api(ns: &Netns, hub: impl Into<Target>, staff: &str) -> Result<PlaylistId> {
+    let hub = hub.into();
     let playlist = PlaylistId::random();
     let auth = format!("Bearer {staff}");
     let op = |body: serde_json::Value| -> Result<()> {

@@ -77,10 +77,13 @@ async fn demo(data: Option<PathBuf>, kiosks: usize) -> Result<()> {
     for venue in &demo.venues {
         println!("Venue \"{}\" ({})", venue.name, venue.id);
         println!(
-            "  hub         http://{}/healthz   venue document http://{}/api/v1/venue",
-            venue.hub.http_addr(),
-            venue.hub.http_addr()
+            "  hub         {}/healthz   venue document {}/api/v1/venue",
+            venue.hub.url(),
+            venue.hub.url()
         );
+        if let Some(fp) = venue.hub.fingerprint() {
+            println!("  hub cert    {fp}   (kiosks pin it; with curl, -k)");
+        }
         println!(
             "  staff token {}   (Authorization: Bearer …; make more with taplink-hub token create)",
             venue.staff

@@ -34,6 +34,14 @@ impl CentralNode {
     /// `init` a fresh data directory at `dir` (which must not exist or be empty) and start
     /// central on loopback with ephemeral HTTP and QUIC ports.
     pub async fn start(dir: &Path) -> Result<CentralNode> {
+        Self::start_with(dir, |_| {}).await
+    }
+
+    /// [`CentralNode::start`] with the config edited by `edit` first.
+    pub async fn start_with(
+        dir: &Path,
+        edit: impl FnOnce(&mut taplink_central::Config),
+    ) -> Result<CentralNode> {
         let opts = InitOptions {
             data_dir: dir.to_owned(),
             org_name: "Taplink Sim".into(),
@@ -43,6 +51,7 @@ impl CentralNode {
         let mut config = taplink_central::Config::load(&report.config_path)?;
         config.http_listen = LOOPBACK_ANY;
         config.quic_listen = LOOPBACK_ANY;
+        edit(&mut config);
         let central = Central::bind(config).await.context("central bind")?;
         Ok(CentralNode {
             dir: dir.to_owned(),
@@ -205,7 +214,7 @@ pub fn staff_token(hub_dir: &Path) -> Result<String> {
 
 /// A request to a hub's staff API with staff token `staff`: the status and the body.
 pub async fn staff_http(
-    hub_api: SocketAddr,
+    hub_api: impl Into<Target>,
     staff: &str,
     method: &str,
     path: &str,
@@ -219,7 +228,7 @@ pub async fn staff_http(
 /// member of staff with token `staff` would; any answer but 200 is an error carrying the
 /// hub's reason.
 pub async fn approve_pairing(
-    hub_api: SocketAddr,
+    hub_api: impl Into<Target>,
     staff: &str,
     code: &str,
     name: &str,
@@ -247,6 +256,8 @@ pub async fn approve_pairing(
 pub fn test_kiosk_config(dir: &Path, hub: SocketAddr) -> taplink_kiosk::Config {
     let mut config = taplink_kiosk::Config::new(dir.to_owned());
     config.hub = Some(hub);
+    // The lab hubs `enroll_hub` makes speak plain HTTP.
+    config.hub_plain_http = true;
     config.player_listen = LOOPBACK_ANY;
     config.pairing_poll_ms = 100;
     config.retry_min_ms = 50;
@@ -255,11 +266,58 @@ pub fn test_kiosk_config(dir: &Path, hub: SocketAddr) -> taplink_kiosk::Config {
     config
 }
 
+/// Where a request goes: an address, over plain HTTP, or over HTTPS to the hub whose
+/// certificate has the fingerprint `tls` (as a kiosk pins it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    /// The address.
+    pub addr: SocketAddr,
+    /// HTTPS with this pinned certificate, or plain HTTP.
+    pub tls: Option<taplink_certs::Fingerprint>,
+}
+
+impl Target {
+    /// A hub's LAN API, as it serves it (HTTPS unless it is a lab hub).
+    pub fn of(hub: &Hub) -> Target {
+        Target {
+            addr: hub.http_addr(),
+            tls: hub
+                .url()
+                .starts_with("https")
+                .then(|| hub.fingerprint())
+                .flatten(),
+        }
+    }
+
+    /// The hub whose data directory is `dir`, serving HTTPS at `addr`.
+    pub fn https(addr: SocketAddr, hub_dir: &Path) -> Result<Target> {
+        let identity = taplink_edge_hub::identity::load(hub_dir)?;
+        Ok(Target {
+            addr,
+            tls: Some(
+                identity
+                    .fingerprint()
+                    .context("the hub has no certificate")?,
+            ),
+        })
+    }
+}
+
+impl From<SocketAddr> for Target {
+    fn from(addr: SocketAddr) -> Self {
+        Target { addr, tls: None }
+    }
+}
+
+/// A byte stream a request can be made on: TCP, or TLS over TCP.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
 /// A minimal HTTP/1.1 client for talking to nodes on loopback: one request per connection
 /// (`Connection: close`), the whole response read (at most 256 MiB). Returns the status
 /// and the body.
 pub async fn http(
-    addr: SocketAddr,
+    addr: impl Into<Target>,
     method: &str,
     path: &str,
     body: &[u8],
@@ -269,14 +327,25 @@ pub async fn http(
 
 /// [`http`] with extra request headers (name, value).
 pub async fn http_with(
-    addr: SocketAddr,
+    target: impl Into<Target>,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<(u16, Vec<u8>)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let target = target.into();
+    let addr = target.addr;
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let mut stream: Box<dyn Stream> = match target.tls {
+        None => Box::new(tcp),
+        Some(fp) => {
+            let tls = taplink_certs::tls::lan_client_config(taplink_certs::tls::HubPin::Exact(fp))?;
+            let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            Box::new(connector.connect(name, tcp).await?)
+        }
+    };
     let mut extra: String = headers
         .iter()
         .map(|(name, value)| format!("{name}: {value}\r\n"))

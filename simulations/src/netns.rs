@@ -85,7 +85,7 @@ impl Netns {
     /// An HTTP request made from inside the namespace (see [`crate::mesh::http`]).
     pub fn http(
         &self,
-        addr: std::net::SocketAddr,
+        addr: impl Into<crate::mesh::Target>,
         method: &str,
         path: &str,
         body: &[u8],
@@ -96,13 +96,14 @@ impl Netns {
     /// [`Netns::http`] with extra request headers (name, value).
     pub fn http_with(
         &self,
-        addr: std::net::SocketAddr,
+        addr: impl Into<crate::mesh::Target>,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<(u16, Vec<u8>)> {
         let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_vec());
+        let addr = addr.into();
         let headers: Vec<(String, String)> = headers
             .iter()
             .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))

@@ -3,5 +3,6 @@
 mod cli;
 mod http;
 mod registry;
+mod security;
 mod server;
 mod support;

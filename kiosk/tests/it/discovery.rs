@@ -80,6 +80,7 @@ async fn a_hub_advertised_on_loopback_is_found_with_its_txt_records() {
         interface: Some("lo".into()),
         netns: Some(ns.0.clone()),
         venue: Some(venue),
+        pinned: None,
     };
     let cancel = CancellationToken::new();
     let found = discover(&browse, Duration::from_secs(20), &cancel)
@@ -101,6 +102,7 @@ async fn browsing_stops_at_once_when_cancelled() {
         interface: Some("lo".into()),
         netns: Some(ns.0.clone()),
         venue: Some(VenueId::random()),
+        pinned: None,
     };
     let cancel = CancellationToken::new();
     cancel.cancel();

@@ -154,6 +154,15 @@ async fn media_is_served_from_the_cache_with_ranges_and_immutable_caching() {
         headers[header::CACHE_CONTROL],
         "public, max-age=31536000, immutable"
     );
+    // Never run as a page, whatever the file holds.
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert!(
+        headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox")
+    );
+    assert_eq!(headers[header::CONTENT_DISPOSITION], "inline");
 
     let (status, headers, body) = get(app.clone(), &uri, &[(header::RANGE, "bytes=100-199")]).await;
     assert_eq!(status, StatusCode::PARTIAL_CONTENT);
@@ -291,4 +300,45 @@ async fn health_and_metrics_report_pairing_manifest_cache_and_buffer() {
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
+}
+
+const SECURITY_MD: &str = include_str!("../../../docs/security.md");
+
+#[tokio::test]
+async fn every_player_route_is_declared_documented_and_local() {
+    use taplink_sync_io::web::access::{Access, check_documented};
+    let routes = player::routes();
+    check_documented(routes.declared(), SECURITY_MD, "player").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let app = player::app(shared(dir.path()));
+    let lan_peer: std::net::SocketAddr = "192.168.1.50:40000".parse().unwrap();
+    let local_peer: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    for route in routes.declared() {
+        for method in route.methods {
+            let path = route
+                .path
+                .replace("{hash}", &MediaHash::of(b"x").to_string());
+            for peer in [lan_peer, local_peer] {
+                let mut req = Request::builder().method(*method).uri(&path);
+                if *method == "POST" {
+                    req = req.header(header::CONTENT_TYPE, "application/json");
+                }
+                let mut req = req.body(Body::from("{}")).unwrap();
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let status = app.clone().oneshot(req).await.unwrap().status();
+                let refused = status == StatusCode::FORBIDDEN;
+                let should = route.access == Access::Loopback && peer == lan_peer;
+                assert_eq!(refused, should, "{method} {path} from {peer}: {status}");
+            }
+        }
+    }
+    // A page of another site rebound to 127.0.0.1 is refused by name.
+    let (status, _, _) = get(
+        app,
+        "/player/state",
+        &[(header::HOST, "rebound.example:8680")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::MISDIRECTED_REQUEST);
 }

@@ -59,6 +59,7 @@ async fn a_restart_without_the_hub_plays_the_saved_manifest_from_the_cache() {
     let base = format!("http://{}", kiosk.player_addr());
     let http = reqwest::Client::builder()
         .no_proxy()
+        .use_preconfigured_tls(taplink_certs::tls::plain_http_client_config())
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();

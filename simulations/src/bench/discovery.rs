@@ -66,6 +66,7 @@ pub async fn run(args: &Args) -> Result<Report> {
         interface: Some(LAN_DEV.into()),
         netns: Some(lan.host(kiosk_host).name().to_owned()),
         venue: Some(ad.venue),
+        pinned: None,
     };
     let expected = SocketAddr::new(IpAddr::V4(hub_ip), ad.port);
     let mut times = Vec::with_capacity(args.rounds);

@@ -14,7 +14,9 @@ use taplink_sync_proto::ids::{KioskId, PlaylistId, VenueId};
 
 use crate::bench::procs::{Proc, binary, free_addr, until};
 use crate::demo::furnish;
-use crate::mesh::{CentralNode, approve_pairing, enroll_hub, http, staff_http, staff_token};
+use crate::mesh::{
+    CentralNode, Target, approve_pairing, enroll_hub, http, staff_http, staff_token,
+};
 
 /// How long setting up may wait for the hub.
 const SETUP: Duration = Duration::from_secs(60);
@@ -33,6 +35,10 @@ pub struct Paired {
 pub struct HubRig {
     /// Where the hub serves its LAN API.
     pub addr: SocketAddr,
+    /// The same, with the hub's certificate pin when it serves HTTPS.
+    pub target: Target,
+    /// The hub's data directory (its certificate and key are `hub.pem` and `hub.key`).
+    pub hub_dir: std::path::PathBuf,
     /// A staff token of the hub.
     pub staff: String,
     /// The hub process.
@@ -46,9 +52,14 @@ pub struct HubRig {
 }
 
 impl HubRig {
-    /// Start central, furnish a venue, enroll and start its hub, and wait for its first
-    /// sync.
+    /// Start central, furnish a venue, enroll and start its hub (plain HTTP, a lab), and
+    /// wait for its first sync.
     pub async fn start() -> Result<HubRig> {
+        Self::start_with(false).await
+    }
+
+    /// [`HubRig::start`], the hub serving HTTPS (as in a venue) when `tls`.
+    pub async fn start_with(tls: bool) -> Result<HubRig> {
         let dir = tempfile::Builder::new()
             .prefix("taplink-bench-")
             .tempdir()?;
@@ -66,7 +77,16 @@ impl HubRig {
         let mut config = taplink_edge_hub::Config::load(&hub_dir)?;
         config.http_listen = addr;
         config.mdns = false;
+        config.http_plain = !tls;
+        // Every simulated kiosk connects from 127.0.0.1, where a venue's kiosks each have
+        // an address of their own: the per-address cap must not count them as one client.
+        config.http_max_connections_per_client = config.http_max_connections;
         config.save()?;
+        let target = if tls {
+            Target::https(addr, &hub_dir)?
+        } else {
+            Target::from(addr)
+        };
         let staff = staff_token(&hub_dir)?;
         let data = hub_dir.display().to_string();
         let hub = Proc::spawn(
@@ -76,6 +96,8 @@ impl HubRig {
         )?;
         let mut rig = HubRig {
             addr,
+            target,
+            hub_dir,
             staff,
             hub,
             venue,
@@ -83,7 +105,7 @@ impl HubRig {
             dir,
         };
         until(SETUP, "the hub's first sync with central", async || {
-            let (status, body) = http(rig.addr, "GET", "/healthz", b"").await.ok()?;
+            let (status, body) = http(rig.target, "GET", "/healthz", b"").await.ok()?;
             let health: Value = serde_json::from_slice(&body).ok()?;
             (status == 200 && health["synced"] == true).then_some(())
         })
@@ -98,7 +120,7 @@ impl HubRig {
         let mut paired = Vec::with_capacity(n);
         for i in 0..n {
             let (status, body) = http(
-                self.addr,
+                self.target,
                 "POST",
                 "/api/v1/pairings",
                 br#"{"device":"bench"}"#,
@@ -110,7 +132,7 @@ impl HubRig {
             self.approve(code, &format!("Bench {}", i + 1)).await?;
             let id = pairing["pairing"].as_str().context("pairing id")?;
             let (status, body) =
-                http(self.addr, "GET", &format!("/api/v1/pairings/{id}"), b"").await?;
+                http(self.target, "GET", &format!("/api/v1/pairings/{id}"), b"").await?;
             ensure!(status == 200, "collect: {}", String::from_utf8_lossy(&body));
             let answer: Value = serde_json::from_slice(&body)?;
             ensure!(answer["status"] == "approved", "collect: {answer}");
@@ -124,13 +146,13 @@ impl HubRig {
 
     /// Approve pairing `code` as staff would, naming the kiosk `name`.
     pub async fn approve(&self, code: &str, name: &str) -> Result<()> {
-        approve_pairing(self.addr, &self.staff, code, name).await
+        approve_pairing(self.target, &self.staff, code, name).await
     }
 
     /// The venue's default playlist and its first item, from the hub's document.
     pub async fn first_item(&self) -> Result<(PlaylistId, String)> {
         let (status, body) =
-            staff_http(self.addr, &self.staff, "GET", "/api/v1/venue", b"").await?;
+            staff_http(self.target, &self.staff, "GET", "/api/v1/venue", b"").await?;
         ensure!(status == 200, "venue: {}", String::from_utf8_lossy(&body));
         let doc: Value = serde_json::from_slice(&body)?;
         let playlist = doc["settings"]["default_playlist"]
@@ -146,7 +168,7 @@ impl HubRig {
     /// Apply an operation on the hub, as staff would (`POST /api/v1/venue/ops`).
     pub async fn op(&self, op: &Value) -> Result<()> {
         let (status, body) = staff_http(
-            self.addr,
+            self.target,
             &self.staff,
             "POST",
             "/api/v1/venue/ops",

@@ -13,9 +13,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+use crate::mesh::Target;
 
 /// Largest response head or body the tool reads.
 const MAX_RESPONSE: usize = 1024 * 1024;
@@ -87,7 +89,7 @@ impl LoadReport {
 /// `window` measured. `server` lists the server's processes (their children are counted
 /// too), whose CPU time over the window is reported.
 pub async fn run(
-    addr: SocketAddr,
+    target: impl Into<Target>,
     requests: Vec<Request>,
     warmup: Duration,
     window: Duration,
@@ -96,9 +98,25 @@ pub async fn run(
     let start = Instant::now() + Duration::from_millis(200);
     let from = start + warmup;
     let until = from + window;
+    let target = target.into();
+    // One TLS configuration for every connection, pinned to the server's certificate.
+    let tls = target
+        .tls
+        .map(|fp| {
+            taplink_certs::tls::lan_client_config(taplink_certs::tls::HubPin::Exact(fp))
+                .map(|c| tokio_rustls::TlsConnector::from(std::sync::Arc::new(c)))
+        })
+        .transpose()?;
     let mut tasks = tokio::task::JoinSet::new();
     for request in requests {
-        tasks.spawn(connection(addr, request, start, from, until));
+        tasks.spawn(connection(
+            target.addr,
+            tls.clone(),
+            request,
+            start,
+            from,
+            until,
+        ));
     }
     tokio::time::sleep_until(from).await;
     let cpu_from = cpu_of_tree(server)?;
@@ -146,16 +164,37 @@ struct OneConnection {
 
 async fn connection(
     addr: SocketAddr,
+    tls: Option<tokio_rustls::TlsConnector>,
     request: Request,
     start: Instant,
     from: Instant,
     until: Instant,
 ) -> Result<OneConnection> {
     tokio::time::sleep_until(start).await;
-    let mut stream = TcpStream::connect(addr)
+    let tcp = TcpStream::connect(addr)
         .await
         .with_context(|| format!("connect to {addr}"))?;
-    stream.set_nodelay(true)?;
+    tcp.set_nodelay(true)?;
+    match tls {
+        None => polls(tcp, request, from, until).await,
+        Some(tls) => {
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let stream = tls
+                .connect(name, tcp)
+                .await
+                .with_context(|| format!("TLS handshake with {addr}"))?;
+            polls(stream, request, from, until).await
+        }
+    }
+}
+
+/// One connection's closed loop of polls.
+async fn polls<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    request: Request,
+    from: Instant,
+    until: Instant,
+) -> Result<OneConnection> {
     let mut buf = Vec::with_capacity(4096);
     let first = format!("{}\r\n", request.head);
     let (status, etag) = exchange(&mut stream, first.as_bytes(), &mut buf).await?;
@@ -189,8 +228,8 @@ async fn connection(
 }
 
 /// Write one request and read its response; returns the status and the `ETag`.
-async fn exchange(
-    stream: &mut TcpStream,
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     request: &[u8],
     buf: &mut Vec<u8>,
 ) -> Result<(u16, Option<String>)> {

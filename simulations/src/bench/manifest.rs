@@ -20,7 +20,7 @@ use crate::bench::hub_rig::HubRig;
 use crate::bench::load::{self, LoadReport, Request};
 use crate::bench::procs::{Proc, free_addr, until};
 use crate::bench::{Table, ms, verdict};
-use crate::mesh::http;
+use crate::mesh::{Target, http};
 
 /// Options of `bench manifest`.
 #[derive(Debug, Clone, clap::Args)]
@@ -37,6 +37,10 @@ pub struct Args {
     /// Turns per server.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Both servers over HTTPS (TLS 1.3, the hub's own certificate and key for both), as
+    /// kiosks reach a hub in a venue; plain HTTP otherwise.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// What `bench manifest` measured: one load report per turn and server.
@@ -60,19 +64,27 @@ pub async fn run(args: &Args) -> Result<Report> {
         args.kiosks > 0 && args.rounds > 0 && args.seconds > 0,
         "nothing to measure"
     );
-    let rig = HubRig::start().await?;
+    let rig = HubRig::start_with(args.tls).await?;
     let paired = rig.pair(args.kiosks).await?;
     let token = &paired[0].token;
     let auth = format!("Bearer {token}");
     // The manifest as the first kiosk gets it: nginx serves these bytes.
-    let manifest = fetch(rig.addr, &auth).await?;
+    let manifest = fetch(rig.target, &auth).await?;
 
     let www = rig.dir.path().join("www");
     let file = www.join(PATH.trim_start_matches('/'));
     std::fs::create_dir_all(file.parent().context("manifest path")?)?;
     std::fs::write(&file, &manifest)?;
     let nginx_addr = free_addr()?;
-    let nginx_proc = start_nginx(rig.dir.path(), &www, nginx_addr).await?;
+    let tls = args
+        .tls
+        .then(|| (rig.hub_dir.join("hub.pem"), rig.hub_dir.join("hub.key")));
+    let nginx_proc = start_nginx(rig.dir.path(), &www, nginx_addr, tls.as_ref()).await?;
+    // nginx presents the hub's certificate: the same pin reaches both.
+    let nginx_target = Target {
+        addr: nginx_addr,
+        tls: rig.target.tls,
+    };
 
     let hub_requests: Vec<Request> = paired
         .iter()
@@ -105,7 +117,7 @@ pub async fn run(args: &Args) -> Result<Report> {
     };
     for _ in 0..args.rounds {
         let hub = load::run(
-            rig.addr,
+            rig.target,
             hub_requests.clone(),
             warmup,
             window,
@@ -115,7 +127,7 @@ pub async fn run(args: &Args) -> Result<Report> {
         check(&hub, "hub")?;
         report.hub.push(hub);
         let nginx = load::run(
-            nginx_addr,
+            nginx_target,
             nginx_requests.clone(),
             warmup,
             window,
@@ -146,30 +158,26 @@ fn check(report: &LoadReport, server: &str) -> Result<()> {
     Ok(())
 }
 
-/// One plain GET of the manifest; its body.
-async fn fetch(addr: std::net::SocketAddr, auth: &str) -> Result<Vec<u8>> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let req = format!(
-        "GET {PATH} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut out = Vec::new();
-    s.take(1024 * 1024).read_to_end(&mut out).await?;
-    let split = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("manifest response without a header end")?;
+/// One GET of the manifest; its body.
+async fn fetch(target: Target, auth: &str) -> Result<Vec<u8>> {
+    let (status, body) =
+        crate::mesh::http_with(target, "GET", PATH, &[("Authorization", auth)], b"").await?;
     ensure!(
-        out.starts_with(b"HTTP/1.1 200"),
-        "manifest: {}",
-        String::from_utf8_lossy(&out[..split])
+        status == 200,
+        "manifest: {status} {}",
+        String::from_utf8_lossy(&body)
     );
-    Ok(out[split + 4..].to_vec())
+    Ok(body)
 }
 
-/// Start nginx serving `www` on `addr`, with its state under `dir`.
-async fn start_nginx(dir: &Path, www: &Path, addr: std::net::SocketAddr) -> Result<Proc> {
+/// Start nginx serving `www` on `addr`, with its state under `dir`; over TLS 1.3 with
+/// the certificate and key files `tls` when given.
+async fn start_nginx(
+    dir: &Path,
+    www: &Path,
+    addr: std::net::SocketAddr,
+    tls: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<Proc> {
     let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
         .find(|p| Path::new(p).is_file())
@@ -201,12 +209,19 @@ http {{
     scgi_temp_path {s}/scgi;
     default_type application/json;
     server {{
-        listen {addr};
+        listen {addr}{ssl};
+        {certs}
         root {www};
     }}
 }}
 ",
-            www = www.display()
+            www = www.display(),
+            ssl = if tls.is_some() { " ssl" } else { "" },
+            certs = tls.map_or_else(String::new, |(cert, key)| format!(
+                "ssl_certificate {}; ssl_certificate_key {}; ssl_protocols TLSv1.3; ssl_session_cache off;",
+                cert.display(),
+                key.display()
+            )),
         ),
     )?;
     let conf = conf.display().to_string();
@@ -215,8 +230,17 @@ http {{
         &["-c", &conf, "-p", &s.to_string()],
         &state.join("stdout.log"),
     )?;
+    let target = Target {
+        addr,
+        tls: match tls {
+            Some((cert, _)) => Some(taplink_certs::Fingerprint::of(
+                &taplink_certs::cert_der_from_pem(&std::fs::read_to_string(cert)?)?,
+            )),
+            None => None,
+        },
+    };
     until(Duration::from_secs(10), "nginx answering", async || {
-        http(addr, "GET", PATH, b"")
+        http(target, "GET", PATH, b"")
             .await
             .ok()
             .filter(|(status, _)| *status == 200)
@@ -247,8 +271,13 @@ impl Report {
     /// The figures as a table.
     pub fn table(&self) -> Table {
         let mut t = Table::new(format!(
-            "bench manifest: conditional manifest requests (304), hub vs nginx, {} concurrent kiosks",
-            self.args.kiosks
+            "bench manifest: conditional manifest requests (304), hub vs nginx, {} concurrent kiosks, {}",
+            self.args.kiosks,
+            if self.args.tls {
+                "HTTPS (TLS 1.3) on both"
+            } else {
+                "plain HTTP"
+            }
         ));
         t.note(format!(
             "{} turns each, alternating, {} s measured after {} s warm-up; medians of the turns; manifest {} bytes",

@@ -71,7 +71,7 @@ pub async fn run(args: &Args) -> Result<Report> {
         })
         .collect();
     let window = Duration::from_secs(args.seconds);
-    let polls = tokio::spawn(load::run(rig.addr, requests, Duration::ZERO, window, &[]));
+    let polls = tokio::spawn(load::run(rig.target, requests, Duration::ZERO, window, &[]));
     let (hub_loaded, ()) = tokio::try_join!(sample(rig.hub.pid(), window), async {
         edits(&rig, &playlist, &item, args.edits, window, 1_000).await
     })?;

@@ -83,6 +83,7 @@ pub async fn run(args: &Args) -> Result<Report> {
         let mut config = taplink_kiosk::Config::new(rig.dir.path().join(format!("kiosk-{i}")));
         config.player_listen = "127.0.0.1:0".parse()?;
         config.hub = Some(rig.addr);
+        config.hub_plain_http = true;
         config.device_name = format!("bench-{i}");
         config.pairing_poll_ms = 100;
         agents.push(taplink_kiosk::Kiosk::bind(config).await?);

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use taplink_simulations::bench::procs::{Proc, binary};
 use taplink_simulations::demo::furnish_via_api;
+use taplink_simulations::mesh::Target;
 use taplink_simulations::netns::{LAN_DEV, Lan, Netns, WanLink};
 use taplink_sync_proto::ids::ItemId;
 
@@ -57,7 +58,7 @@ fn until<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T 
     }
 }
 
-fn json(ns: &Netns, addr: SocketAddr, path: &str) -> Option<serde_json::Value> {
+fn json(ns: &Netns, addr: impl Into<Target>, path: &str) -> Option<serde_json::Value> {
     let (status, body) = ns.http(addr, "GET", path, b"").ok()?;
     (status == 200)
         .then(|| serde_json::from_slice(&body).ok())
@@ -158,10 +159,10 @@ fn kiosks_on_a_venue_lan_discover_pair_and_keep_playing_through_outages() {
         v["mdns_interface"] = LAN_DEV.into();
         v["backoff_min_ms"] = 100.into();
         v["backoff_max_ms"] = 1000.into();
-        v["http_plain"] = true.into();
     })
     .unwrap();
-    let hub_addr = SocketAddr::from((hub_ip, HUB_PORT));
+    // The hub serves HTTPS on the LAN; the test, like the kiosks, pins its certificate.
+    let hub_addr = Target::https(SocketAddr::from((hub_ip, HUB_PORT)), &h_dir).unwrap();
     // A staff token, made on the device as a manager would.
     let staff = run(
         hub_ns,

@@ -7,4 +7,5 @@ mod lan;
 mod mesh;
 mod player;
 mod preapprove;
+mod security;
 mod wan_proxy;
