@@ -26,11 +26,13 @@ fi
 
 cargo build --release --locked --bins
 sim=target/release/taplink-sim
-all=(blob reconverge warm reconnect manifest memory screen discovery)
+all=(blob reconverge warm reconnect manifest memory screen discovery flood)
 if (($# == 0)); then
   for bench in "${all[@]}"; do
     "$sim" bench "$bench"
   done
+  # The manifest bench again with HTTPS on both servers (as kiosks reach a venue's hub).
+  "$sim" bench manifest --tls
 elif (($# >= 2)) && [[ "$2" == -* ]]; then
   "$sim" bench "$@"
 else

@@ -157,6 +157,63 @@ fn cpu_of_tree(pids: &[u32]) -> Result<Duration> {
     Ok(total)
 }
 
+/// One connection that sends its request once, then `n` conditional repeats (bounded by
+/// count, not time): the latency of each repeat.
+pub async fn run_count(
+    target: impl Into<Target>,
+    requests: Vec<Request>,
+    n: usize,
+) -> Result<LoadReport> {
+    let target = target.into();
+    let request = requests.into_iter().next().context("no request")?;
+    let tcp = TcpStream::connect(target.addr).await?;
+    tcp.set_nodelay(true)?;
+    let started = Instant::now();
+    let one = match target.tls {
+        None => repeats(tcp, request, n).await?,
+        Some(fp) => {
+            let tls = taplink_certs::tls::lan_client_config(taplink_certs::tls::HubPin::Exact(fp))?;
+            let name = rustls::pki_types::ServerName::IpAddress(target.addr.ip().into());
+            let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+                .connect(name, tcp)
+                .await?;
+            repeats(stream, request, n).await?
+        }
+    };
+    let mut report = LoadReport {
+        window: started.elapsed(),
+        by_status: one.by_status,
+        latencies_us: one.latencies_us,
+        ..LoadReport::default()
+    };
+    report.latencies_us.sort_unstable();
+    Ok(report)
+}
+
+async fn repeats<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    request: Request,
+    n: usize,
+) -> Result<OneConnection> {
+    let mut buf = Vec::with_capacity(4096);
+    let first = format!("{}\r\n", request.head);
+    let (_, etag) = exchange(&mut stream, first.as_bytes(), &mut buf).await?;
+    let etag = etag.context("the first answer has no ETag")?;
+    let next = format!("{}If-None-Match: {etag}\r\n\r\n", request.head).into_bytes();
+    let mut one = OneConnection {
+        by_status: BTreeMap::new(),
+        latencies_us: Vec::with_capacity(n),
+    };
+    for _ in 0..n {
+        let sent = Instant::now();
+        let (status, _) = exchange(&mut stream, &next, &mut buf).await?;
+        *one.by_status.entry(status).or_default() += 1;
+        one.latencies_us
+            .push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+    }
+    Ok(one)
+}
+
 struct OneConnection {
     by_status: BTreeMap<u16, u64>,
     latencies_us: Vec<u32>,

@@ -53,7 +53,8 @@ const KIOSK_TARGET: u64 = 20_000_000;
 /// Run the benchmark.
 pub async fn run(args: &Args) -> Result<Report> {
     ensure!(args.kiosks > 0 && args.seconds > 0, "nothing to measure");
-    let rig = HubRig::start().await?;
+    // HTTPS, as in a venue: TLS state is part of what a connection costs.
+    let rig = HubRig::start_with(true).await?;
     let hub_idle = rig.hub.memory()?;
     let paired = rig.pair(args.kiosks).await?;
     let (playlist, item) = rig.first_item().await?;
@@ -145,9 +146,20 @@ async fn kiosk_memory(
         rig.addr.to_string(),
         player.to_string(),
     );
+    let fingerprint = rig.target.tls.context("the rig serves HTTPS")?.to_string();
     let mut agent = Proc::spawn(
         &binary("taplink-kiosk")?,
-        &["run", "--data", &data, "--hub", &hub, "--player", &player_s],
+        &[
+            "run",
+            "--data",
+            &data,
+            "--hub",
+            &hub,
+            "--hub-fingerprint",
+            &fingerprint,
+            "--player",
+            &player_s,
+        ],
         &rig.dir.path().join("kiosk.log"),
     )?;
     let state = async || -> Option<Value> {

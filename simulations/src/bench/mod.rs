@@ -12,6 +12,7 @@
 pub mod blob;
 pub mod cpu;
 pub mod discovery;
+pub mod flood;
 pub mod hub_rig;
 pub mod load;
 pub mod manifest;
@@ -45,6 +46,8 @@ pub enum Bench {
     Screen(screen::Args),
     /// A kiosk finding its hub by mDNS on a namespace LAN (needs root).
     Discovery(discovery::Args),
+    /// The hub under a flood of idle and slow connections and a guessing run.
+    Flood(flood::Args),
 }
 
 /// Run one benchmark and print its table.
@@ -60,6 +63,7 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
         Bench::Memory(args) => memory::run(&args).await?.table(),
         Bench::Screen(args) => screen::run(&args).await?.table(),
         Bench::Discovery(args) => discovery::run(&args).await?.table(),
+        Bench::Flood(args) => flood::run(&args).await?.table(),
     };
     println!("{table}");
     Ok(())
