@@ -129,7 +129,10 @@ impl Gate<AppState> for CentralGate {
 /// The HTTP application: every route of [`routes`], request metrics, the body limit, JSON
 /// writes and the `Host` check.
 pub fn app(state: AppState) -> Router {
-    let hosts = std::sync::Arc::new(HostPolicy::new(state.config.public_names.clone()));
+    let rules = std::sync::Arc::new(guard::RequestRules {
+        hosts: HostPolicy::new(state.config.public_names.clone()),
+        not_json: &[],
+    });
     let (router, _) = routes(&state).into_parts();
     router
         .fallback(no_route)
@@ -138,9 +141,8 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             count_requests,
         ))
-        .layer(middleware::from_fn(guard::require_json))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn_with_state(hosts, guard::check_host))
+        .layer(middleware::from_fn_with_state(rules, guard::request_rules))
         .with_state(state)
 }
 

@@ -77,6 +77,8 @@ pub struct HubState {
     pub view: crate::view::VenueView,
     /// The names the API answers to besides IP literals and `localhost`.
     pub hosts: Arc<HostPolicy>,
+    /// Manifest long-polls waiting, per kiosk (capped per device token).
+    pub long_polls: crate::kiosk_api::LongPolls,
 }
 
 /// Every route of the hub with who may use it: the one place access is declared.
@@ -151,10 +153,7 @@ pub fn routes(state: &Arc<HubState>) -> Routes<Arc<HubState>> {
             Access::Kiosk,
             post(kiosk_api::events),
         )
-        .map_router(|r| {
-            r.layer(from_fn(guard::require_json))
-                .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
-        });
+        .map_router(|r| r.layer(DefaultBodyLimit::max(MAX_JSON_BODY)));
     let max_upload = usize::try_from(state.max_upload).unwrap_or(usize::MAX);
     let upload_routes = Routes::new()
         .route(g, "/api/v1/media", &["PUT"], Access::Staff, put(upload))
@@ -167,7 +166,14 @@ pub fn app(state: Arc<HubState>) -> Router {
     let (router, _) = routes(&state).into_parts();
     router
         .fallback(no_route)
-        .layer(from_fn_with_state(state.hosts.clone(), guard::check_host))
+        .layer(from_fn_with_state(
+            Arc::new(guard::RequestRules {
+                hosts: state.hosts.as_ref().clone(),
+                // Uploads declare their media type; the handler checks it.
+                not_json: &[("PUT", "/api/v1/media")],
+            }),
+            guard::request_rules,
+        ))
         .with_state(state)
 }
 

@@ -54,6 +54,11 @@ pub const MAX_WAIT_SECS: u64 = 60;
 /// simply asks again, so a flood of requests cannot pin unbounded tasks.
 pub const MAX_LONG_POLLS: i64 = 1024;
 
+/// Long-polls one kiosk (one device token) may have waiting at once: a kiosk needs one
+/// (two for a moment while it reconnects); a stolen token cannot take the hub's whole
+/// budget.
+pub const MAX_LONG_POLLS_PER_KIOSK: usize = 4;
+
 /// Shortest wait for a schedule change: guards against spinning if the clock and `next.at`
 /// disagree (the clock is injectable, and a wall clock can be stepped).
 const MIN_RECHECK: Duration = Duration::from_millis(100);
@@ -487,19 +492,55 @@ fn instant_at(at: DateTime<Utc>, now: DateTime<Utc>) -> Instant {
             .max(MIN_RECHECK)
 }
 
-/// Counts a long-poll as open for as long as it lives.
-struct LongPoll(Arc<Metrics>);
+/// Long-polls waiting, per kiosk.
+#[derive(Debug, Default)]
+pub struct LongPolls(Arc<std::sync::Mutex<std::collections::HashMap<KioskId, usize>>>);
+
+/// Counts a long-poll as open (in all and for its kiosk) for as long as it lives.
+struct LongPoll {
+    metrics: Arc<Metrics>,
+    polls: Arc<std::sync::Mutex<std::collections::HashMap<KioskId, usize>>>,
+    kiosk: KioskId,
+}
 
 impl LongPoll {
-    fn start(metrics: &Arc<Metrics>) -> Self {
-        metrics.long_polls_open.inc();
-        Self(metrics.clone())
+    /// A place for one more long-poll of `kiosk`, unless it or the hub has its fill.
+    fn start(s: &HubState, kiosk: KioskId) -> Option<Self> {
+        if s.metrics.long_polls_open.get() >= MAX_LONG_POLLS {
+            return None;
+        }
+        let mut polls = s
+            .long_polls
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let open = polls.entry(kiosk).or_default();
+        if *open >= MAX_LONG_POLLS_PER_KIOSK {
+            return None;
+        }
+        *open += 1;
+        s.metrics.long_polls_open.inc();
+        Some(Self {
+            metrics: s.metrics.clone(),
+            polls: s.long_polls.0.clone(),
+            kiosk,
+        })
     }
 }
 
 impl Drop for LongPoll {
     fn drop(&mut self) {
-        self.0.long_polls_open.dec();
+        self.metrics.long_polls_open.dec();
+        let mut polls = self
+            .polls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(open) = polls.get_mut(&self.kiosk) {
+            *open -= 1;
+            if *open == 0 {
+                polls.remove(&self.kiosk);
+            }
+        }
     }
 }
 
@@ -513,9 +554,12 @@ pub(crate) async fn get_manifest(
     let Query(query) =
         query.map_err(|e| ApiError::BadRequest(format!("query string: {}", e.body_text())))?;
     let wait = Duration::from_secs(query.wait.unwrap_or(0).min(MAX_WAIT_SECS));
-    let long_poll = !wait.is_zero()
-        && !s.shutdown.is_cancelled()
-        && s.metrics.long_polls_open.get() < MAX_LONG_POLLS;
+    // Beyond the hub's or this kiosk's cap, a long-poll answers at once (`304`) and the
+    // kiosk simply asks again.
+    let open = (!wait.is_zero() && !s.shutdown.is_cancelled())
+        .then(|| LongPoll::start(&s, auth.kiosk))
+        .flatten();
+    let long_poll = open.is_some();
     // A long-poll subscribes before the first manifest is built, so a change in between
     // still wakes it (a plain poll does not: subscribing takes the channel's lock).
     let mut changes = long_poll.then(|| s.docs.subscribe());
@@ -526,7 +570,7 @@ pub(crate) async fn get_manifest(
     let Some(changes) = changes.as_mut() else {
         return Ok(manifest_unchanged(&s, &current.version));
     };
-    let _open = LongPoll::start(&s.metrics);
+    let _open = open;
     let deadline = Instant::now() + wait;
     loop {
         let next_at = current

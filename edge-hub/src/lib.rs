@@ -190,6 +190,7 @@ impl Hub {
             clock: Arc::new(clock::SystemClock),
             shutdown: cancel.clone(),
             view: view::VenueView::new(DocId::Venue(ids.venue)),
+            long_polls: Default::default(),
             hosts: Arc::new(taplink_sync_io::web::guard::HostPolicy::new(
                 config.http_hosts.clone(),
             )),

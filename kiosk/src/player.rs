@@ -28,7 +28,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use taplink_sync_io::blobs::BlobError;
 use taplink_sync_io::web::access::{Access, Gate, Routes};
-use taplink_sync_io::web::guard::{self, HostPolicy};
+use taplink_sync_io::web::guard;
 use taplink_sync_io::web::media;
 use taplink_sync_proto::ids::{ItemId, MediaHash, PlaylistId};
 use taplink_sync_proto::manifest::Manifest;
@@ -96,10 +96,9 @@ impl Gate<Arc<Shared>> for PlayerGate {
 pub fn app(shared: Arc<Shared>) -> Router {
     let (router, _) = routes().into_parts();
     router
-        .layer(axum::middleware::from_fn(guard::require_json))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(HostPolicy::default()),
-            guard::check_host,
+            Arc::new(guard::RequestRules::default()),
+            guard::request_rules,
         ))
         .with_state(shared)
 }

@@ -98,6 +98,7 @@ impl TestHub {
             shutdown: CancellationToken::new(),
             view: taplink_edge_hub::view::VenueView::new(DocId::Venue(venue)),
             hosts: Default::default(),
+            long_polls: Default::default(),
         });
         let staff = state.store.create_staff_token("tests", t0()).unwrap();
         Self {
@@ -260,7 +261,7 @@ impl TestHub {
     }
 
     /// Wait (bounded) until `n` long-polls are open, i.e. subscribed to changes.
-    async fn long_polls_open(&self, n: i64) {
+    pub(crate) async fn long_polls_open(&self, n: i64) {
         tokio::time::timeout(BOUND, async {
             while self.state.metrics.long_polls_open.get() != n {
                 tokio::time::sleep(Duration::from_millis(5)).await;

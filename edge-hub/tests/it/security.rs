@@ -438,18 +438,32 @@ async fn a_slow_header_client_is_cut_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_flood_does_not_starve_healthz() {
+    idle_flood(false).await;
+}
+
+/// Over HTTPS the flood's sockets never send a ClientHello: they wait in the handshake,
+/// and must be evicted from there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_flood_stuck_in_tls_handshakes_does_not_starve_healthz() {
+    idle_flood(true).await;
+}
+
+async fn idle_flood(tls: bool) {
     const CAP: usize = 40;
     let tmp = tempfile::tempdir().unwrap();
     let (_central, hub) = real_hub(tmp.path(), |c| {
         c.http_max_connections = CAP;
         c.http_max_connections_per_client = 10;
+        c.http_plain = !tls;
     })
     .await;
     let addr = hub.http_addr();
-    // 2× the total cap of idle sockets, from many loopback addresses (127.0.0.2…), so the
+    let api = taplink_simulations::mesh::Target::of(&hub);
+    // 3× the total cap of idle sockets (enough that, without eviction working, every slot
+    // would be taken), from many loopback addresses (127.0.0.2…), so the
     // per-address cap alone cannot stop them.
     let mut idle = Vec::new();
-    for i in 0..2 * CAP {
+    for i in 0..3 * CAP {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         let from: SocketAddr = format!("127.0.{}.{}:0", 1 + i / 200, 2 + i % 200)
             .parse()
@@ -465,7 +479,7 @@ async fn an_idle_flood_does_not_starve_healthz() {
         greedy.push(socket.connect(addr).await.unwrap());
     }
     for round in 0..5 {
-        let (status, body) = http(addr, "GET", "/healthz", b"").await.unwrap();
+        let (status, body) = http(api, "GET", "/healthz", b"").await.unwrap();
         assert_eq!(
             status,
             200,
@@ -473,7 +487,7 @@ async fn an_idle_flood_does_not_starve_healthz() {
             String::from_utf8_lossy(&body)
         );
     }
-    let metrics = http(addr, "GET", "/metrics", b"").await.unwrap().1;
+    let metrics = http(api, "GET", "/metrics", b"").await.unwrap().1;
     let metrics = String::from_utf8_lossy(&metrics).into_owned();
     let value = |name: &str| -> u64 {
         metrics
@@ -535,4 +549,48 @@ async fn the_data_directory_is_private_after_enroll_and_fixed_at_start() {
     assert_private(&dir);
     hub.shutdown().await;
     drop(central);
+}
+
+#[tokio::test]
+async fn one_device_token_holds_at_most_four_long_polls() {
+    use taplink_edge_hub::kiosk_api::MAX_LONG_POLLS_PER_KIOSK;
+    use tower::ServiceExt;
+    let hub = TestHub::new();
+    let (_, token) = hub.pair("Bar").await;
+    let (_, other) = hub.pair("Door").await;
+    let etag_of = async |token: &str| {
+        hub.manifest(token, &[])
+            .await
+            .header(header::ETAG)
+            .to_owned()
+    };
+    let etags = [etag_of(&token).await, etag_of(&other).await];
+    let poll = |token: &str| {
+        let app = taplink_edge_hub::http::app(hub.state.clone());
+        let etag = if token == other { &etags[1] } else { &etags[0] };
+        let req = Request::get("/api/v1/kiosk/manifest?wait=60")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::IF_NONE_MATCH, etag.clone())
+            .body(Body::empty())
+            .unwrap();
+        tokio::spawn(async move { app.oneshot(req).await.unwrap().status() })
+    };
+    let waiting: Vec<_> = (0..MAX_LONG_POLLS_PER_KIOSK)
+        .map(|_| poll(&token))
+        .collect();
+    hub.long_polls_open(MAX_LONG_POLLS_PER_KIOSK as i64).await;
+    // One more from the same token is answered at once, unchanged; another kiosk still
+    // gets to wait.
+    let extra = tokio::time::timeout(BOUND, poll(&token))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(extra, StatusCode::NOT_MODIFIED);
+    let _other = poll(&other);
+    hub.long_polls_open(MAX_LONG_POLLS_PER_KIOSK as i64 + 1)
+        .await;
+    hub.state.shutdown.cancel();
+    for w in waiting {
+        assert_eq!(w.await.unwrap(), StatusCode::NOT_MODIFIED);
+    }
 }

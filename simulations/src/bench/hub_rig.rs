@@ -58,8 +58,23 @@ impl HubRig {
         Self::start_with(false).await
     }
 
-    /// [`HubRig::start`], the hub serving HTTPS (as in a venue) when `tls`.
+    /// [`HubRig::start`], the hub serving HTTPS (as in a venue) when `tls`. Every simulated
+    /// kiosk connects from 127.0.0.1, where a venue's kiosks each have an address of their
+    /// own: the per-address connection cap is lifted to the total so that it does not count
+    /// them as one client.
     pub async fn start_with(tls: bool) -> Result<HubRig> {
+        Self::start_configured(tls, |config| {
+            config.http_max_connections_per_client = config.http_max_connections;
+        })
+        .await
+    }
+
+    /// [`HubRig::start`] with the hub's config edited by `edit` (after the rig's own
+    /// settings).
+    pub async fn start_configured(
+        tls: bool,
+        edit: impl FnOnce(&mut taplink_edge_hub::Config),
+    ) -> Result<HubRig> {
         let dir = tempfile::Builder::new()
             .prefix("taplink-bench-")
             .tempdir()?;
@@ -78,9 +93,7 @@ impl HubRig {
         config.http_listen = addr;
         config.mdns = false;
         config.http_plain = !tls;
-        // Every simulated kiosk connects from 127.0.0.1, where a venue's kiosks each have
-        // an address of their own: the per-address cap must not count them as one client.
-        config.http_max_connections_per_client = config.http_max_connections;
+        edit(&mut config);
         config.save()?;
         let target = if tls {
             Target::https(addr, &hub_dir)?

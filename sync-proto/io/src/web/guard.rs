@@ -237,37 +237,51 @@ impl HostPolicy {
     }
 }
 
-/// Middleware: refuse a request whose `Host` is not one of ours (`421`, naming it). A
-/// request without `Host` (HTTP/1.0 tools) passes: a browser always sends one.
-pub async fn check_host(
-    State(policy): State<Arc<HostPolicy>>,
+/// The rules every request to a node meets before its route: `Host` is one of the node's
+/// names, and a write's body is JSON (except on the routes listed, which check their own
+/// media type: uploads).
+#[derive(Debug, Clone, Default)]
+pub struct RequestRules {
+    /// The names the node answers to.
+    pub hosts: HostPolicy,
+    /// `(method, path)` of routes whose bodies are not JSON.
+    pub not_json: &'static [(&'static str, &'static str)],
+}
+
+/// Middleware (one layer for both rules, since it runs on every request): refuse a
+/// request whose `Host` is not one of ours (`421`, naming it; a request without `Host`,
+/// from an HTTP/1.0 tool, passes: a browser always sends one), and a request that may
+/// change something (any method but `GET`, `HEAD`, `OPTIONS`) and carries a body without
+/// `Content-Type: application/json` (`415`): a form or `text/plain` post from another
+/// site's page never reaches a handler.
+pub async fn request_rules(
+    State(rules): State<Arc<RequestRules>>,
     req: Request,
     next: Next,
 ) -> Response {
-    if let Some(host) = req.headers().get(header::HOST) {
-        let ok = host.to_str().is_ok_and(|h| policy.allows(h));
-        if !ok {
-            let shown = String::from_utf8_lossy(host.as_bytes())
-                .chars()
-                .take(100)
-                .collect::<String>();
-            return json_error(
-                StatusCode::MISDIRECTED_REQUEST,
-                format!(
-                    "Host {shown:?} is not a name of this server; use its IP address or a name set in its config"
-                ),
-            );
-        }
+    if let Some(host) = req.headers().get(header::HOST)
+        && !host.to_str().is_ok_and(|h| rules.hosts.allows(h))
+    {
+        let shown: String = String::from_utf8_lossy(host.as_bytes())
+            .chars()
+            .take(100)
+            .collect();
+        return json_error(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "Host {shown:?} is not a name of this server; use its IP address or a name set in its config"
+            ),
+        );
     }
-    next.run(req).await
-}
-
-/// Middleware: a request that may change something (any method but `GET`, `HEAD`,
-/// `OPTIONS`) and carries a body must declare `Content-Type: application/json`. A form or
-/// `text/plain` post from another site's page is refused before any handler sees it.
-pub async fn require_json(req: Request, next: Next) -> Response {
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if !safe && has_body(&req) && !is_json(req.headers().get(header::CONTENT_TYPE)) {
+    if !safe
+        && has_body(&req)
+        && !is_json(req.headers().get(header::CONTENT_TYPE))
+        && !rules
+            .not_json
+            .iter()
+            .any(|(m, p)| req.method().as_str() == *m && req.uri().path() == *p)
+    {
         return json_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Content-Type: the request body must be sent as application/json",

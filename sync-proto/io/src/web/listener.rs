@@ -9,11 +9,11 @@
 //!   that has been idle longest (no request in flight) is closed to make room, so a flood
 //!   of idle sockets, even from many addresses, never starves `/healthz` or the kiosks'
 //!   long-polls; only when every connection is busy is a newcomer refused.
-//! - **Timeouts**: a request head must arrive within [`Limits::header_timeout`] of the
-//!   connection opening or of the previous response (hyper's header-read timer), and a
-//!   connection with no request in flight that moves no byte for [`Limits::idle_timeout`]
-//!   is closed (a kept-alive socket, a slowly trickled body). A request in flight (a
-//!   long-poll) is never cut by the idle timer.
+//! - **Timeouts** (one watchdog per connection, no timer per request): a new connection
+//!   must deliver a whole request head within [`Limits::header_timeout`], and so must every
+//!   head from its first byte; a kept-alive connection with no request may wait
+//!   [`Limits::idle_timeout`] after its last response. A request in flight (a long-poll, an
+//!   upload) is never cut by either.
 //! - **TLS** (optional): a rustls acceptor, its handshake bounded by the header timeout.
 //! - Every request carries its client's address as `ConnectInfo<SocketAddr>`.
 //!
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -174,11 +174,13 @@ impl Slot {
         if s.total >= limits.max_connections {
             // Make room by closing the connection idle longest; its slot is released
             // when its task ends, a moment later.
+            // Connections that never completed a request (a flood's) go before those that
+            // did (a kiosk's kept-alive connection between polls).
             let victim = s
                 .open
                 .values()
                 .filter(|(a, t)| a.in_flight.load(Ordering::Relaxed) == 0 && !t.is_cancelled())
-                .max_by_key(|(a, _)| a.silent_for())
+                .max_by_key(|(a, _)| (!a.served.load(Ordering::Relaxed), a.silent_for()))
                 .map(|(_, t)| t.clone());
             match victim {
                 Some(token) => token.cancel(),
@@ -270,7 +272,8 @@ pub async fn serve(
             continue;
         };
         metrics.accepted.inc();
-        let _ = stream.set_nodelay(true);
+        // No TCP_NODELAY: hyper writes each response in one go, and with it set the
+        // manifest bench measured fewer 304s per second (docs/performance.md).
         let conn = Connection {
             app: app.clone(),
             limits: limits.clone(),
@@ -287,7 +290,16 @@ pub async fn serve(
                 Some(acceptor) => {
                     let handshake =
                         tokio::time::timeout(conn.limits.header_timeout, acceptor.accept(stream));
-                    match handshake.await {
+                    // A connection stuck in its handshake (a ClientHello that never comes)
+                    // is the first to be evicted: it must give its slot back at once.
+                    let handshake = tokio::select! {
+                        result = handshake => result,
+                        _ = evict.cancelled() => {
+                            conn.metrics.evicted.inc();
+                            return;
+                        }
+                    };
+                    match handshake {
                         Ok(Ok(tls)) => conn.run(tls, activity, evict).await,
                         Ok(Err(e)) => {
                             conn.metrics.tls_failed.inc();
@@ -341,14 +353,14 @@ impl Connection {
             inner: service,
             activity: in_flight,
         };
+        // The header and idle timeouts are this task's own watchdog below, not hyper's
+        // header-read timer: that one arms a timer on every request, which the manifest
+        // bench measured as a tenth of a 304's cost.
         let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.limits.header_timeout)
-            .keep_alive(true);
+        builder.keep_alive(true);
         let conn = builder.serve_connection(io, TowerToHyperService::new(service));
         let mut conn = std::pin::pin!(conn);
-        let idle = self.limits.idle_timeout;
+        let (header, idle) = (self.limits.header_timeout, self.limits.idle_timeout);
         let mut shutting_down = false;
         loop {
             tokio::select! {
@@ -376,10 +388,10 @@ impl Connection {
                     shutting_down = true;
                     conn.as_mut().graceful_shutdown();
                 }
-                _ = tokio::time::sleep(activity.until_idle(idle)) => {
-                    if activity.is_idle(idle) {
+                _ = tokio::time::sleep(activity.until_deadline(header, idle)) => {
+                    if activity.past_deadline(header, idle) {
                         self.metrics.timed_out.inc();
-                        debug!(%peer, "idle HTTP connection closed");
+                        debug!(%peer, "HTTP connection closed: no request head in time, or idle");
                         return;
                     }
                 }
@@ -388,11 +400,19 @@ impl Connection {
     }
 }
 
-/// When a connection last moved a byte, and how many requests are in flight on it.
+/// What a connection is doing, for its watchdog and for eviction. Times are milliseconds
+/// since the connection opened; a head time of 0 means no request head has begun.
 struct Activity {
     start: Instant,
+    /// When it last moved a byte either way.
     last_ms: AtomicU64,
+    /// When the last response was handed over (0: none yet).
+    done_ms: AtomicU64,
+    /// When the first byte of the request head now arriving came (+1; 0: none).
+    head_ms: AtomicU64,
     in_flight: AtomicUsize,
+    /// Whether a request was answered on this connection.
+    served: std::sync::atomic::AtomicBool,
 }
 
 impl Activity {
@@ -400,28 +420,76 @@ impl Activity {
         Self {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
+            done_ms: AtomicU64::new(0),
+            head_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            served: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn touch(&self) -> u64 {
+        let ms = self.now_ms();
         self.last_ms.store(ms, Ordering::Relaxed);
+        ms
+    }
+
+    /// Bytes arrived: a request head begins if none is in flight or arriving.
+    fn read(&self) {
+        let ms = self.touch();
+        if self.in_flight.load(Ordering::Relaxed) == 0 && self.head_ms.load(Ordering::Relaxed) == 0
+        {
+            self.head_ms.store(ms + 1, Ordering::Relaxed);
+        }
     }
 
     fn silent_for(&self) -> Duration {
-        let now = self.start.elapsed();
-        now.saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+        Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(self.last_ms.load(Ordering::Relaxed)),
+        )
     }
 
-    fn is_idle(&self, idle: Duration) -> bool {
-        self.in_flight.load(Ordering::Relaxed) == 0 && self.silent_for() >= idle
+    /// When the connection must have done something by, in ms since it opened: with a
+    /// request in flight, never (`None`); with a head arriving, `header` after its first
+    /// byte; kept alive after a response, `idle` after it (or after its last byte); new,
+    /// `header` after opening.
+    fn deadline_ms(&self, header: Duration, idle: Duration) -> Option<u64> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let head = self.head_ms.load(Ordering::Relaxed);
+        Some(if head > 0 {
+            (head - 1).saturating_add(ms(header))
+        } else if self.served.load(Ordering::Relaxed) {
+            // From the later of the last response and the last byte (a response body may
+            // still be streaming after its handler returned).
+            self.done_ms
+                .load(Ordering::Relaxed)
+                .max(self.last_ms.load(Ordering::Relaxed))
+                .saturating_add(ms(idle))
+        } else {
+            ms(header)
+        })
     }
 
-    /// How long until the connection could next be idle.
-    fn until_idle(&self, idle: Duration) -> Duration {
-        idle.saturating_sub(self.silent_for())
-            .max(Duration::from_millis(50))
+    fn past_deadline(&self, header: Duration, idle: Duration) -> bool {
+        self.deadline_ms(header, idle)
+            .is_some_and(|deadline| self.now_ms() >= deadline)
+    }
+
+    /// How long the watchdog sleeps before looking again.
+    fn until_deadline(&self, header: Duration, idle: Duration) -> Duration {
+        match self.deadline_ms(header, idle) {
+            Some(deadline) => Duration::from_millis(deadline.saturating_sub(self.now_ms())),
+            // A request in flight (a long-poll): look again later.
+            None => idle,
+        }
+        .max(Duration::from_millis(50))
     }
 }
 
@@ -440,7 +508,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.touch();
+            self.activity.read();
         }
         result
     }
@@ -496,8 +564,10 @@ struct InFlightGuard(Arc<Activity>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
+        let ms = self.0.touch();
+        self.0.done_ms.store(ms, Ordering::Relaxed);
+        self.0.served.store(true, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.touch();
     }
 }
 
@@ -516,6 +586,8 @@ where
 
     fn call(&mut self, req: axum::extract::Request<B>) -> Self::Future {
         self.activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        // The head is complete: the header timeout is over for this request.
+        self.activity.head_ms.store(0, Ordering::Relaxed);
         let guard = InFlightGuard(self.activity.clone());
         let fut = self.inner.call(req);
         Box::pin(async move {
