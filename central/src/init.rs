@@ -155,7 +155,16 @@ pub fn init(opts: &InitOptions, now: OffsetDateTime) -> Result<InitReport, InitE
         .create(&staging)
         .map_err(io_err("create directory", &staging))?;
 
-    let result = populate(&staging, &target, opts, now).and_then(|report| {
+    let result = populate(&staging, &target, opts, now)
+        .and_then(|report| {
+            // Everything in the data directory is private (certificates too): nothing in it
+            // is anyone else's business, and the staging directory (0700) kept it so while
+            // it was written.
+            taplink_sync_io::private::secure_tree(&staging)
+                .map_err(io_err("make private", &staging))?;
+            Ok(report)
+        })
+        .and_then(|report| {
         fs::rename(&staging, &target).map_err(|source| {
             if matches!(
                 source.kind(),

@@ -27,6 +27,11 @@ fn init_creates_a_private_data_directory_with_everything_central_needs() {
     for private in ["server.key", "admin-token", "ca/ca.key"] {
         assert_eq!(mode(&dir.join(private)), 0o600, "{private}");
     }
+    // Every entry, from creation: the first start has nothing to fix.
+    assert!(
+        taplink_sync_io::private::secure_tree(dir).unwrap().is_empty(),
+        "init left something readable by others"
+    );
     let token = fs::read_to_string(dir.join("admin-token")).unwrap();
     assert_eq!(token.trim_end(), init.report.admin_token.as_str());
     let registry = Registry::open(&dir.join("central.sqlite")).unwrap();
