@@ -165,20 +165,20 @@ pub fn init(opts: &InitOptions, now: OffsetDateTime) -> Result<InitReport, InitE
             Ok(report)
         })
         .and_then(|report| {
-        fs::rename(&staging, &target).map_err(|source| {
-            if matches!(
-                source.kind(),
-                io::ErrorKind::DirectoryNotEmpty | io::ErrorKind::AlreadyExists
-            ) {
-                InitError::AlreadyExists {
-                    path: target.clone(),
+            fs::rename(&staging, &target).map_err(|source| {
+                if matches!(
+                    source.kind(),
+                    io::ErrorKind::DirectoryNotEmpty | io::ErrorKind::AlreadyExists
+                ) {
+                    InitError::AlreadyExists {
+                        path: target.clone(),
+                    }
+                } else {
+                    io_err("rename into place", &target)(source)
                 }
-            } else {
-                io_err("rename into place", &target)(source)
-            }
-        })?;
-        Ok(report)
-    });
+            })?;
+            Ok(report)
+        });
     if result.is_err() {
         // Best effort: the staging directory is hidden and holds nothing anyone relies on.
         let _ = fs::remove_dir_all(&staging);

@@ -29,7 +29,9 @@ fn init_creates_a_private_data_directory_with_everything_central_needs() {
     }
     // Every entry, from creation: the first start has nothing to fix.
     assert!(
-        taplink_sync_io::private::secure_tree(dir).unwrap().is_empty(),
+        taplink_sync_io::private::secure_tree(dir)
+            .unwrap()
+            .is_empty(),
         "init left something readable by others"
     );
     let token = fs::read_to_string(dir.join("admin-token")).unwrap();
