@@ -56,6 +56,18 @@ pub const HUB_CERT_DAYS: i64 = 365;
 /// The live sync connection of each hub, so that a newer one supersedes it.
 type LiveHubs = Arc<Mutex<HashMap<HubId, quinn::Connection>>>;
 
+/// What every hub connection's task shares with the endpoint.
+#[derive(Clone)]
+struct Endpoint {
+    /// Bounds the initial syncs running at once.
+    heavy: Arc<Semaphore>,
+    /// Each hub's live connection.
+    live: LiveHubs,
+    /// Central's tracker: a connection's session driver and media fetcher run on it, so
+    /// shutdown waits for a document append or a blob write in progress.
+    tasks: TaskTracker,
+}
+
 /// Admission counters, shared with metrics.
 #[derive(Debug, Default)]
 pub struct Admission {
@@ -117,10 +129,13 @@ pub async fn serve(
     tasks: TaskTracker,
 ) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    let heavy = Arc::new(Semaphore::new(MAX_HEAVY_SYNCS));
+    let shared = Endpoint {
+        heavy: Arc::new(Semaphore::new(MAX_HEAVY_SYNCS)),
+        live: Arc::default(),
+        tasks: tasks.clone(),
+    };
     let admission = state.admission.clone();
     let next_origin = Arc::new(AtomicU64::new(1));
-    let live: LiveHubs = Arc::default();
     loop {
         let incoming = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -147,8 +162,7 @@ pub async fn serve(
         admission.queued.fetch_add(1, Ordering::Relaxed);
         let state = state.clone();
         let handshakes = handshakes.clone();
-        let heavy = heavy.clone();
-        let live = live.clone();
+        let shared = shared.clone();
         let cancel = cancel.child_token();
         // Origins only need to differ between live connections; 0 and 1 are reserved.
         let origin = next_origin.fetch_add(1, Ordering::Relaxed) + 1;
@@ -162,7 +176,7 @@ pub async fn serve(
             drop(permit);
             state.admission.queued.fetch_sub(1, Ordering::Relaxed);
             match conn {
-                Ok(conn) => handle(conn, state, heavy, live, origin, cancel).await,
+                Ok(conn) => handle(conn, state, shared, origin, cancel).await,
                 Err(e) => debug!(error = %e, "handshake failed"),
             }
         });
@@ -173,8 +187,7 @@ pub async fn serve(
 async fn handle(
     conn: quinn::Connection,
     state: AppState,
-    heavy: Arc<Semaphore>,
-    live: LiveHubs,
+    shared: Endpoint,
     origin: u64,
     cancel: CancellationToken,
 ) {
@@ -221,7 +234,7 @@ async fn handle(
             return;
         }
     }
-    run_hub(conn, ids, state, heavy, live, origin, cancel).await;
+    run_hub(conn, ids, state, shared, origin, cancel).await;
 }
 
 /// Whether a hub of `venue` may read `hash`: its venue's media or the org library.
@@ -246,8 +259,7 @@ async fn run_hub(
     conn: quinn::Connection,
     ids: HubIdentity,
     state: AppState,
-    heavy: Arc<Semaphore>,
-    live: LiveHubs,
+    shared: Endpoint,
     origin: u64,
     cancel: CancellationToken,
 ) {
@@ -262,14 +274,15 @@ async fn run_hub(
     // milliseconds per hub, far inside the hub's 10 s wait for our hello.
     let mut heavy_permit = tokio::select! {
         _ = cancel.cancelled() => return,
-        permit = heavy.acquire_owned() => permit.ok(),
+        permit = shared.heavy.clone().acquire_owned() => permit.ok(),
     };
     // A hub keeps one uplink, so a new connection means its previous one is dead (the hub
     // crashed or changed network), which QUIC would only notice at the idle timeout. Close
     // it now: until then its blob fetches would hold their partial downloads (the new
     // connection's fetches of the same blobs would fail as busy) and two sessions would
     // write this hub's sync states.
-    let previous = live
+    let previous = shared
+        .live
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .insert(ids.hub, conn.clone());
@@ -300,7 +313,7 @@ async fn run_hub(
     let server = BlobServer::new(state.blobs.clone(), blob_policy(&state, venue));
     let conn_cancel = cancel.child_token();
     let _stop = conn_cancel.clone().drop_guard();
-    let mut driver = tokio::spawn(drive(
+    let mut driver = shared.tasks.spawn(drive(
         conn.clone(),
         params,
         state.docs.clone(),
@@ -310,7 +323,7 @@ async fn run_hub(
     ));
     let blob_wake = Arc::new(Notify::new());
     let metrics = state.metrics.clone();
-    tokio::spawn(fetch_missing(
+    shared.tasks.spawn(fetch_missing(
         conn.clone(),
         state.docs.clone(),
         venue,
@@ -385,7 +398,7 @@ async fn run_hub(
         state.online.down(ids.hub);
     }
     {
-        let mut live = live.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut live = shared.live.lock().unwrap_or_else(PoisonError::into_inner);
         if live
             .get(&ids.hub)
             .is_some_and(|c| c.stable_id() == conn.stable_id())
