@@ -9,7 +9,6 @@
 //! guessing throttle. Writes must be JSON (uploads their media type), and `Host` must be
 //! one of the hub's names (DNS rebinding).
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Json;
@@ -192,11 +191,19 @@ impl Gate<Arc<HubState>> for HubGate {
         route: MethodRouter<Arc<HubState>>,
     ) -> MethodRouter<Arc<HubState>> {
         let s = self.0.clone();
+        // The layer added last runs first: the throttle before the credential check.
+        let throttled = |route: MethodRouter<Arc<HubState>>| {
+            route.route_layer(from_fn_with_state(s.clone(), throttle_gate))
+        };
         match access {
             Access::Public => route,
-            Access::Secret => route.route_layer(from_fn_with_state(s, secret_gate)),
-            Access::Kiosk => route.route_layer(from_fn_with_state(s, kiosk_gate)),
-            Access::Staff => route.route_layer(from_fn_with_state(s, staff_gate)),
+            Access::Secret => throttled(route),
+            Access::Kiosk => {
+                throttled(route.route_layer(from_fn_with_state(s.clone(), kiosk_gate)))
+            }
+            Access::Staff => {
+                throttled(route.route_layer(from_fn_with_state(s.clone(), staff_gate)))
+            }
             // No admin and no loopback-only page on a hub: such a route refuses everyone.
             _ => route.route_layer(from_fn(|_req: Request, _next: Next| async {
                 ApiError::Unauthorized("this endpoint is not served by a hub".into())
@@ -206,24 +213,9 @@ impl Gate<Arc<HubState>> for HubGate {
     }
 }
 
-/// The client address of a request (unspecified for an in-process request in tests).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientIp(pub IpAddr);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip()),
-        ))
-    }
-}
-
-/// A client that guessed wrong too often waits before any secret of it is checked.
-async fn secret_gate(State(s): State<Arc<HubState>>, req: Request, next: Next) -> Response {
+/// Every route with a secret (secret, kiosk and staff routes): a client that guessed wrong
+/// too often waits before any secret of it is checked, even a right one.
+async fn throttle_gate(State(s): State<Arc<HubState>>, req: Request, next: Next) -> Response {
     let ip = guard::client_ip(&req);
     if let Err(wait) = s.metrics.throttle.check(ip) {
         return guard::throttled_response(wait);
@@ -235,9 +227,6 @@ async fn secret_gate(State(s): State<Arc<HubState>>, req: Request, next: Next) -
 /// gets it as [`kiosk_api::KioskAuth`].
 async fn kiosk_gate(State(s): State<Arc<HubState>>, mut req: Request, next: Next) -> Response {
     let ip = guard::client_ip(&req);
-    if let Err(wait) = s.metrics.throttle.check(ip) {
-        return guard::throttled_response(wait);
-    }
     match kiosk_api::authenticate(&s, req.headers()).await {
         Ok(auth) => {
             req.extensions_mut().insert(auth);
@@ -273,9 +262,6 @@ impl FromRequestParts<Arc<HubState>> for Staff {
 /// Staff routes: an active staff token of this hub.
 async fn staff_gate(State(s): State<Arc<HubState>>, mut req: Request, next: Next) -> Response {
     let ip = guard::client_ip(&req);
-    if let Err(wait) = s.metrics.throttle.check(ip) {
-        return guard::throttled_response(wait);
-    }
     let token = match bearer(req.headers(), "staff token") {
         Ok(token) => token.to_owned(),
         Err(e) => return e.into_response(),

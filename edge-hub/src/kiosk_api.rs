@@ -41,11 +41,12 @@ use tokio_util::io::ReaderStream;
 use tracing::info;
 
 use crate::error::{ApiError, body as limited, internal, parse_json};
-use crate::http::{ClientIp, HubState, Staff, bearer, edit_error, venue_doc, view_error};
+use crate::http::{HubState, Staff, bearer, edit_error, venue_doc, view_error};
 use crate::metrics::Metrics;
 use crate::store::{DeviceError, NewPairing, PairingCode, PairingId, PairingStatus, TokenState};
 use crate::view::{Snapshot, ViewError};
 use prometheus_client::metrics::counter::Counter;
+use taplink_sync_io::web::guard::ClientIp;
 
 /// The longest manifest long-poll, in seconds; longer `wait`s are shortened to this.
 pub const MAX_WAIT_SECS: u64 = 60;

@@ -108,23 +108,8 @@ async fn demo(data: Option<PathBuf>, kiosks: usize) -> Result<()> {
         ),
     }
     println!("Data: {}   — press Ctrl-C to stop.", demo.data.display());
-    stop_signal().await;
+    // Ctrl-C or SIGTERM: either way the demo stops cleanly (and removes its namespace).
+    taplink_sync_io::node::shutdown_signal().await;
     println!("Stopping…");
     demo.shutdown().await
-}
-
-/// Ctrl-C or SIGTERM: either way the demo stops cleanly (and removes its namespace).
-async fn stop_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
 }

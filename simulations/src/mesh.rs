@@ -118,6 +118,11 @@ impl CentralNode {
         })
     }
 
+    /// Enroll a lab hub for `venue` in `dir` with this central ([`enroll_hub`]).
+    pub async fn enroll(&self, venue: VenueId, dir: &Path) -> Result<()> {
+        enroll_hub(dir, self.quic_addr(), &self.enrollment_token(venue)?).await
+    }
+
     /// Apply an edit to a venue document at central, as an admin would.
     pub fn edit_venue(
         &self,

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::json;
 use taplink_edge_hub::http::routes;
-use taplink_simulations::mesh::{CentralNode, enroll_hub, http, start_hub};
+use taplink_simulations::mesh::{CentralNode, http, start_hub};
 use taplink_sync_io::web::access::{Access, check_documented};
 use taplink_sync_proto::doc::{MediaMeta, add_media};
 use taplink_sync_proto::ids::{KioskId, MediaHash};
@@ -383,13 +383,7 @@ async fn real_hub(
     let central = CentralNode::start(&dir.join("central")).await.unwrap();
     let venue = central.create_venue("The Anchor", "Europe/London").unwrap();
     let hub_dir = dir.join("hub");
-    enroll_hub(
-        &hub_dir,
-        central.quic_addr(),
-        &central.enrollment_token(venue).unwrap(),
-    )
-    .await
-    .unwrap();
+    central.enroll(venue, &hub_dir).await.unwrap();
     let mut config = taplink_edge_hub::Config::load(&hub_dir).unwrap();
     f(&mut config);
     config.save().unwrap();

@@ -50,6 +50,14 @@ pub enum Bench {
     Flood(flood::Args),
 }
 
+/// The `q` quantile (0..=1) of `sorted` latencies (zero when there are none).
+pub fn quantile(sorted: &[std::time::Duration], q: f64) -> std::time::Duration {
+    if sorted.is_empty() {
+        return std::time::Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
 /// Run one benchmark and print its table.
 pub async fn run(bench: Bench) -> anyhow::Result<()> {
     let table = match bench {

@@ -49,11 +49,7 @@ pub struct Series {
 impl Series {
     /// The `q` quantile (0..=1).
     pub fn quantile(&self, q: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let i = ((self.latencies.len() - 1) as f64 * q).round() as usize;
-        self.latencies[i]
+        crate::bench::quantile(&self.latencies, q)
     }
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use taplink_kiosk::Kiosk;
 use taplink_kiosk::state::Phase;
 use taplink_simulations::mesh::{
-    CentralNode, Target, approve_pairing, enroll_hub, eventually, http, http_with, staff_token,
-    start_hub, test_kiosk_config,
+    CentralNode, Target, approve_pairing, eventually, http, http_with, staff_token, start_hub,
+    test_kiosk_config,
 };
 use taplink_sync_proto::doc;
 use taplink_sync_proto::ids::{ItemId, KioskId, MediaHash, PlaylistId};
@@ -38,13 +38,7 @@ async fn enroll_tls_hub(
     venue: taplink_sync_proto::ids::VenueId,
     dir: &std::path::Path,
 ) {
-    enroll_hub(
-        dir,
-        central.quic_addr(),
-        &central.enrollment_token(venue).unwrap(),
-    )
-    .await
-    .unwrap();
+    central.enroll(venue, dir).await.unwrap();
     let mut config = taplink_edge_hub::Config::load(dir).unwrap();
     config.http_plain = false;
     config.save().unwrap();
@@ -166,13 +160,7 @@ async fn central_refuses_telemetry_for_foreign_kiosks_and_impossible_times() {
         .edit_venue(other, |am| doc::add_kiosk(am, theirs, "Crown bar"))
         .unwrap();
     let dir = tmp.path().join("hub");
-    enroll_hub(
-        &dir,
-        central.quic_addr(),
-        &central.enrollment_token(venue).unwrap(),
-    )
-    .await
-    .unwrap();
+    central.enroll(venue, &dir).await.unwrap();
     let hub = start_hub(&dir, None).await.unwrap();
     eventually(WAIT, || {
         taplink_simulations::mesh::hub_venue_doc(&hub).filter(|d| d.kiosks.contains_key(&ours))
@@ -241,13 +229,7 @@ async fn central_keeps_a_venues_media_within_its_quota() {
     .unwrap();
     let venue = central.create_venue("The Anchor", "Europe/London").unwrap();
     let dir = tmp.path().join("hub");
-    enroll_hub(
-        &dir,
-        central.quic_addr(),
-        &central.enrollment_token(venue).unwrap(),
-    )
-    .await
-    .unwrap();
+    central.enroll(venue, &dir).await.unwrap();
     let staff = staff_token(&dir).unwrap();
     let hub = start_hub(&dir, None).await.unwrap();
     eventually(WAIT, || taplink_simulations::mesh::hub_venue_doc(&hub))

@@ -42,11 +42,6 @@ impl Access {
             Access::Loopback => "loopback",
         }
     }
-
-    /// Whether a request with no credentials at all may get past the gate.
-    pub fn is_anonymous(self) -> bool {
-        matches!(self, Access::Public | Access::Secret | Access::Loopback)
-    }
 }
 
 /// One route: its path template, its methods and who may use it.

@@ -28,9 +28,28 @@ pub fn json_error(status: StatusCode, sentence: impl Into<String>) -> Response {
 /// `into_make_service_with_connect_info`); unspecified when there is none (a router driven
 /// in-process by a test), so such requests share one throttle entry.
 pub fn client_ip(req: &Request) -> IpAddr {
-    req.extensions()
+    ip_of(req.extensions())
+}
+
+fn ip_of(extensions: &axum::http::Extensions) -> IpAddr {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+}
+
+/// [`client_ip`] as an extractor, for handlers that count failed secrets themselves.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(ip_of(&parts.extensions)))
+    }
 }
 
 // ---------------------------------------------------------------------------------------
