@@ -20,17 +20,17 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use taplink_certs::{HubIdentity, Validity};
-use taplink_sync_io::driver::{AppLink, ConnectionParams, Inbound, drive};
+use taplink_sync_io::driver::ConnectionParams;
 use taplink_sync_io::enroll::{
     EnrollRequest, EnrollResponse, Enrolled, read_message, write_message,
 };
 use taplink_sync_io::net::ENROLL_ALPN;
-use taplink_sync_io::transfer::{BlobServer, fetch_missing};
+use taplink_sync_io::peer::{self, PeerEvent, PeerParams};
 use taplink_sync_proto::doc::{load_org, load_venue};
 use taplink_sync_proto::ids::{HubId, MediaHash};
 use taplink_sync_proto::session::{Access, SessionConfig};
-use taplink_sync_proto::wire::{DocId, ErrorCode, Message, PeerIdentity, TelemetryEvent};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use taplink_sync_proto::wire::{DocHeads, DocId, ErrorCode, Message, PeerIdentity, TelemetryEvent};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -302,76 +302,66 @@ async fn run_hub(
         format!("taplink-central {}", env!("CARGO_PKG_VERSION")),
         BTreeMap::from([(venue, Access::Write), (DocId::Org, Access::Read)]),
     );
-    let params = ConnectionParams {
-        session,
-        peer_key: ids.hub.to_string(),
-        origin,
-        dialer: false,
-    };
-    let (to_peer_tx, to_peer) = mpsc::channel(16);
-    let (from_peer, mut inbound) = mpsc::channel(64);
-    let server = BlobServer::new(state.blobs.clone(), blob_policy(&state, venue));
-    let conn_cancel = cancel.child_token();
-    let _stop = conn_cancel.clone().drop_guard();
-    let mut driver = shared.tasks.spawn(drive(
-        conn.clone(),
-        params,
-        state.docs.clone(),
-        AppLink { to_peer, from_peer },
-        Some(server),
-        conn_cancel.clone(),
-    ));
-    let blob_wake = Arc::new(Notify::new());
     let metrics = state.metrics.clone();
-    shared.tasks.spawn(fetch_missing(
-        conn.clone(),
-        state.docs.clone(),
-        venue,
-        state.blobs.clone(),
-        blob_wake.clone(),
-        conn_cancel.clone(),
-        Some(state.config.venue_media_quota_bytes),
-        move |bytes| metrics.record_blob_fetched(bytes),
-    ));
+    let params = PeerParams {
+        connection: ConnectionParams {
+            session,
+            peer_key: ids.hub.to_string(),
+            origin,
+            dialer: false,
+        },
+        docs: state.docs.clone(),
+        blobs: state.blobs.clone(),
+        serve: blob_policy(&state, venue),
+        fetch_for: venue,
+        quota: Some(state.config.venue_media_quota_bytes),
+        on_fetched: Arc::new(move |bytes| metrics.record_blob_fetched(bytes)),
+    };
+    let mut peer = peer::run(conn.clone(), params, &shared.tasks, &cancel);
     let mut revocations = state.hub_revocations.subscribe();
     let mut established = false;
     state.metrics.hub_connected(1);
     loop {
         tokio::select! {
-            end = &mut driver => {
-                let end = end.map_or_else(|e| e.to_string(), |e| e.to_string());
-                info!(hub = %ids.hub, reason = %end, "hub disconnected");
-                break;
-            }
             revoked = revocations.recv() => {
                 if matches!(revoked, Ok(h) if h == ids.hub) {
                     warn!(hub = %ids.hub, "closing the connection of a revoked hub");
                     conn.close(3u32.into(), b"this hub's certificate was revoked");
                 }
             }
-            msg = inbound.recv() => match msg {
-                Some(Inbound::Established(hello)) => {
+            event = peer.next() => match event {
+                PeerEvent::Ended(end) => {
+                    info!(hub = %ids.hub, reason = %end, "hub disconnected");
+                    break;
+                }
+                PeerEvent::Established(hello) => {
                     if !established {
                         established = true;
                         state.online.up(ids.hub);
                     }
+                    // The hello's heads are only the hub's: the record's heads change at
+                    // quiescent points, together with `last_sync`.
                     let now = state.clock.now();
-                    if let Err(e) = state.registry.touch_hub(ids.hub, now, Some(&hello.software), Some(&hello.docs), None) {
+                    if let Err(e) = state.registry.touch_hub(ids.hub, now, Some(&hello.software), None, None) {
                         warn!(hub = %ids.hub, error = %e, "cannot record hub status");
                     }
                     info!(hub = %ids.hub, venue = %ids.venue, software = %hello.software, "hub connected");
-                    blob_wake.notify_one();
                 }
-                Some(Inbound::Synced) => {
-                    heavy_permit = None;
-                    let now = state.clock.now();
-                    if let Err(e) = state.registry.touch_hub(ids.hub, now, None, None, Some(now)) {
-                        warn!(hub = %ids.hub, error = %e, "cannot record hub sync");
+                PeerEvent::Sync(sync) => {
+                    if sync.synced {
+                        heavy_permit = None;
+                        let now = state.clock.now();
+                        let heads: Vec<DocHeads> = sync
+                            .heads
+                            .into_iter()
+                            .map(|(doc, heads)| DocHeads { doc, heads })
+                            .collect();
+                        if let Err(e) = state.registry.touch_hub(ids.hub, now, None, Some(&heads), Some(now)) {
+                            warn!(hub = %ids.hub, error = %e, "cannot record hub sync");
+                        }
                     }
-                    blob_wake.notify_one();
                 }
-                Some(Inbound::DocChanged(_)) => blob_wake.notify_one(),
-                Some(Inbound::Message(Message::TelemetryBatch { batch, events })) => {
+                PeerEvent::Message(Message::TelemetryBatch { batch, events }) => {
                     let events = admissible_telemetry(&state, ids, events);
                     let store = state.clone();
                     let hub = ids.hub;
@@ -382,14 +372,16 @@ async fn run_hub(
                             warn!(hub = %ids.hub, error = %e, "cannot store telemetry");
                             Message::error(ErrorCode::Internal, "central could not store this batch; it will be retried")
                         }
-                        Err(e) => Message::error(ErrorCode::Internal, e.to_string()),
+                        Err(e) => {
+                            warn!(hub = %ids.hub, error = %e, "telemetry store task failed");
+                            Message::error(ErrorCode::Internal, "central could not store this batch; it will be retried")
+                        }
                     };
-                    if to_peer_tx.send(reply).await.is_err() {
+                    if !peer.send(reply).await {
                         break;
                     }
                 }
-                Some(Inbound::Message(other)) => debug!(hub = %ids.hub, kind = other.kind(), "ignored message"),
-                None => break,
+                PeerEvent::Message(other) => debug!(hub = %ids.hub, kind = other.kind(), "ignored message"),
             },
         }
     }
@@ -423,12 +415,19 @@ async fn enroll(conn: quinn::Connection, state: AppState) {
                 info!(%remote, hub = %enrolled.hub, venue = %enrolled.venue, "hub enrolled");
                 EnrollResponse::Enrolled(enrolled)
             }
-            Err(reason) => {
-                warn!(%remote, %reason, "enrollment refused");
-                EnrollResponse::Refused { reason }
+            Err(refusal) => {
+                warn!(%remote, reason = %refusal.detail(), "enrollment refused");
+                EnrollResponse::Refused {
+                    reason: refusal.to_string(),
+                }
             }
         },
-        Err(reason) => EnrollResponse::Refused { reason },
+        Err(e) => {
+            debug!(%remote, error = %e, "unreadable enrollment request");
+            EnrollResponse::Refused {
+                reason: Refusal::Malformed.to_string(),
+            }
+        }
     };
     let _ = write_message(&mut send, &response).await;
     let _ = send.finish();
@@ -436,27 +435,64 @@ async fn enroll(conn: quinn::Connection, state: AppState) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn.closed()).await;
 }
 
-fn redeem(state: &AppState, request: &EnrollRequest) -> Result<Enrolled, String> {
+/// Why an enrollment was refused. Anyone who speaks `taplink-enroll/1` reads the refusal,
+/// so it is a fixed sentence the person enrolling can act on; what went wrong inside
+/// central goes to central's log ([`Refusal::detail`]), never to the peer.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    /// The request or its code could not be read.
+    #[error("the enrollment request is malformed; check the code was copied whole")]
+    Malformed,
+    /// The code is unknown, used or expired (its own sentence says which).
+    #[error(transparent)]
+    Code(crate::store::EnrollError),
+    /// The hub's certificate request was not acceptable.
+    #[error("the hub's certificate request was refused; update taplink-hub and try again")]
+    Csr(String),
+    /// Central failed; the detail is logged.
+    #[error(
+        "central could not complete the enrollment; try again in a minute, and tell your Taplink administrator if it persists"
+    )]
+    Internal(String),
+}
+
+impl Refusal {
+    /// The whole story, for central's log.
+    fn detail(&self) -> String {
+        match self {
+            Refusal::Csr(detail) | Refusal::Internal(detail) => format!("{self} ({detail})"),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<crate::store::EnrollError> for Refusal {
+    fn from(e: crate::store::EnrollError) -> Self {
+        match e {
+            crate::store::EnrollError::Registry(e) => Refusal::Internal(e.to_string()),
+            other => Refusal::Code(other),
+        }
+    }
+}
+
+fn redeem(state: &AppState, request: &EnrollRequest) -> Result<Enrolled, Refusal> {
     let secret = taplink_sync_io::enroll_token::EnrollmentSecret::from_base32(&request.secret)
-        .map_err(|e| format!("the enrollment code is malformed: {e}"))?;
+        .map_err(|_| Refusal::Malformed)?;
     let now = state.clock.now();
     let hub = HubId::random();
-    let venue = state
-        .registry
-        .redeem_enrollment_code(&secret, hub, now)
-        .map_err(|e| e.to_string())?;
+    let venue = state.registry.redeem_enrollment_code(&secret, hub, now)?;
     let ids = HubIdentity { hub, venue };
-    let validity =
-        Validity::new(now, time::Duration::days(HUB_CERT_DAYS)).map_err(|e| e.to_string())?;
+    let validity = Validity::new(now, time::Duration::days(HUB_CERT_DAYS))
+        .map_err(|e| Refusal::Internal(e.to_string()))?;
     let issued = state
         .pki
         .ca
         .sign_hub_csr(&request.csr_pem, ids, validity)
-        .map_err(|e| format!("the certificate request was refused: {e}"))?;
+        .map_err(|e| Refusal::Csr(e.to_string()))?;
     state
         .registry
         .record_hub(hub, venue, issued.serial(), issued.fingerprint(), now)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Refusal::Internal(e.to_string()))?;
     Ok(Enrolled {
         hub,
         venue,
@@ -510,4 +546,37 @@ fn admissible_telemetry(
         warn!(hub = %ids.hub, venue = %ids.venue, refused, of = total, "telemetry events refused (foreign kiosk, implausible time or duration)");
     }
     kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Refusal;
+    use crate::store::{EnrollError, RegistryError};
+
+    #[test]
+    fn enrollment_refusals_never_carry_central_internals() {
+        let internal = RegistryError::Sqlite {
+            op: "redeem enrollment code",
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                Some("disk I/O error at /srv/taplink/registry.sqlite".into()),
+            ),
+        };
+        let refusal = Refusal::from(EnrollError::Registry(internal));
+        let told = refusal.to_string();
+        assert!(told.contains("could not complete the enrollment"), "{told}");
+        for secret in ["sqlite", "/srv/taplink", "I/O", "registry"] {
+            assert!(!told.contains(secret), "{told:?} leaks {secret:?}");
+        }
+        // The log keeps the detail.
+        assert!(refusal.detail().contains("/srv/taplink/registry.sqlite"));
+        let csr = Refusal::Csr("x509 parse error at byte 17".into()).to_string();
+        assert!(!csr.contains("byte 17"), "{csr}");
+        // A problem with the code itself is told as it is: the holder can act on it.
+        assert!(
+            Refusal::from(EnrollError::Unknown)
+                .to_string()
+                .contains("unknown enrollment code")
+        );
+    }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use taplink_sync_io::net::PeerAddr;
 
 /// Name of the config file inside the data directory.
 pub const CONFIG_FILE: &str = "hub.json";
@@ -16,11 +17,13 @@ pub struct Config {
     /// The data directory (keys, certificates, databases, media); not stored in the file.
     #[serde(skip)]
     pub data_dir: PathBuf,
-    /// Central's QUIC address.
-    pub central_addr: SocketAddr,
-    /// The name central's certificate carries for that address (checked by TLS).
-    #[serde(default = "default_central_name")]
-    pub central_name: String,
+    /// Central's QUIC address as given at enrollment, `HOST:PORT` (a DNS name is resolved
+    /// again at every reconnect).
+    pub central_addr: PeerAddr,
+    /// The name central's certificate carries for that address (checked by TLS). Default:
+    /// the host of `central_addr` when it is a DNS name, else `localhost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub central_name: Option<String>,
     /// Where the hub's local HTTP API listens (staff UI and kiosks; LAN address in a venue).
     #[serde(default = "default_http_listen")]
     pub http_listen: SocketAddr,
@@ -77,9 +80,6 @@ pub struct Config {
     pub http_idle_timeout_ms: u64,
 }
 
-fn default_central_name() -> String {
-    "localhost".into()
-}
 fn default_http_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8580))
 }
@@ -147,11 +147,11 @@ pub enum ConfigError {
 
 impl Config {
     /// A configuration for a hub enrolled with central at `central_addr`.
-    pub fn new(data_dir: PathBuf, central_addr: SocketAddr) -> Self {
+    pub fn new(data_dir: PathBuf, central_addr: PeerAddr) -> Self {
         Self {
             data_dir,
             central_addr,
-            central_name: default_central_name(),
+            central_name: None,
             http_listen: default_http_listen(),
             backoff_min_ms: default_backoff_min_ms(),
             backoff_max_ms: default_backoff_max_ms(),
@@ -242,7 +242,7 @@ impl Config {
                 reason: "http_max_connections and http_max_connections_per_client must be at least 1",
             });
         }
-        if self.central_name.is_empty() {
+        if self.central_name.as_deref().is_some_and(str::is_empty) {
             return Err(ConfigError::Invalid {
                 field: "central_name",
                 value: String::new(),
@@ -250,6 +250,16 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The name TLS checks on central's certificate: `central_name`, else the DNS name in
+    /// `central_addr`, else `localhost` (central's default certificate names it).
+    pub fn central_name(&self) -> String {
+        match (&self.central_name, self.central_addr.ip()) {
+            (Some(name), _) => name.clone(),
+            (None, None) => self.central_addr.host().to_owned(),
+            (None, Some(_)) => "localhost".to_owned(),
+        }
     }
 
     /// The HTTP listener's limits.

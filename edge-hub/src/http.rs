@@ -315,6 +315,7 @@ async fn healthz(State(s): State<Arc<HubState>>) -> Json<serde_json::Value> {
         "status": "ok",
         "central": if uplink.connected { "connected" } else { "disconnected" },
         "synced": uplink.synced,
+        "heads": heads_json(&uplink),
     }))
 }
 
@@ -326,8 +327,26 @@ async fn status(State(s): State<Arc<HubState>>) -> Json<serde_json::Value> {
         "venue": s.venue.to_string(),
         "central": if uplink.connected { "connected" } else { "disconnected" },
         "synced": uplink.synced,
+        "heads": heads_json(&uplink),
         "last_error": uplink.last_error,
     }))
+}
+
+/// The heads both sides acknowledged at the last quiescent point, as central's hub record
+/// shows them: document id to hex change hashes.
+fn heads_json(uplink: &UplinkStatus) -> serde_json::Value {
+    uplink
+        .heads
+        .iter()
+        .map(|(doc, heads)| {
+            let hex: Vec<String> = heads
+                .iter()
+                .map(|h| data_encoding::HEXLOWER.encode(h))
+                .collect();
+            (doc.to_string(), json!(hex))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 async fn metrics(State(s): State<Arc<HubState>>) -> impl IntoResponse {

@@ -2,14 +2,13 @@
 //!
 //! Written once by `enroll` (the key with 0600 permissions), read by every `run`.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 use taplink_certs::{HubIdentity, PrivateKey, cert_der_from_pem};
 use taplink_sync_io::enroll::{EnrollmentToken, request_enrollment};
-use taplink_sync_io::net::client_endpoint;
+use taplink_sync_io::net::{PeerAddr, client_endpoint};
 use taplink_sync_proto::ids::{HubId, VenueId};
 
 use crate::config::Config;
@@ -58,6 +57,14 @@ pub enum IdentityError {
     /// The config could not be written.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// Central's name did not resolve.
+    #[error("cannot find central at {central}: {source}")]
+    Resolve {
+        /// The address as given.
+        central: PeerAddr,
+        /// What the resolver said.
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -105,7 +112,7 @@ fn read(path: PathBuf) -> Result<String, IdentityError> {
 /// and a default config in `data_dir`.
 pub async fn enroll(
     data_dir: &Path,
-    central: SocketAddr,
+    central: &PeerAddr,
     token: &EnrollmentToken,
 ) -> Result<Identity, IdentityError> {
     if data_dir.join(IDS_FILE).exists() {
@@ -120,10 +127,20 @@ pub async fn enroll(
     let csr = key
         .certificate_request_pem()
         .map_err(pki("making the CSR"))?;
-    let endpoint = client_endpoint(SocketAddr::from(([0, 0, 0, 0], 0)))
+    let resolved = central
+        .resolve()
+        .await
+        .map_err(|source| IdentityError::Resolve {
+            central: central.clone(),
+            source,
+        })?;
+    // The token pins central's certificate, so any address the name resolves to is safe
+    // to try; the first is the resolver's preference.
+    let addr = resolved[0];
+    let endpoint = client_endpoint(taplink_sync_io::net::unspecified_like(addr))
         .map_err(taplink_sync_io::enroll::EnrollError::from)?;
     let software = format!("taplink-hub {}", env!("CARGO_PKG_VERSION"));
-    let enrolled = request_enrollment(&endpoint, central, token, csr, software).await;
+    let enrolled = request_enrollment(&endpoint, addr, token, csr, software).await;
     endpoint.close(0u32.into(), b"done");
     let enrolled = enrolled?;
     let cert = cert_der_from_pem(&enrolled.cert_pem).map_err(pki("central's certificate"))?;
@@ -144,7 +161,7 @@ pub async fn enroll(
         venue: ids.venue,
     })
     .map_err(pki("encoding identity.json"))?;
-    Config::new(data_dir.to_owned(), central).save()?;
+    Config::new(data_dir.to_owned(), central.clone()).save()?;
     // Written last: its presence means "enrolled".
     write(data_dir.join(IDS_FILE), &ids_json)?;
     taplink_sync_io::private::secure_and_report(data_dir).map_err(|source| IdentityError::Io {

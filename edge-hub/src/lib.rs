@@ -230,8 +230,8 @@ impl Hub {
         });
         let mdns = advertise(&config, &identity, http_addr);
         let parts = UplinkParts {
-            central_addr: config.central_addr,
-            central_name: config.central_name.clone(),
+            central_addr: config.central_addr.clone(),
+            central_name: config.central_name(),
             backoff: config.backoff(),
             docs: docs.clone(),
             blobs: blobs.clone(),

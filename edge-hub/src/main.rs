@@ -23,9 +23,10 @@ struct Cli {
 enum Command {
     /// Enroll this hub with central using a one-time token from an admin.
     Enroll {
-        /// Central's QUIC address, HOST:PORT.
+        /// Central's QUIC address, HOST:PORT (a DNS name or an IP address; kept as given and
+        /// resolved again at every reconnect).
         #[arg(long)]
-        central: SocketAddr,
+        central: taplink_sync_io::net::PeerAddr,
         /// The enrollment token (`tl1-…`).
         #[arg(long, env = "TAPLINK_ENROLL_CODE")]
         code: EnrollmentToken,
@@ -149,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
             code,
             data,
         } => {
-            let identity = taplink_edge_hub::identity::enroll(&data, central, &code)
+            let identity = taplink_edge_hub::identity::enroll(&data, &central, &code)
                 .await
                 .context("enrollment failed")?;
             println!(

@@ -8,19 +8,19 @@
 //! is connected; the uplink only moves changes.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
 use taplink_sync_io::blobs::BlobStore;
 use taplink_sync_io::docs::Documents;
-use taplink_sync_io::driver::{AppLink, ConnectionParams, DriverEnd, Inbound, drive};
-use taplink_sync_io::transfer::{BlobServer, fetch_missing};
+use taplink_sync_io::driver::ConnectionParams;
+use taplink_sync_io::net::PeerAddr;
+use taplink_sync_io::peer::{self, PeerEvent, PeerParams};
 use taplink_sync_proto::ids::MediaHash;
 use taplink_sync_proto::session::{Access, SessionConfig};
-use taplink_sync_proto::wire::{DocId, MAX_TELEMETRY_BATCH, Message, PeerIdentity};
-use tokio::sync::{Notify, mpsc, watch};
+use taplink_sync_proto::wire::{ChangeHash, DocId, MAX_TELEMETRY_BATCH, Message, PeerIdentity};
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -36,8 +36,11 @@ const UPLINK_ORIGIN: u64 = 1;
 pub struct UplinkStatus {
     /// Whether a session with central is established.
     pub connected: bool,
-    /// Whether the documents were in sync with central at the last check.
+    /// Whether central acknowledged the hub's heads of every document and the hub central's
+    /// (false from the first unacknowledged edit on either side).
     pub synced: bool,
+    /// The heads of each document both sides acknowledged at the last quiescent point.
+    pub heads: BTreeMap<DocId, Vec<ChangeHash>>,
     /// The last reason the connection ended, if it did.
     pub last_error: Option<String>,
 }
@@ -45,8 +48,8 @@ pub struct UplinkStatus {
 /// Everything the uplink works with.
 #[derive(Debug, Clone)]
 pub struct UplinkParts {
-    /// Central's QUIC address.
-    pub central_addr: SocketAddr,
+    /// Central's QUIC address as configured (a name is resolved at every attempt).
+    pub central_addr: PeerAddr,
     /// The name on central's certificate.
     pub central_name: String,
     /// First and largest reconnect delay.
@@ -106,47 +109,25 @@ pub async fn run(
             return;
         }
     };
-    let bind = if parts.central_addr.is_ipv4() {
-        SocketAddr::from(([0, 0, 0, 0], 0))
-    } else {
-        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
-    };
-    let endpoint = match taplink_sync_io::net::client_endpoint(bind) {
-        Ok(e) => e,
-        Err(e) => {
-            warn!(error = %e, "uplink disabled: cannot bind a UDP socket");
-            return;
-        }
-    };
+    // One client endpoint per address family, bound when first needed: central's name may
+    // resolve to either.
+    let mut endpoints: BTreeMap<bool, quinn::Endpoint> = BTreeMap::new();
     let (min_delay, max_delay) = parts.backoff;
     let mut attempt = 0u32;
     loop {
-        let connecting =
-            endpoint.connect_with(client.clone(), parts.central_addr, &parts.central_name);
-        let end = match connecting {
-            Ok(connecting) => {
-                let conn = tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    c = connecting => c,
-                };
-                match conn {
-                    Ok(conn) => {
-                        parts.metrics.uplink_connects.inc();
-                        let end =
-                            connected(&identity, &parts, conn, &status, &cancel, &mut attempt)
-                                .await;
-                        status.send_modify(|s| {
-                            s.connected = false;
-                            s.synced = false;
-                            s.last_error = Some(end.clone());
-                        });
-                        parts.metrics.uplink_connected.set(0);
-                        end
-                    }
-                    Err(e) => e.to_string(),
-                }
-            }
-            Err(e) => e.to_string(),
+        let end = match attempt_once(
+            &identity,
+            &parts,
+            &client,
+            &mut endpoints,
+            &status,
+            &cancel,
+            &mut attempt,
+        )
+        .await
+        {
+            Some(end) => end,
+            None => break,
         };
         if cancel.is_cancelled() {
             break;
@@ -160,7 +141,64 @@ pub async fn run(
             _ = tokio::time::sleep(delay) => {}
         }
     }
-    endpoint.close(0u32.into(), b"hub shutting down");
+    for endpoint in endpoints.values() {
+        endpoint.close(0u32.into(), b"hub shutting down");
+    }
+}
+
+/// One connection attempt (resolve central's address again, connect, run the connection);
+/// why it ended, or `None` when cancelled.
+async fn attempt_once(
+    identity: &Identity,
+    parts: &UplinkParts,
+    client: &quinn::ClientConfig,
+    endpoints: &mut BTreeMap<bool, quinn::Endpoint>,
+    status: &watch::Sender<UplinkStatus>,
+    cancel: &CancellationToken,
+    attempt: &mut u32,
+) -> Option<String> {
+    let resolved = tokio::select! {
+        _ = cancel.cancelled() => return None,
+        r = parts.central_addr.resolve() => r,
+    };
+    let addrs = match resolved {
+        Ok(addrs) => addrs,
+        Err(e) => return Some(format!("cannot resolve {}: {e}", parts.central_addr)),
+    };
+    // Several addresses (several central nodes behind one name): rotate through them.
+    let addr = addrs[*attempt as usize % addrs.len()];
+    let endpoint = match endpoints.entry(addr.is_ipv4()) {
+        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::btree_map::Entry::Vacant(slot) => {
+            match taplink_sync_io::net::client_endpoint(taplink_sync_io::net::unspecified_like(
+                addr,
+            )) {
+                Ok(e) => slot.insert(e),
+                Err(e) => return Some(format!("cannot bind a UDP socket: {e}")),
+            }
+        }
+    };
+    let connecting = match endpoint.connect_with(client.clone(), addr, &parts.central_name) {
+        Ok(connecting) => connecting,
+        Err(e) => return Some(e.to_string()),
+    };
+    let conn = tokio::select! {
+        _ = cancel.cancelled() => return None,
+        c = connecting => c,
+    };
+    let conn = match conn {
+        Ok(conn) => conn,
+        Err(e) => return Some(format!("{addr}: {e}")),
+    };
+    parts.metrics.uplink_connects.inc();
+    let end = connected(identity, parts, conn, status, cancel, attempt).await;
+    status.send_modify(|s| {
+        s.connected = false;
+        s.synced = false;
+        s.last_error = Some(end.clone());
+    });
+    parts.metrics.uplink_connected.set(0);
+    Some(end)
 }
 
 /// One connection's life; returns why it ended.
@@ -182,68 +220,44 @@ async fn connected(
         format!("taplink-hub {}", env!("CARGO_PKG_VERSION")),
         BTreeMap::from([(venue, Access::Write), (DocId::Org, Access::Write)]),
     );
-    let params = ConnectionParams {
-        session,
-        peer_key: "central".into(),
-        origin: UPLINK_ORIGIN,
-        dialer: true,
-    };
-    let (to_peer_tx, to_peer) = mpsc::channel(16);
-    let (from_peer, mut inbound) = mpsc::channel(64);
-    // Central may read any blob this hub holds: it is the org's authority.
-    let server = BlobServer::new(parts.blobs.clone(), Arc::new(|_: &MediaHash| true));
-    let conn_cancel = cancel.child_token();
-    let mut driver = parts.tasks.spawn(drive(
-        conn.clone(),
-        params,
-        parts.docs.clone(),
-        AppLink { to_peer, from_peer },
-        Some(server),
-        conn_cancel.clone(),
-    ));
-    let _stop = conn_cancel.clone().drop_guard();
-    let blob_wake = Arc::new(Notify::new());
     let metrics = parts.metrics.clone();
-    parts.tasks.spawn(fetch_missing(
-        conn.clone(),
-        parts.docs.clone(),
-        venue,
-        parts.blobs.clone(),
-        blob_wake.clone(),
-        conn_cancel.clone(),
+    let params = PeerParams {
+        connection: ConnectionParams {
+            session,
+            peer_key: "central".into(),
+            origin: UPLINK_ORIGIN,
+            dialer: true,
+        },
+        docs: parts.docs.clone(),
+        blobs: parts.blobs.clone(),
+        // Central may read any blob this hub holds: it is the org's authority.
+        serve: Arc::new(|_: &MediaHash| true),
+        fetch_for: venue,
         // The hub's quota applies where media enters the venue: uploads.
-        None,
-        move |transferred| {
+        quota: None,
+        on_fetched: Arc::new(move |transferred| {
             metrics.blobs_fetched.inc();
             metrics.blob_bytes_fetched.inc_by(transferred);
-        },
-    ));
+        }),
+    };
+    let mut peer = peer::run(conn, params, &parts.tasks, cancel);
     let mut batch_in_flight: Option<u64> = None;
-    let mut changes = parts.docs.subscribe();
     loop {
         tokio::select! {
-            end = &mut driver => {
-                return match end {
-                    Ok(DriverEnd::Cancelled) => "hub shutting down".into(),
-                    Ok(end) => end.to_string(),
-                    Err(e) => format!("sync driver failed: {e}"),
-                };
-            }
-            msg = inbound.recv() => match msg {
-                Some(Inbound::Established(hello)) => {
+            event = peer.next() => match event {
+                PeerEvent::Ended(end) => return end,
+                PeerEvent::Established(hello) => {
                     info!(central = %parts.central_addr, software = %hello.software, "connected to central");
                     *attempt = 0;
                     parts.metrics.uplink_connected.set(1);
                     status.send_modify(|s| { s.connected = true; s.last_error = None; });
-                    blob_wake.notify_one();
                     parts.outbox_ready.notify_one();
                 }
-                Some(Inbound::DocChanged(_)) => blob_wake.notify_one(),
-                Some(Inbound::Synced) => {
-                    status.send_modify(|s| s.synced = true);
-                    blob_wake.notify_one();
-                }
-                Some(Inbound::Message(Message::TelemetryAck { batch, stored })) => {
+                PeerEvent::Sync(state) => status.send_modify(|s| {
+                    s.synced = state.synced;
+                    s.heads = state.heads;
+                }),
+                PeerEvent::Message(Message::TelemetryAck { batch, stored }) => {
                     if batch_in_flight == Some(batch) {
                         match parts.outbox.acknowledge(batch) {
                             Ok(n) => {
@@ -256,26 +270,19 @@ async fn connected(
                         parts.outbox_ready.notify_one();
                     }
                 }
-                Some(Inbound::Message(other)) => debug!(kind = other.kind(), "ignored message from central"),
-                None => return "sync driver stopped".into(),
+                PeerEvent::Message(other) => debug!(kind = other.kind(), "ignored message from central"),
             },
             _ = parts.outbox_ready.notified(), if batch_in_flight.is_none() => {
                 match parts.outbox.next_batch(MAX_TELEMETRY_BATCH) {
                     Ok(Some(batch)) => {
                         batch_in_flight = Some(batch.upto);
                         let msg = Message::TelemetryBatch { batch: batch.upto, events: batch.events };
-                        if to_peer_tx.send(msg).await.is_err() {
+                        if !peer.send(msg).await {
                             return "sync driver stopped".into();
                         }
                     }
                     Ok(None) => {}
                     Err(e) => warn!(error = %e, "cannot read the telemetry outbox"),
-                }
-            }
-            change = changes.recv() => {
-                // A local edit may have added media; a lagged receiver may have missed one.
-                if matches!(change, Ok(c) if c.doc == venue) || change.is_err() {
-                    blob_wake.notify_one();
                 }
             }
         }

@@ -154,7 +154,7 @@ fn edit_error(e: EditError<DocOpError>) -> anyhow::Error {
 /// HTTP (a lab: `http_plain`) on an ephemeral loopback port, short reconnect backoff (50 ms
 /// to 1 s).
 pub async fn enroll_hub(dir: &Path, central: SocketAddr, token: &EnrollmentToken) -> Result<()> {
-    taplink_edge_hub::identity::enroll(dir, central, token).await?;
+    taplink_edge_hub::identity::enroll(dir, &central.into(), token).await?;
     let mut config = taplink_edge_hub::Config::load(dir)?;
     config.http_listen = LOOPBACK_ANY;
     config.backoff_min_ms = 50;
@@ -170,7 +170,7 @@ pub async fn enroll_hub(dir: &Path, central: SocketAddr, token: &EnrollmentToken
 pub async fn start_hub(dir: &Path, central_via: Option<SocketAddr>) -> Result<Hub> {
     let mut config = taplink_edge_hub::Config::load(dir)?;
     if let Some(addr) = central_via {
-        config.central_addr = addr;
+        config.central_addr = addr.into();
     }
     Ok(Hub::bind(config).await?)
 }

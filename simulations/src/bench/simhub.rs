@@ -122,7 +122,7 @@ impl SimHub {
                     bail!("the session ended before it was in sync: {end}");
                 }
                 msg = inbound.recv() => match msg {
-                    Some(Inbound::Synced) => break,
+                    Some(Inbound::Sync(s)) if s.synced => break,
                     Some(_) => {}
                     None => bail!("the session driver stopped"),
                 },

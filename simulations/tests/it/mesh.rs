@@ -754,3 +754,168 @@ mod outage {
         }
     }
 }
+
+/// Status never lies: `synced` is withdrawn at the first edit central has not acknowledged,
+/// a cut link is reported within seconds at both ends (not at QUIC's idle timeout), and
+/// after the heal the hub's `/healthz` and central's hub record show the same heads with
+/// a `last_sync` taken at that quiescent point.
+mod status {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use taplink_simulations::mesh::{
+        CentralNode, Target, edit_at_hub, enroll_hub, eventually, http, start_hub,
+    };
+    use taplink_simulations::wan_proxy::WanProxy;
+    use taplink_sync_proto::doc;
+    use taplink_sync_proto::ids::KioskId;
+
+    const WAIT: Duration = Duration::from_secs(30);
+    /// Generous against a 6 s liveness deadline, far below the 30 s QUIC idle timeout
+    /// (plus a 10 s keep-alive) that used to decide.
+    const REPORTED_WITHIN: Duration = Duration::from_secs(15);
+
+    async fn healthz(hub: &taplink_edge_hub::Hub) -> serde_json::Value {
+        let (status, body) = http(Target::of(hub), "GET", "/healthz", b"").await.unwrap();
+        assert_eq!(status, 200);
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cut_link_is_reported_within_seconds_and_synced_is_proven() {
+        let tmp = tempfile::tempdir().unwrap();
+        let central = CentralNode::start(&tmp.path().join("central"))
+            .await
+            .unwrap();
+        let venue = central.create_venue("The Anchor", "Europe/London").unwrap();
+        let dir = tmp.path().join("hub");
+        enroll_hub(
+            &dir,
+            central.quic_addr(),
+            &central.enrollment_token(venue).unwrap(),
+        )
+        .await
+        .unwrap();
+        let proxy = WanProxy::start("127.0.0.1:0".parse().unwrap(), central.quic_addr(), 1)
+            .await
+            .unwrap();
+        let hub = start_hub(&dir, Some(proxy.local_addr())).await.unwrap();
+        let hub_id = hub.ids().hub;
+        let record = format!("/api/v1/hubs/{hub_id}");
+
+        // In sync: both ends show the same heads.
+        let mut status = hub.uplink();
+        let synced_heads = loop {
+            let at_hub = healthz(&hub).await;
+            let (_, at_central) = central.admin("GET", &record, None).await.unwrap();
+            if at_hub["synced"] == true && at_central["heads"] == at_hub["heads"] {
+                assert_eq!(at_hub["central"], "connected");
+                assert_eq!(at_central["online"], true);
+                break at_hub["heads"].clone();
+            }
+            tokio::time::timeout(WAIT, status.changed())
+                .await
+                .expect("hub never in sync")
+                .unwrap();
+        };
+        assert!(synced_heads.as_object().is_some_and(|m| m.len() == 2));
+
+        // The link dies. An edit made now is not acknowledged: `synced` goes at once.
+        proxy.cut();
+        let cut_at = Instant::now();
+        edit_at_hub(&hub, |am| doc::add_kiosk(am, KioskId::random(), "Till")).unwrap();
+        eventually(Duration::from_secs(5), || {
+            (!status.borrow().synced).then_some(())
+        })
+        .await
+        .expect("an unacknowledged edit left `synced` true");
+        assert_eq!(healthz(&hub).await["synced"], false);
+
+        // Both ends report the dead link within seconds.
+        eventually(REPORTED_WITHIN, || {
+            (!status.borrow().connected).then_some(())
+        })
+        .await
+        .expect("the hub still claims a connection to central");
+        let state = central.central.state();
+        eventually(REPORTED_WITHIN, || {
+            (!state.online.contains(hub_id)).then_some(())
+        })
+        .await
+        .expect("central still lists the hub online");
+        let noticed = cut_at.elapsed();
+        assert!(noticed < REPORTED_WITHIN, "noticed after {noticed:?}");
+        assert_eq!(healthz(&hub).await["central"], "disconnected");
+
+        // Heal: the record's heads and last_sync come from the same quiescent point, the
+        // one after the merge, and equal the hub's.
+        proxy.heal();
+        let healed = eventually(WAIT, || {
+            let s = status.borrow();
+            (s.connected && s.synced).then_some(())
+        });
+        healed.await.expect("no resync after the heal");
+        let at_hub = healthz(&hub).await;
+        let (_, at_central) =
+            eventually_json(&central, &record, |c| c["heads"] == at_hub["heads"]).await;
+        assert_ne!(at_hub["heads"], synced_heads, "the merge moved the heads");
+        assert!(at_central["last_sync"].is_string());
+        hub.shutdown().await;
+        proxy.shutdown().await;
+        central.central.shutdown().await.unwrap();
+    }
+
+    async fn eventually_json(
+        central: &CentralNode,
+        path: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> (u16, serde_json::Value) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (status, json) = central.admin("GET", path, None).await.unwrap();
+            if done(&json) {
+                return (status, json);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "central's record never matched: {json}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// `taplink-hub enroll --central HOST:PORT` takes a DNS name: it is stored as given (not
+/// as the address it resolved to), names central's certificate, and the uplink resolves
+/// it again to connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_enrolled_by_dns_name_keeps_the_name_and_syncs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let central = CentralNode::start(&tmp.path().join("central"))
+        .await
+        .unwrap();
+    let venue = central.create_venue("The Anchor", "Europe/London").unwrap();
+    let dir = tmp.path().join("hub");
+    let by_name: taplink_sync_io::net::PeerAddr =
+        format!("localhost:{}", central.quic_addr().port())
+            .parse()
+            .unwrap();
+    taplink_edge_hub::identity::enroll(&dir, &by_name, &central.enrollment_token(venue).unwrap())
+        .await
+        .unwrap();
+    let config = taplink_edge_hub::Config::load(&dir).unwrap();
+    assert_eq!(config.central_addr.to_string(), by_name.to_string());
+    let on_disk: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("hub.json")).unwrap()).unwrap();
+    assert_eq!(on_disk["central_addr"], by_name.to_string());
+    assert_eq!(config.central_name(), "localhost");
+    let hub = start_hub(&dir, None).await.unwrap();
+    eventually(WAIT, || {
+        hub_venue_doc(&hub).filter(|d| d.settings.name == "The Anchor")
+    })
+    .await
+    .unwrap();
+    hub.shutdown().await;
+    central.central.shutdown().await.unwrap();
+}

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use taplink_sync_proto::session::{Event, Session, SessionConfig};
-use taplink_sync_proto::wire::{DocId, ErrorCode, Hello, MAX_FRAME_LEN, Message};
+use taplink_sync_proto::session::{DocStore, Event, Session, SessionConfig};
+use taplink_sync_proto::wire::{ChangeHash, DocId, ErrorCode, Hello, MAX_FRAME_LEN, Message};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -27,6 +27,16 @@ use crate::transfer::BlobServer;
 
 /// How often a sync that is not yet complete logs its progress.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A connection from which no datagram arrived for this long is dead. QUIC keep-alives
+/// ([`crate::net::KEEP_ALIVE`]) are the probe: a live peer acknowledges one within a round
+/// trip, so silence over several keep-alive intervals means the path is gone. Without this
+/// check a cut link is noticed only at the QUIC idle timeout, and the node's status would
+/// claim a connection that no longer exists for that long.
+pub const DEAD_AFTER: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// How often the driver checks that the peer is still heard.
+const LIVENESS_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Frames from all of a connection's receive streams wait here for the driver; a full
 /// queue stops the readers, and QUIC flow control then slows the peer.
@@ -54,8 +64,23 @@ pub enum Inbound {
     Message(Message),
     /// A document received changes from the peer (already durable).
     DocChanged(DocId),
-    /// Every document is in sync with the peer as far as the session knows.
-    Synced,
+    /// Whether the documents are in sync with the peer changed, or they reached new common
+    /// heads (a quiescent point).
+    Sync(SyncState),
+}
+
+/// Where a connection's documents stand with the peer.
+///
+/// `synced` is proven, not assumed: the peer's last advertised heads of every document are
+/// ours and no reply is outstanding, so both sides hold exactly `heads`. It turns false as
+/// soon as either side changes a document, and stays false until the peer acknowledges the
+/// change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncState {
+    /// Both sides acknowledged the same heads of every document.
+    pub synced: bool,
+    /// The heads both sides acknowledged at the last quiescent point (empty before the first).
+    pub heads: BTreeMap<DocId, Vec<ChangeHash>>,
 }
 
 /// The owner's side of a connection.
@@ -167,8 +192,11 @@ pub async fn drive(
         });
     }
     let mut doc_streams: BTreeMap<DocId, quinn::SendStream> = BTreeMap::new();
-    let mut was_synced = false;
+    let mut state = SyncState::default();
     let mut owner_sends = true;
+    let mut liveness = tokio::time::interval(LIVENESS_CHECK);
+    liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heard = (conn.stats().udp_rx.datagrams, Instant::now());
     let started = Instant::now();
     let mut ever_synced = false;
     let mut frames_in = 0u64;
@@ -204,13 +232,21 @@ pub async fn drive(
                 return DriverEnd::Failed(e.to_string());
             }
         }
-        let synced = docs.with_locked(&doc_ids, |locked| {
-            doc_ids.iter().all(|d| session.is_synced(*d, locked))
+        let heads = docs.with_locked(&doc_ids, |locked| {
+            let synced = doc_ids.iter().all(|d| session.is_synced(*d, locked));
+            synced.then(|| {
+                doc_ids
+                    .iter()
+                    .filter_map(|d| {
+                        locked
+                            .doc_mut(*d)
+                            .map(|am| (*d, am.get_heads().iter().map(|h| h.0).collect()))
+                    })
+                    .collect::<BTreeMap<DocId, Vec<ChangeHash>>>()
+            })
         });
-        if synced && !was_synced {
-            if ever_synced {
-                debug!(peer = %params.peer_key, "in sync");
-            } else {
+        if let Some(heads) = heads {
+            if !ever_synced {
                 let stats = conn.stats();
                 info!(
                     peer = %params.peer_key,
@@ -222,13 +258,25 @@ pub async fn drive(
                 );
                 ever_synced = true;
             }
-            let _ = app.from_peer.send(Inbound::Synced).await;
-        } else if !synced && last_report.elapsed() >= PROGRESS_EVERY {
-            // A long (initial or catch-up) sync reports that it is moving.
-            last_report = Instant::now();
-            info!(peer = %params.peer_key, frames_in, bytes_in = conn.stats().udp_rx.bytes, "sync in progress");
+            if !state.synced || state.heads != heads {
+                debug!(peer = %params.peer_key, "in sync");
+                state = SyncState {
+                    synced: true,
+                    heads,
+                };
+                let _ = app.from_peer.send(Inbound::Sync(state.clone())).await;
+            }
+        } else {
+            if state.synced {
+                state.synced = false;
+                let _ = app.from_peer.send(Inbound::Sync(state.clone())).await;
+            }
+            if last_report.elapsed() >= PROGRESS_EVERY {
+                // A long (initial or catch-up) sync reports that it is moving.
+                last_report = Instant::now();
+                info!(peer = %params.peer_key, frames_in, bytes_in = conn.stats().udp_rx.bytes, "sync in progress");
+            }
         }
-        was_synced = synced;
 
         let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
         let step = tokio::select! {
@@ -260,6 +308,7 @@ pub async fn drive(
                 }
             },
             _ = sleep_until(deadline) => Step::Timeout,
+            _ = liveness.tick() => Step::Liveness,
         };
         let now = Instant::now();
         match step {
@@ -304,6 +353,20 @@ pub async fn drive(
             Step::Timeout => {
                 docs.with_locked(&doc_ids, |locked| session.handle_timeout(now, locked));
             }
+            Step::Liveness => {
+                let datagrams = conn.stats().udp_rx.datagrams;
+                if datagrams != heard.0 {
+                    heard = (datagrams, now);
+                } else if now.duration_since(heard.1) >= DEAD_AFTER {
+                    let why = format!(
+                        "nothing heard from the peer for {} s (link down?)",
+                        DEAD_AFTER.as_secs()
+                    );
+                    warn!(peer = %params.peer_key, "{why}");
+                    conn.close(6u32.into(), b"peer unresponsive");
+                    return DriverEnd::Failed(why);
+                }
+            }
         }
     }
 }
@@ -317,6 +380,7 @@ enum Step {
     Changed(Vec<DocId>),
     Send(Message),
     Timeout,
+    Liveness,
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

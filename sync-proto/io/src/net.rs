@@ -13,8 +13,10 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 /// ALPN of the enrollment protocol, spoken by a hub that has no certificate yet.
 pub const ENROLL_ALPN: &[u8] = b"taplink-enroll/1";
 
-/// Keep-alive interval: below common NAT UDP timeouts, so a venue's router keeps the mapping.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// Keep-alive interval: below common NAT UDP timeouts, so a venue's router keeps the
+/// mapping, and short enough to be the liveness probe of [`crate::driver::DEAD_AFTER`]
+/// (a ping of a few dozen bytes each way every 2 s per idle connection).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
 
 /// A connection with no traffic (keep-alives included) for this long is dead.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -211,5 +213,199 @@ impl quinn::AsyncUdpSocket for BoundedGso {
 
     fn may_fragment(&self) -> bool {
         self.0.may_fragment()
+    }
+}
+
+/// The wildcard address of `peer`'s family, port 0: where a client endpoint that dials
+/// `peer` binds.
+pub fn unspecified_like(peer: SocketAddr) -> SocketAddr {
+    if peer.is_ipv4() {
+        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    }
+}
+
+/// A peer's address as an operator wrote it: `HOST:PORT`, where HOST is a DNS name, an IPv4
+/// address or a bracketed IPv6 address (`[::1]:4433`). It is kept as given (in config files
+/// and logs) and resolved again at every connection attempt, so a peer whose address
+/// changes, or several peers behind one name, are found without a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerAddr {
+    host: String,
+    port: u16,
+}
+
+/// Why a `HOST:PORT` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{given:?} is not HOST:PORT ({why}); write e.g. central.example.com:4433, 192.0.2.10:4433 or [2001:db8::1]:4433"
+)]
+pub struct PeerAddrError {
+    given: String,
+    why: &'static str,
+}
+
+impl PeerAddr {
+    /// The host part, as given (an IPv6 address without its brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The host as an IP address, if it is one.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        self.host.parse().ok()
+    }
+
+    /// The socket addresses the host stands for now (DNS is asked every time).
+    pub async fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
+        if let Some(ip) = self.ip() {
+            return Ok(vec![SocketAddr::new(ip, self.port)]);
+        }
+        let found: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await?
+            .collect();
+        if found.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} has no address", self.host),
+            ));
+        }
+        Ok(found)
+    }
+}
+
+impl From<SocketAddr> for PeerAddr {
+    fn from(addr: SocketAddr) -> Self {
+        PeerAddr {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
+    }
+}
+
+impl std::str::FromStr for PeerAddr {
+    type Err = PeerAddrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let refuse = |why| PeerAddrError {
+            given: s.to_owned(),
+            why,
+        };
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(addr.into());
+        }
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| refuse("no port"))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| refuse("the port must be a number from 1 to 65535"))?;
+        let host = host.trim_end_matches('.');
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+            return Err(refuse("the host must be a DNS name or an IP address"));
+        }
+        Ok(PeerAddr {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.ip() {
+            Some(std::net::IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
+            _ => write!(f, "{}:{}", self.host, self.port),
+        }
+    }
+}
+
+impl serde::Serialize for PeerAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PeerAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PeerAddr;
+
+    #[test]
+    fn peer_addresses_parse_as_written_and_print_back() {
+        for (given, host, port, shown) in [
+            (
+                "central.example.com:4433",
+                "central.example.com",
+                4433,
+                "central.example.com:4433",
+            ),
+            (
+                "Central.Example.COM.:4433",
+                "central.example.com",
+                4433,
+                "central.example.com:4433",
+            ),
+            ("192.0.2.10:4433", "192.0.2.10", 4433, "192.0.2.10:4433"),
+            (
+                "[2001:db8::1]:4433",
+                "2001:db8::1",
+                4433,
+                "[2001:db8::1]:4433",
+            ),
+            ("localhost:1", "localhost", 1, "localhost:1"),
+        ] {
+            let addr: PeerAddr = given.parse().unwrap();
+            assert_eq!((addr.host(), addr.port()), (host, port), "{given}");
+            assert_eq!(addr.to_string(), shown);
+            assert_eq!(shown.parse::<PeerAddr>().unwrap(), addr);
+        }
+        for bad in [
+            "central.example.com",
+            "central:0",
+            "central:99999",
+            ":4433",
+            "a b:1",
+            "-x.com:1",
+            "2001:db8::1:4433x",
+        ] {
+            let e = bad.parse::<PeerAddr>().unwrap_err().to_string();
+            assert!(e.contains("HOST:PORT"), "{bad}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_is_resolved_when_asked() {
+        let addr: PeerAddr = "localhost:4433".parse().unwrap();
+        let found = addr.resolve().await.unwrap();
+        assert!(
+            found
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 4433)
+        );
+        let ip: PeerAddr = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(
+            ip.resolve().await.unwrap(),
+            vec!["127.0.0.1:9".parse().unwrap()]
+        );
     }
 }

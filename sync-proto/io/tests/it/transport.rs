@@ -229,7 +229,7 @@ fn venue_of(node: &Node, venue: DocId) -> doc::VenueDoc {
 async fn documents_sync_and_changes_are_pushed_both_ways() {
     let p = pair();
     let mut r = connect(&p, None).await;
-    until(&mut r.hub_in, |m| matches!(m, Inbound::Synced)).await;
+    until(&mut r.hub_in, |m| matches!(m, Inbound::Sync(s) if s.synced)).await;
     assert_eq!(venue_of(&p.hub, p.venue).settings.name, "The Anchor");
 
     // An edit at central reaches the connected hub without any poll.
@@ -273,7 +273,7 @@ async fn documents_sync_and_changes_are_pushed_both_ways() {
 async fn a_hub_cannot_change_the_org_document() {
     let p = pair();
     let mut r = connect(&p, None).await;
-    until(&mut r.hub_in, |m| matches!(m, Inbound::Synced)).await;
+    until(&mut r.hub_in, |m| matches!(m, Inbound::Sync(s) if s.synced)).await;
     let before = p
         .central
         .docs
@@ -478,7 +478,7 @@ async fn blobs_outside_the_policy_are_refused() {
 async fn media_added_at_the_hub_flows_up_to_central() {
     let p = pair();
     let mut r = connect(&p, None).await;
-    until(&mut r.hub_in, |m| matches!(m, Inbound::Synced)).await;
+    until(&mut r.hub_in, |m| matches!(m, Inbound::Sync(s) if s.synced)).await;
     let data = media(200_000);
     let hash = p.hub.blobs.put(&data).unwrap();
     let meta = MediaMeta {
@@ -506,4 +506,59 @@ async fn media_added_at_the_hub_flows_up_to_central() {
         matches!(end, DriverEnd::Cancelled | DriverEnd::Failed(_)),
         "{end}"
     );
+}
+
+/// `synced` is proven at both ends: it turns false at the first edit the peer has not
+/// acknowledged, and true again only with the heads both sides hold, which are then the
+/// same at both ends.
+#[tokio::test]
+async fn sync_state_is_proven_and_reports_the_common_heads() {
+    let p = pair();
+    let mut r = connect(&p, None).await;
+    let first = until(&mut r.hub_in, |m| matches!(m, Inbound::Sync(s) if s.synced)).await;
+    let Inbound::Sync(first) = first else {
+        unreachable!()
+    };
+    let heads_at = |node: &Node| {
+        node.docs
+            .read(p.venue, |am| {
+                am.get_heads().iter().map(|h| h.0).collect::<Vec<_>>()
+            })
+            .unwrap()
+    };
+    assert_eq!(first.heads[&p.venue], heads_at(&p.hub));
+    assert_eq!(first.heads[&p.venue], heads_at(&p.central));
+
+    // A local edit at the hub: not synced until central has it.
+    p.hub
+        .docs
+        .edit(p.venue, |am| doc::add_kiosk(am, KioskId::random(), "Till"))
+        .unwrap();
+    let unsynced = until(&mut r.hub_in, |m| matches!(m, Inbound::Sync(_))).await;
+    assert_eq!(
+        unsynced,
+        Inbound::Sync(taplink_sync_io::driver::SyncState {
+            synced: false,
+            heads: first.heads.clone()
+        }),
+        "the first report after an edit withdraws `synced`"
+    );
+    let Inbound::Sync(again) =
+        until(&mut r.hub_in, |m| matches!(m, Inbound::Sync(s) if s.synced)).await
+    else {
+        unreachable!()
+    };
+    assert_ne!(again.heads[&p.venue], first.heads[&p.venue]);
+    assert_eq!(again.heads[&p.venue], heads_at(&p.hub));
+    assert_eq!(again.heads[&p.venue], heads_at(&p.central));
+    // Central reaches the same quiescent point with the same heads.
+    let Inbound::Sync(at_central) = until(&mut r.central_in, |m| {
+        matches!(m, Inbound::Sync(s) if s.synced && s.heads.get(&p.venue) == again.heads.get(&p.venue))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(at_central.heads[&p.venue], again.heads[&p.venue]);
+    r.cancel.cancel();
 }
