@@ -355,7 +355,7 @@ async fn run_hub(
                         established = true;
                         state.online.up(ids.hub);
                     }
-                    let now = state.clock.now();
+                    let now = state.now();
                     if let Err(e) = state.registry.touch_hub(ids.hub, now, Some(&hello.software), Some(&hello.docs), None) {
                         warn!(hub = %ids.hub, error = %e, "cannot record hub status");
                     }
@@ -364,7 +364,7 @@ async fn run_hub(
                 }
                 Some(Inbound::Synced) => {
                     heavy_permit = None;
-                    let now = state.clock.now();
+                    let now = state.now();
                     if let Err(e) = state.registry.touch_hub(ids.hub, now, None, None, Some(now)) {
                         warn!(hub = %ids.hub, error = %e, "cannot record hub sync");
                     }
@@ -409,7 +409,7 @@ async fn run_hub(
     state.metrics.hub_connected(-1);
     let _ = state
         .registry
-        .touch_hub(ids.hub, state.clock.now(), None, None, None);
+        .touch_hub(ids.hub, state.now(), None, None, None);
 }
 
 async fn enroll(conn: quinn::Connection, state: AppState) {
@@ -439,7 +439,7 @@ async fn enroll(conn: quinn::Connection, state: AppState) {
 fn redeem(state: &AppState, request: &EnrollRequest) -> Result<Enrolled, String> {
     let secret = taplink_sync_io::enroll_token::EnrollmentSecret::from_base32(&request.secret)
         .map_err(|e| format!("the enrollment code is malformed: {e}"))?;
-    let now = state.clock.now();
+    let now = state.now();
     let hub = HubId::random();
     let venue = state
         .registry
@@ -474,7 +474,7 @@ fn admissible_telemetry(
     ids: HubIdentity,
     events: Vec<TelemetryEvent>,
 ) -> Vec<TelemetryEvent> {
-    let now_ms = i64::try_from(state.clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let now_ms = i64::try_from(state.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
     let kiosks = state
         .docs
         .read(DocId::Venue(ids.venue), |am| {

@@ -159,17 +159,17 @@ pub async fn drive(
         Err(e) => return DriverEnd::Failed(format!("cannot load sync states: {e}")),
     };
     let mut session = docs.with_locked(&doc_ids, |locked| {
-        Session::new(params.session.clone(), &persisted, locked, Instant::now())
+        Session::new(params.session.clone(), &persisted, locked, now())
     });
     if let Some(hello) = first {
         docs.with_locked(&doc_ids, |locked| {
-            session.handle_message(Instant::now(), hello, locked)
+            session.handle_message(now(), hello, locked)
         });
     }
     let mut doc_streams: BTreeMap<DocId, quinn::SendStream> = BTreeMap::new();
     let mut was_synced = false;
     let mut owner_sends = true;
-    let started = Instant::now();
+    let started = now();
     let mut ever_synced = false;
     let mut frames_in = 0u64;
     let mut last_report = started;
@@ -214,7 +214,7 @@ pub async fn drive(
                 let stats = conn.stats();
                 info!(
                     peer = %params.peer_key,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    elapsed_ms = now().duration_since(started).as_millis() as u64,
                     frames_in,
                     bytes_in = stats.udp_rx.bytes,
                     bytes_out = stats.udp_tx.bytes,
@@ -223,9 +223,9 @@ pub async fn drive(
                 ever_synced = true;
             }
             let _ = app.from_peer.send(Inbound::Synced).await;
-        } else if !synced && last_report.elapsed() >= PROGRESS_EVERY {
+        } else if !synced && now().duration_since(last_report) >= PROGRESS_EVERY {
             // A long (initial or catch-up) sync reports that it is moving.
-            last_report = Instant::now();
+            last_report = now();
             info!(peer = %params.peer_key, frames_in, bytes_in = conn.stats().udp_rx.bytes, "sync in progress");
         }
         was_synced = synced;
@@ -261,7 +261,7 @@ pub async fn drive(
             },
             _ = sleep_until(deadline) => Step::Timeout,
         };
-        let now = Instant::now();
+        let now = now();
         match step {
             Step::Nothing => {}
             Step::Gone => {
@@ -317,6 +317,11 @@ enum Step {
     Changed(Vec<DocId>),
     Send(Message),
     Timeout,
+}
+
+/// The session's time: tokio's monotonic clock, so that a paused test runtime drives it.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
