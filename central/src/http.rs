@@ -644,7 +644,7 @@ async fn post_venue(
 ) -> Result<Response, ApiError> {
     let registry = state.registry.clone();
     let docs = state.docs.clone();
-    let now = state.clock.now();
+    let now = state.now();
     let new =
         blocking(move || create_venue(&registry, &docs, &body.name, &body.timezone, now)).await?;
     tracing::info!(venue = %new.id, name = %new.name, "venue created");
@@ -696,7 +696,7 @@ async fn post_enrollment_code(
     ApiPath(venue): ApiPath<VenueId>,
 ) -> Result<Response, ApiError> {
     let registry = state.registry.clone();
-    let now = state.clock.now();
+    let now = state.now();
     let ttl = state.config.enrollment_code_ttl.duration();
     let code = blocking(move || registry.create_enrollment_code(venue, ttl, now)).await?;
     let central = state.pki.server_fingerprint;
@@ -823,7 +823,7 @@ async fn post_kiosk_code(
 ) -> Result<Response, ApiError> {
     let registry = state.registry.clone();
     let docs = state.docs.clone();
-    let now = state.clock.now();
+    let now = state.now();
     let request = KioskCodeRequest {
         name: body.name,
         expires_in_hours: body
@@ -859,7 +859,7 @@ async fn get_kiosk_codes(
 ) -> Result<Json<KioskCodeList>, ApiError> {
     let registry = state.registry.clone();
     let docs = state.docs.clone();
-    let now_ms = crate::timefmt::to_unix_ms(state.clock.now());
+    let now_ms = crate::timefmt::to_unix_ms(state.now());
     let grants = blocking(move || list_kiosk_codes(&registry, &docs, venue)).await?;
     Ok(Json(KioskCodeList {
         kiosk_codes: grants
@@ -1027,7 +1027,7 @@ async fn revoke_hub(
     ApiPath(id): ApiPath<HubId>,
 ) -> Result<Json<HubJson>, ApiError> {
     let registry = state.registry.clone();
-    let now = state.clock.now();
+    let now = state.now();
     let record = blocking(move || registry.revoke_hub(id, now)).await?;
     tracing::info!(hub = %id, venue = %record.venue, serial = %record.cert_serial, "hub revoked");
     // SEAM(quic): tell the QUIC endpoint, which must reissue its CRL from

@@ -100,7 +100,7 @@ fn sync_tls(state: &AppState) -> Result<rustls::ServerConfig, String> {
         .registry
         .revoked_serials()
         .map_err(|e| e.to_string())?;
-    let now = state.clock.now();
+    let now = state.now();
     // CRL numbers must grow; seconds since the epoch do across restarts.
     let number = u64::try_from(now.unix_timestamp()).unwrap_or(0);
     let crl = state

@@ -13,6 +13,7 @@ use taplink_central::init::{InitOptions, init};
 use taplink_central::store::Registry;
 use taplink_central::{Central, Config, rfc3339, state, venue};
 use taplink_certs::Fingerprint;
+use taplink_sync_proto::clock::{Clock, SystemClock};
 use taplink_sync_proto::ids::{GrantId, PlaylistId, VenueId};
 use time::OffsetDateTime;
 
@@ -173,7 +174,7 @@ fn main() -> anyhow::Result<()> {
             if !public_names.is_empty() {
                 opts.public_names = public_names;
             }
-            let report = init(&opts, OffsetDateTime::now_utc())?;
+            let report = init(&opts, now())?;
             println!("Initialised {}", report.data_dir.display());
             println!("  org CA fingerprint:      {}", report.ca_fingerprint);
             println!("  server cert fingerprint: {}", report.server_fingerprint);
@@ -204,13 +205,7 @@ fn main() -> anyhow::Result<()> {
                     let registry = Registry::open(&config.data().registry_db())?;
                     let db = taplink_sync_io::docstore::DocDb::open(&config.data().docs_db())?;
                     let docs = taplink_sync_io::docs::Documents::open(std::sync::Arc::new(db))?;
-                    let new = venue::create_venue(
-                        &registry,
-                        &docs,
-                        &name,
-                        &timezone,
-                        OffsetDateTime::now_utc(),
-                    )?;
+                    let new = venue::create_venue(&registry, &docs, &name, &timezone, now())?;
                     println!("{}", new.id);
                     Ok(())
                 }
@@ -235,7 +230,7 @@ fn main() -> anyhow::Result<()> {
             let registry = Registry::open(&data.registry_db())?;
             let central = Fingerprint::of(&state::load_cert(&data)?);
             let ttl = ttl.unwrap_or(config.enrollment_code_ttl).duration();
-            let code = registry.create_enrollment_code(venue, ttl, OffsetDateTime::now_utc())?;
+            let code = registry.create_enrollment_code(venue, ttl, now())?;
             let token = taplink_central::enroll_token::EnrollmentToken {
                 secret: code.secret,
                 central,
@@ -324,4 +319,9 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// Now, on the system clock, as the registry and the PKI take it.
+fn now() -> OffsetDateTime {
+    taplink_certs::offset_date_time(Clock::now(&SystemClock))
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
 use taplink_certs::{Fingerprint, OrgCa, PrivateKey, StoreError, cert_der_from_pem};
+use taplink_sync_proto::clock::{Clock, SystemClock};
 use taplink_sync_proto::ids::HubId;
 use taplink_sync_proto::wire::TelemetryEvent;
 use time::OffsetDateTime;
@@ -145,34 +146,6 @@ impl fmt::Debug for CentralPki {
     }
 }
 
-/// Where "now" comes from: the system clock in production, a chosen time in tests and
-/// simulations.
-#[derive(Clone)]
-pub struct Clock(Arc<dyn Fn() -> OffsetDateTime + Send + Sync>);
-
-impl Clock {
-    /// The system clock (UTC).
-    pub fn system() -> Clock {
-        Clock(Arc::new(OffsetDateTime::now_utc))
-    }
-
-    /// A clock that calls `now` for the time.
-    pub fn from_fn(now: impl Fn() -> OffsetDateTime + Send + Sync + 'static) -> Clock {
-        Clock(Arc::new(now))
-    }
-
-    /// The current time.
-    pub fn now(&self) -> OffsetDateTime {
-        (self.0)()
-    }
-}
-
-impl fmt::Debug for Clock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Clock")
-    }
-}
-
 /// Central's shared state: cheap to clone (every part is behind an `Arc`).
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -184,8 +157,9 @@ pub struct AppState {
     pub pki: Arc<CentralPki>,
     /// The configuration central was started with.
     pub config: Arc<Config>,
-    /// The clock handlers read.
-    pub clock: Clock,
+    /// The wall clock handlers and sessions read (the system's in production, a
+    /// `ManualClock` in tests and simulations).
+    pub clock: Arc<dyn Clock>,
     /// Every hub revoked through the admin API, as it happens.
     ///
     /// SEAM(quic): the QUIC endpoint subscribes ([`AppState::subscribe_hub_revocations`]),
@@ -207,6 +181,12 @@ pub struct AppState {
 impl AppState {
     /// Open the registry and load the PKI from `config.data_dir`, with the system clock.
     pub fn load(config: Config) -> Result<AppState, LoadError> {
+        Self::load_with_clock(config, SystemClock::shared())
+    }
+
+    /// [`load`](Self::load), with everything (handlers, sessions, the document and media
+    /// stores) reading the wall clock from `clock`.
+    pub fn load_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, LoadError> {
         let data = config.data();
         if !data.root().is_dir() {
             return Err(LoadError::NoDataDir {
@@ -222,8 +202,11 @@ impl AppState {
         })?;
         let registry = Registry::open(&data.registry_db())?;
         let pki = CentralPki::load(&data)?;
-        let db =
-            Arc::new(DocDb::open(&data.docs_db()).map_err(|source| LoadError::Docs { source })?);
+        let db = Arc::new(
+            DocDb::open(&data.docs_db())
+                .map_err(|source| LoadError::Docs { source })?
+                .with_clock(clock.clone()),
+        );
         let docs = Arc::new(Documents::open(db).map_err(|source| LoadError::Documents { source })?);
         if !docs.contains(DocId::Org) {
             // The org document is created once, here, on central's first start.
@@ -234,7 +217,8 @@ impl AppState {
                 .map_err(|source| LoadError::Documents { source })?;
         }
         let blobs = Arc::new(
-            BlobStore::open(&data.media_dir()).map_err(|source| LoadError::Blobs { source })?,
+            BlobStore::open_with_clock(&data.media_dir(), clock.clone())
+                .map_err(|source| LoadError::Blobs { source })?,
         );
         Ok(AppState {
             docs,
@@ -245,14 +229,19 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             pki: Arc::new(pki),
             config: Arc::new(config),
-            clock: Clock::system(),
+            clock,
             hub_revocations: broadcast::channel(REVOCATION_CHANNEL_CAPACITY).0,
         })
     }
 
     /// The same state reading time from `clock`.
-    pub fn with_clock(self, clock: Clock) -> AppState {
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> AppState {
         AppState { clock, ..self }
+    }
+
+    /// Now, on the state's clock, as the registry and the PKI take it.
+    pub fn now(&self) -> OffsetDateTime {
+        taplink_certs::offset_date_time(self.clock.now())
     }
 
     /// Announce that `hub` was revoked.
@@ -277,9 +266,7 @@ impl AppState {
         hub: HubId,
         events: &[TelemetryEvent],
     ) -> Result<u32, RegistryError> {
-        let stored = self
-            .registry
-            .store_telemetry(hub, events, self.clock.now())?;
+        let stored = self.registry.store_telemetry(hub, events, self.now())?;
         self.metrics.telemetry_events.inc_by(u64::from(stored));
         Ok(stored)
     }

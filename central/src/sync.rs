@@ -341,7 +341,7 @@ async fn run_hub(
                     }
                     // The hello's heads are only the hub's: the record's heads change at
                     // quiescent points, together with `last_sync`.
-                    let now = state.clock.now();
+                    let now = state.now();
                     if let Err(e) = state.registry.touch_hub(ids.hub, now, Some(&hello.software), None, None) {
                         warn!(hub = %ids.hub, error = %e, "cannot record hub status");
                     }
@@ -350,7 +350,7 @@ async fn run_hub(
                 PeerEvent::Sync(sync) => {
                     if sync.synced {
                         heavy_permit = None;
-                        let now = state.clock.now();
+                        let now = state.now();
                         let heads: Vec<DocHeads> = sync
                             .heads
                             .into_iter()
@@ -401,7 +401,7 @@ async fn run_hub(
     state.metrics.hub_connected(-1);
     let _ = state
         .registry
-        .touch_hub(ids.hub, state.clock.now(), None, None, None);
+        .touch_hub(ids.hub, state.now(), None, None, None);
 }
 
 async fn enroll(conn: quinn::Connection, state: AppState) {
@@ -478,7 +478,7 @@ impl From<crate::store::EnrollError> for Refusal {
 fn redeem(state: &AppState, request: &EnrollRequest) -> Result<Enrolled, Refusal> {
     let secret = taplink_sync_io::enroll_token::EnrollmentSecret::from_base32(&request.secret)
         .map_err(|_| Refusal::Malformed)?;
-    let now = state.clock.now();
+    let now = state.now();
     let hub = HubId::random();
     let venue = state.registry.redeem_enrollment_code(&secret, hub, now)?;
     let ids = HubIdentity { hub, venue };
@@ -510,7 +510,7 @@ fn admissible_telemetry(
     ids: HubIdentity,
     events: Vec<TelemetryEvent>,
 ) -> Vec<TelemetryEvent> {
-    let now_ms = i64::try_from(state.clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let now_ms = i64::try_from(state.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
     let kiosks = state
         .docs
         .read(DocId::Venue(ids.venue), |am| {

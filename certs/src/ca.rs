@@ -230,11 +230,11 @@ fn check_org_name(name: &str) -> Result<(), CaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use time::{Duration, OffsetDateTime};
+    use time::Duration;
     use x509_parser::extensions::ParsedExtension;
 
     fn validity() -> Validity {
-        Validity::new(OffsetDateTime::now_utc(), Duration::days(3650)).unwrap()
+        Validity::new(crate::validity::test_now(), Duration::days(3650)).unwrap()
     }
 
     #[test]

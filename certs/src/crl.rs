@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn crl_lists_the_serials_with_explicit_dates_and_verifies() {
-        let now = OffsetDateTime::now_utc();
+        let now = crate::validity::test_now();
         let ca = OrgCa::create("Acme", Validity::new(now, Duration::days(365)).unwrap()).unwrap();
         let a = Serial::random().unwrap();
         let b: Serial = "80".parse().unwrap();
@@ -164,7 +164,7 @@ mod tests {
 
     #[test]
     fn next_update_must_follow_this_update() {
-        let now = OffsetDateTime::now_utc();
+        let now = crate::validity::test_now();
         let ca = OrgCa::create("Acme", Validity::new(now, Duration::days(365)).unwrap()).unwrap();
         assert!(matches!(
             ca.crl(&[], 1, now, now),

@@ -346,17 +346,17 @@ fn check_dns_name(name: &str) -> Result<rcgen::string::Ia5String, IssueCertError
 mod tests {
     use super::*;
     use taplink_sync_proto::ids::{HubId, VenueId};
-    use time::{Duration, OffsetDateTime};
+    use time::Duration;
     use x509_parser::extensions::GeneralName;
     use x509_parser::prelude::{FromDer, X509Certificate};
 
     fn ca() -> OrgCa {
-        let v = Validity::new(OffsetDateTime::now_utc(), Duration::days(365)).unwrap();
+        let v = Validity::new(crate::validity::test_now(), Duration::days(365)).unwrap();
         OrgCa::create("Acme", v).unwrap()
     }
 
     fn short() -> Validity {
-        Validity::new(OffsetDateTime::now_utc(), Duration::days(30)).unwrap()
+        Validity::new(crate::validity::test_now(), Duration::days(30)).unwrap()
     }
 
     #[test]
@@ -414,7 +414,7 @@ mod tests {
     #[test]
     fn certificates_may_not_outlive_the_ca() {
         let ca = ca();
-        let long = Validity::new(OffsetDateTime::now_utc(), Duration::days(400)).unwrap();
+        let long = Validity::new(crate::validity::test_now(), Duration::days(400)).unwrap();
         let hub = HubIdentity {
             hub: HubId::random(),
             venue: VenueId::random(),

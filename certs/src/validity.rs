@@ -3,7 +3,8 @@
 //! rcgen's default validity (1975 to 4096) must never reach a certificate, so every issuing
 //! function takes a [`Validity`], and the only ways to build one take the caller's `now`.
 
-use time::{Duration, OffsetDateTime, UtcOffset};
+use chrono::{DateTime, Utc};
+use time::{Duration, OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 /// Why a validity period was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,6 +108,35 @@ impl Validity {
     pub fn contains(&self, t: OffsetDateTime) -> bool {
         self.not_before <= t && t <= self.not_after
     }
+}
+
+/// `t` as the `time` crate's `OffsetDateTime` that rcgen takes: the one conversion between
+/// the workspace's time crate (chrono, what every `Clock` reads) and `time`. Dates beyond
+/// what `time` represents (years outside ±9999) become its earliest or latest date, which
+/// [`Validity`] then refuses as out of range.
+pub fn offset_date_time(t: DateTime<Utc>) -> OffsetDateTime {
+    let nanos = i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos());
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or_else(|_| {
+        if nanos < 0 {
+            PrimitiveDateTime::MIN.assume_utc()
+        } else {
+            PrimitiveDateTime::MAX.assume_utc()
+        }
+    })
+}
+
+/// `t` in chrono, the workspace's time crate.
+pub fn chrono_date_time(t: OffsetDateTime) -> DateTime<Utc> {
+    // Every `OffsetDateTime` (years within ±9999) is within chrono's range.
+    DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond()).unwrap_or_default()
+}
+
+/// The system clock's now, for tests of certificates that must be valid at present (the
+/// TLS stack checks validity against the real time).
+#[cfg(test)]
+pub(crate) fn test_now() -> OffsetDateTime {
+    use taplink_sync_proto::clock::{Clock as _, SystemClock};
+    offset_date_time(SystemClock.now())
 }
 
 fn whole_seconds_utc(t: OffsetDateTime) -> Result<OffsetDateTime, ValidityError> {

@@ -37,13 +37,13 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::clock::Clock;
 pub use crate::error::ApiError;
 use crate::error::{MAX_JSON_BODY, body as limited, internal, parse_json};
 use crate::kiosk_api;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::uplink::UplinkStatus;
+use taplink_sync_proto::clock::Clock;
 
 /// What the handlers share.
 #[derive(Debug)]

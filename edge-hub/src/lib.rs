@@ -5,7 +5,6 @@
 //! [`Hub::bind`] starts everything; [`Hub::shutdown`] stops it (a SQLite transaction or a
 //! blob write in progress is never cut half-way: tasks finish their step first).
 
-pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -26,6 +25,7 @@ use taplink_certs::HubIdentity;
 use taplink_sync_io::blobs::BlobStore;
 use taplink_sync_io::docs::Documents;
 use taplink_sync_io::docstore::DocDb;
+use taplink_sync_proto::clock::{Clock, SystemClock};
 use taplink_sync_proto::wire::DocId;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -125,8 +125,15 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Open the hub's state in `config.data_dir` and start serving and syncing.
+    /// Open the hub's state in `config.data_dir` and start serving and syncing, on the
+    /// system clock.
     pub async fn bind(config: Config) -> Result<Hub, StartError> {
+        Self::bind_with_clock(config, SystemClock::shared()).await
+    }
+
+    /// [`bind`](Self::bind), reading the wall clock from `clock` (manifests, pairing expiry,
+    /// timestamps in its stores).
+    pub async fn bind_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Hub, StartError> {
         // Keys, token hashes, documents and media are nobody else's business.
         taplink_sync_io::private::secure_and_report(&config.data_dir).map_err(|source| {
             StartError::Dir {
@@ -144,7 +151,8 @@ impl Hub {
             })?;
             Ok(path)
         };
-        let db = Arc::new(DocDb::open(&config.data_dir.join("docs.sqlite"))?);
+        let db =
+            Arc::new(DocDb::open(&config.data_dir.join("docs.sqlite"))?.with_clock(clock.clone()));
         let docs = Arc::new(Documents::open(db)?);
         // The hub never creates document content: it starts from empty documents and
         // receives central's by sync, so both replicas share one origin.
@@ -153,7 +161,7 @@ impl Hub {
                 docs.create(doc, AutoCommit::new())?;
             }
         }
-        let blobs = Arc::new(BlobStore::open(&dir("media")?)?);
+        let blobs = Arc::new(BlobStore::open_with_clock(&dir("media")?, clock.clone())?);
         let upload_dir = dir("uploads")?;
         // After the media store's lock: no other hub process is using this data directory.
         clear_stale_uploads(&upload_dir);
@@ -187,7 +195,7 @@ impl Hub {
             max_upload: config.max_upload_bytes,
             media_quota: config.media_quota_bytes,
             upload_dir,
-            clock: Arc::new(clock::SystemClock),
+            clock,
             shutdown: cancel.clone(),
             view: view::VenueView::new(DocId::Venue(ids.venue)),
             long_polls: Default::default(),

@@ -89,7 +89,7 @@ fn open_store(data: &std::path::Path) -> anyhow::Result<taplink_edge_hub::store:
 }
 
 fn token_command(action: TokenAction) -> anyhow::Result<()> {
-    let now = chrono::Utc::now();
+    let now = taplink_sync_proto::clock::Clock::now(&taplink_sync_proto::clock::SystemClock);
     match action {
         TokenAction::Create { name, data } => {
             let token = open_store(&data)?.create_staff_token(&name, now)?;

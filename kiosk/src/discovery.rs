@@ -8,10 +8,11 @@
 //! so a test or demo on `lo` never touches the machine's real networks.
 
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mdns_sd::{IfKind, ResolvedService, ScopedIp, ServiceDaemon, ServiceEvent};
 use taplink_sync_proto::ids::{HubId, VenueId};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 

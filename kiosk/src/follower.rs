@@ -26,7 +26,6 @@ use crate::LinkEnd;
 use crate::backoff::{Backoff, sleep_or_cancel};
 use crate::cache::{self, FetchError, Room};
 use crate::hub::{HubApi, HubResponse};
-use crate::pairing::now_ms;
 use crate::state::Shared;
 
 /// Below this, a clock difference is within the `Date` header's one-second resolution and
@@ -81,7 +80,7 @@ pub fn clock_offset_ms(hub_date: DateTime<Utc>, local: DateTime<Utc>) -> i64 {
 /// Make `manifest` the one in play: on disk first, then published with what of it is
 /// already cached.
 pub fn adopt(shared: &Shared, manifest: Manifest) {
-    if let Err(e) = shared.store.save_manifest(&manifest, now_ms()) {
+    if let Err(e) = shared.store.save_manifest(&manifest, shared.now_ms()) {
         // Still play it: failing to persist costs only a restart without the hub.
         error!(error = %e, "cannot save the manifest to disk");
     }
@@ -158,7 +157,7 @@ pub(crate) async fn follow(
         unanswered = 0;
         shared.set_reachable(true);
         if let Some(date) = resp.date {
-            let offset = clock_offset_ms(date, Utc::now());
+            let offset = clock_offset_ms(date, shared.clock.now());
             shared.status.send_if_modified(|s| {
                 let changed = s.clock_offset_ms != offset;
                 if changed {

@@ -97,7 +97,15 @@ impl Kiosk {
     /// link to the hub. A kiosk that was paired plays its last manifest from disk at once,
     /// whether or not the hub answers.
     pub async fn bind(config: Config) -> Result<Kiosk, StartError> {
-        let shared = Arc::new(Shared::open(config)?);
+        Self::bind_with_clock(config, taplink_sync_proto::clock::SystemClock::shared()).await
+    }
+
+    /// [`bind`](Self::bind), reading the wall clock from `clock`.
+    pub async fn bind_with_clock(
+        config: Config,
+        clock: std::sync::Arc<dyn taplink_sync_proto::clock::Clock>,
+    ) -> Result<Kiosk, StartError> {
+        let shared = Arc::new(Shared::open_with_clock(config, clock)?);
         let paired = shared.store.credentials()?;
         if let Some(creds) = &paired {
             link::set_paired(&shared, creds);

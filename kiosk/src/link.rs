@@ -224,6 +224,7 @@ async fn pair(
         retry: shared.config.retry(),
         lost_after: shared.config.hub_lost_after,
         cancel,
+        clock: &*shared.clock,
     };
     // `pair` shows the kept ticket (if any) before it has asked the hub anything, and
     // again after each answer: only the later calls prove the hub reachable.

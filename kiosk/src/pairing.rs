@@ -25,6 +25,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde::Deserialize;
+use taplink_sync_proto::clock::Clock;
 use taplink_sync_proto::ids::{KioskId, VenueId};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -208,6 +209,8 @@ pub struct PairingParams<'a> {
     pub lost_after: u32,
     /// Shutdown.
     pub cancel: &'a CancellationToken,
+    /// The kiosk's wall clock (when the credentials were saved).
+    pub clock: &'a dyn Clock,
 }
 
 /// Pair with the hub behind `api`. `show` is called with the ticket whose code must be on
@@ -282,7 +285,8 @@ pub async fn pair(
                             p.poll_every
                         }
                         Polled::Approved(creds) => {
-                            p.store.save_credentials(&creds, now_ms())?;
+                            p.store
+                                .save_credentials(&creds, p.clock.now().timestamp_millis())?;
                             info!(kiosk = %creds.kiosk, venue = ?creds.venue, "paired");
                             show(None);
                             return Ok(PairingEnd::Paired(creds));
@@ -317,10 +321,6 @@ pub async fn pair(
             return Ok(PairingEnd::Cancelled);
         }
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
 }
 
 #[cfg(test)]
@@ -537,6 +537,7 @@ mod tests {
             retry: (Duration::from_millis(1), Duration::from_millis(2)),
             lost_after: 2,
             cancel,
+            clock: &taplink_sync_proto::clock::SystemClock,
         }
     }
 

@@ -24,7 +24,6 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use taplink_sync_io::blobs::BlobError;
 use taplink_sync_io::web::access::{Access, Gate, Routes};
@@ -38,7 +37,6 @@ use tokio_util::io::ReaderStream;
 use tracing::{error, warn};
 
 use crate::hub::{KioskEvent, hex16};
-use crate::pairing::now_ms;
 use crate::reporter;
 use crate::state::{Phase, Shared};
 
@@ -236,7 +234,7 @@ fn record_played(shared: &Shared, body: &[u8]) -> Result<(), ApiError> {
     }
     let event = KioskEvent {
         id: played.id,
-        at_ms: now_ms(),
+        at_ms: shared.now_ms(),
         kind: TelemetryKind::ProofOfPlay(ProofOfPlay {
             playlist: played.playlist,
             item: played.item,
@@ -469,7 +467,7 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Json<Health> {
         player_connected: screen
             .seen
             .is_some_and(|s| s.elapsed() <= crate::state::SCREEN_FRESH),
-        now: Utc::now().to_rfc3339(),
+        now: shared.clock.now().to_rfc3339(),
     })
 }
 

@@ -16,7 +16,6 @@ use tracing::{error, info, warn};
 use crate::LinkEnd;
 use crate::backoff::{Backoff, sleep_or_cancel};
 use crate::hub::{HubApi, HubResponse, KioskEvent};
-use crate::pairing::now_ms;
 use crate::state::{Phase, Shared};
 
 /// Largest batch sent at once (the hub takes up to 1,000 events in at most 1 MiB; an
@@ -88,7 +87,7 @@ pub(crate) fn heartbeat(shared: &Shared) -> KioskEvent {
     let status = shared.status();
     KioskEvent {
         id: KioskEvent::random_id(),
-        at_ms: now_ms(),
+        at_ms: shared.now_ms(),
         kind: TelemetryKind::Heartbeat(Heartbeat {
             on_screen: shared.on_screen(),
             manifest_version: status

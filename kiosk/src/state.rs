@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use taplink_sync_io::blobs::BlobStore;
+use taplink_sync_proto::clock::{Clock, SystemClock};
 use taplink_sync_proto::ids::{KioskId, MediaHash, VenueId};
 use taplink_sync_proto::manifest::Manifest;
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -93,12 +94,22 @@ pub struct Shared {
     pub events_added: Notify,
     /// When the agent started.
     pub started: Instant,
+    /// The wall clock: event times, the hub's clock offset, `/healthz`'s `now`.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Shared {
     /// Open the kiosk's database and media cache in `config.data_dir` (creating them), with
     /// nothing published yet.
     pub fn open(config: Config) -> Result<Self, crate::StartError> {
+        Self::open_with_clock(config, SystemClock::shared())
+    }
+
+    /// [`open`](Self::open), reading the wall clock from `clock`.
+    pub fn open_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, crate::StartError> {
         config.validate()?;
         // The device token and the venue's media are nobody else's business on this machine.
         taplink_sync_io::private::secure_and_report(&config.data_dir).map_err(|source| {
@@ -115,7 +126,7 @@ impl Shared {
             }
         })?;
         let store = Store::open(&config.data_dir.join(crate::store::STORE_FILE))?;
-        let blobs = BlobStore::open(&media_dir)?;
+        let blobs = BlobStore::open_with_clock(&media_dir, clock.clone())?;
         Ok(Self {
             config,
             store,
@@ -125,7 +136,13 @@ impl Shared {
             screen: Mutex::default(),
             events_added: Notify::new(),
             started: Instant::now(),
+            clock,
         })
+    }
+
+    /// Unix time in milliseconds on the kiosk's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
     }
 
     /// A snapshot of the published state.

@@ -12,6 +12,7 @@ use taplink_central::init::{InitOptions, init};
 use taplink_edge_hub::Hub;
 use taplink_sync_io::docs::EditError;
 use taplink_sync_io::enroll_token::EnrollmentToken;
+use taplink_sync_proto::clock::{Clock as _, SystemClock};
 use taplink_sync_proto::doc::{DocOpError, VenueDoc, load_venue};
 use taplink_sync_proto::ids::VenueId;
 use taplink_sync_proto::wire::DocId;
@@ -47,7 +48,7 @@ impl CentralNode {
             org_name: "Taplink Sim".into(),
             public_names: vec!["localhost".into(), "127.0.0.1".into()],
         };
-        let report = init(&opts, time::OffsetDateTime::now_utc()).context("central init")?;
+        let report = init(&opts, system_now()).context("central init")?;
         let mut config = taplink_central::Config::load(&report.config_path)?;
         config.http_listen = LOOPBACK_ANY;
         config.quic_listen = LOOPBACK_ANY;
@@ -99,7 +100,7 @@ impl CentralNode {
             &state.docs,
             name,
             timezone,
-            state.clock.now(),
+            state.now(),
         )?;
         Ok(venue.id)
     }
@@ -107,11 +108,10 @@ impl CentralNode {
     /// A one-time enrollment token for `venue`, valid for an hour.
     pub fn enrollment_token(&self, venue: VenueId) -> Result<EnrollmentToken> {
         let state = self.central.state();
-        let code = state.registry.create_enrollment_code(
-            venue,
-            time::Duration::hours(1),
-            state.clock.now(),
-        )?;
+        let code =
+            state
+                .registry
+                .create_enrollment_code(venue, time::Duration::hours(1), state.now())?;
         Ok(EnrollmentToken {
             secret: code.secret,
             central: state.pki.server_fingerprint,
@@ -208,13 +208,20 @@ pub async fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Option<T>
     }
 }
 
+/// Now on the system clock, as central's registry and the PKI take it. The mesh runs real
+/// TLS, which checks certificates against the real time, so its nodes run on the system
+/// clock.
+pub fn system_now() -> time::OffsetDateTime {
+    taplink_certs::offset_date_time(SystemClock.now())
+}
+
 /// A new staff token for the hub whose data directory is `hub_dir`, made as
 /// `taplink-hub token create` makes one (the hub may be running).
 pub fn staff_token(hub_dir: &Path) -> Result<String> {
     let store =
         taplink_edge_hub::store::Store::open(&hub_dir.join(taplink_edge_hub::store::STORE_FILE))?;
     let name = format!("sim-{}", taplink_sync_proto::ids::KioskId::random());
-    Ok(store.create_staff_token(&name, chrono::Utc::now())?)
+    Ok(store.create_staff_token(&name, SystemClock.now())?)
 }
 
 /// A request to a hub's staff API with staff token `staff`: the status and the body.

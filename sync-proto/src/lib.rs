@@ -3,8 +3,10 @@
 //!
 //! **Architecture Invariant:** nothing here does I/O, spawns tasks or reads a clock. Time
 //! comes in as an argument; randomness only for fresh ids. That is what lets tests and
-//! simulations drive whole sync sessions deterministically.
+//! simulations drive whole sync sessions deterministically. The one exception is
+//! `clock::SystemClock`, which the nodes are given; nothing in this crate calls it.
 
+pub mod clock;
 pub mod doc;
 pub mod ids;
 pub mod kiosk_code;

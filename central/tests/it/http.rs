@@ -1,14 +1,15 @@
 //! The HTTP router, driven with `oneshot` requests.
 
 use axum::http::{StatusCode, header};
+use std::sync::Arc;
 use taplink_central::enroll_token::EnrollmentToken;
 use taplink_central::http::{BODY_LIMIT, app};
 use taplink_certs::{Fingerprint, cert_der_from_pem};
 use taplink_sync_proto::ids::VenueId;
 use taplink_sync_proto::wire::{Heartbeat, TelemetryEvent, TelemetryKind};
-use time::{Duration, OffsetDateTime};
 
-use taplink_central::state::Clock;
+use taplink_sync_proto::clock::ManualClock;
+use time::Duration;
 
 use crate::support::{Initialised, at, call, cert_of, hub, request, t0};
 
@@ -177,7 +178,11 @@ async fn an_oversized_body_is_a_413() {
 async fn an_enrollment_code_pins_centrals_certificate_and_redeems_once() {
     let init = Initialised::new();
     // A fixed clock makes the expiry exact.
-    let state = init.state().with_clock(Clock::from_fn(t0));
+    let state =
+        init.state()
+            .with_clock(Arc::new(ManualClock::new(taplink_certs::chrono_date_time(
+                t0(),
+            ))));
     let app = app(state.clone());
     let token = init.token();
     let venue = state.registry.create_venue("Bar", "UTC", t0()).unwrap().id;
@@ -242,7 +247,7 @@ async fn hubs_are_listed_filtered_shown_and_revoked() {
     let state = init.state();
     let app = app(state.clone());
     let token = init.token();
-    let now = OffsetDateTime::now_utc();
+    let now = state.now();
     let v1 = state.registry.create_venue("One", "UTC", now).unwrap().id;
     let v2 = state.registry.create_venue("Two", "UTC", now).unwrap().id;
     let (s1, f1) = cert_of(1);
@@ -366,7 +371,7 @@ async fn metrics_count_requests_by_route_and_report_the_registry() {
     let state = init.state();
     let app = app(state.clone());
     let token = init.token();
-    let now = OffsetDateTime::now_utc();
+    let now = state.now();
     let venue = state.registry.create_venue("One", "UTC", now).unwrap().id;
     let (s, f) = cert_of(1);
     state
@@ -435,13 +440,12 @@ async fn metrics_count_requests_by_route_and_report_the_registry() {
 
 mod kiosk_codes {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicI64, Ordering};
 
     use axum::http::{StatusCode, header};
     use serde_json::json;
     use taplink_central::http::app;
-    use taplink_central::state::Clock;
     use taplink_central::venue::create_venue;
+    use taplink_sync_proto::clock::ManualClock;
     use taplink_sync_proto::doc::{self, load_venue};
     use taplink_sync_proto::ids::{GrantId, KioskId, PlaylistId, VenueId};
     use taplink_sync_proto::kiosk_code::KioskCode;
@@ -457,16 +461,13 @@ mod kiosk_codes {
         app: axum::Router,
         venue: VenueId,
         playlist: PlaylistId,
-        offset_s: Arc<AtomicI64>,
+        clock: Arc<ManualClock>,
     }
 
     fn setup() -> Setup {
         let init = Initialised::new();
-        let offset_s = Arc::new(AtomicI64::new(0));
-        let offset = offset_s.clone();
-        let state = init.state().with_clock(Clock::from_fn(move || {
-            t0() + Duration::seconds(offset.load(Ordering::SeqCst))
-        }));
+        let clock = Arc::new(ManualClock::new(taplink_certs::chrono_date_time(t0())));
+        let state = init.state().with_clock(clock.clone());
         let venue = create_venue(&state.registry, &state.docs, "Bar One", "UTC", t0())
             .unwrap()
             .id;
@@ -483,11 +484,18 @@ mod kiosk_codes {
             state,
             venue,
             playlist,
-            offset_s,
+            clock,
         }
     }
 
     impl Setup {
+        /// Set the clock to `secs` seconds after `t0`.
+        fn at_offset(&self, secs: i64) {
+            self.clock.set(taplink_certs::chrono_date_time(
+                t0() + Duration::seconds(secs),
+            ));
+        }
+
         fn uri(&self) -> String {
             format!("/api/v1/venues/{}/kiosk-codes", self.venue)
         }
@@ -539,7 +547,7 @@ mod kiosk_codes {
         assert_eq!(first["expires_at"], "2026-03-08T12:00:00Z");
         let first_id: GrantId = first["id"].as_str().unwrap().parse().unwrap();
 
-        s.offset_s.store(1, Ordering::SeqCst);
+        s.at_offset(1);
         let created = s
             .post(json!({
                 "name": "Door screen",
@@ -596,14 +604,14 @@ mod kiosk_codes {
                 doc::redeem_kiosk_grant(am, second_id, kiosk, redeemed_at).map(drop)
             })
             .unwrap();
-        s.offset_s.store(3 * 3600, Ordering::SeqCst);
+        s.at_offset(3 * 3600);
         let listed = s.list().await;
         assert_eq!(listed[0]["state"], "open");
         assert_eq!(listed[1]["state"], "used");
         assert_eq!(listed[1]["kiosk"], kiosk.to_string());
         assert_eq!(listed[1]["used_at"], "2026-03-01T13:00:00Z");
         // Eight days on, the first has expired.
-        s.offset_s.store(8 * 24 * 3600, Ordering::SeqCst);
+        s.at_offset(8 * 24 * 3600);
         assert_eq!(s.list().await[0]["state"], "expired");
 
         // Revoking removes it from the document; twice is a 404.

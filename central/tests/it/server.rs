@@ -9,7 +9,6 @@ use taplink_central::state::LoadError;
 use taplink_central::store::Registry;
 use taplink_central::{BindError, Central, Config};
 use taplink_certs::OrgCa;
-use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -62,7 +61,7 @@ fn a_second_init_is_refused_and_changes_nothing() {
     let init_done = Initialised::new();
     let dir = &init_done.data_dir;
     let token_before = fs::read(dir.join("admin-token")).unwrap();
-    let err = init(&InitOptions::new(dir), OffsetDateTime::now_utc()).unwrap_err();
+    let err = init(&InitOptions::new(dir), crate::support::now()).unwrap_err();
     assert!(matches!(err, InitError::AlreadyExists { .. }), "{err:?}");
     assert!(err.to_string().contains("refusing"), "{err}");
     assert_eq!(fs::read(dir.join("admin-token")).unwrap(), token_before);
@@ -74,7 +73,7 @@ fn init_accepts_an_empty_directory_but_not_a_used_one() {
     let tmp = tempfile::tempdir().unwrap();
     let empty = tmp.path().join("empty");
     fs::create_dir(&empty).unwrap();
-    init(&InitOptions::new(&empty), OffsetDateTime::now_utc()).unwrap();
+    init(&InitOptions::new(&empty), crate::support::now()).unwrap();
     assert!(empty.join("central.sqlite").is_file());
     assert_eq!(mode(&empty), 0o700);
 
@@ -82,7 +81,7 @@ fn init_accepts_an_empty_directory_but_not_a_used_one() {
     fs::create_dir(&used).unwrap();
     fs::write(used.join("notes.txt"), "mine").unwrap();
     assert!(matches!(
-        init(&InitOptions::new(&used), OffsetDateTime::now_utc()),
+        init(&InitOptions::new(&used), crate::support::now()),
         Err(InitError::AlreadyExists { .. })
     ));
     assert_eq!(fs::read_to_string(used.join("notes.txt")).unwrap(), "mine");
@@ -95,17 +94,17 @@ fn a_failed_init_leaves_nothing_behind() {
     let mut opts = InitOptions::new(tmp.path().join("data"));
     opts.public_names = vec!["not a name".into()];
     assert!(matches!(
-        init(&opts, OffsetDateTime::now_utc()),
+        init(&opts, crate::support::now()),
         Err(InitError::BadPublicName { .. })
     ));
     // This one fails late, when the server certificate is issued.
     opts.public_names = vec!["-bad-.example".into()];
-    let err = init(&opts, OffsetDateTime::now_utc()).unwrap_err();
+    let err = init(&opts, crate::support::now()).unwrap_err();
     assert!(matches!(err, InitError::ServerCert(_)), "{err:?}");
     opts.public_names = vec!["localhost".into()];
     opts.org_name = "\n".into();
     assert!(matches!(
-        init(&opts, OffsetDateTime::now_utc()),
+        init(&opts, crate::support::now()),
         Err(InitError::Ca(_))
     ));
     assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);

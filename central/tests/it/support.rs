@@ -20,6 +20,13 @@ pub fn t0() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_772_366_400).unwrap()
 }
 
+/// The system clock's now (init issues certificates that must be valid at present).
+pub fn now() -> OffsetDateTime {
+    taplink_certs::offset_date_time(taplink_sync_proto::clock::Clock::now(
+        &taplink_sync_proto::clock::SystemClock,
+    ))
+}
+
 pub fn at(offset: Duration) -> OffsetDateTime {
     t0() + offset
 }
@@ -42,7 +49,7 @@ impl Initialised {
     pub fn new() -> Initialised {
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
-        let report = init(&InitOptions::new(&data_dir), OffsetDateTime::now_utc()).unwrap();
+        let report = init(&InitOptions::new(&data_dir), crate::support::now()).unwrap();
         Initialised {
             _tmp: tmp,
             data_dir,

@@ -34,7 +34,10 @@ impl Org {
 }
 
 pub fn now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
+    // Real time: rustls checks the certificates against the system clock.
+    taplink_certs::offset_date_time(taplink_sync_proto::clock::Clock::now(
+        &taplink_sync_proto::clock::SystemClock,
+    ))
 }
 
 pub fn validity_days(days: i64) -> Validity {

@@ -18,12 +18,13 @@ use std::fs::File;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use taplink_certs::Fingerprint;
 use taplink_edge_hub::mdns::{API_VERSION, Advertisement, Advertiser};
 use taplink_simulations::netns::{LAN_DEV, Lan, Netns};
 use taplink_sync_proto::ids::{HubId, VenueId};
+use tokio::time::Instant;
 
 /// The bound on each wait: for a daemon to start, an address to be usable, Avahi to list
 /// the hubs or to forget them.

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use rand::rngs::StdRng;
@@ -28,6 +28,7 @@ use taplink_sync_proto::wire::DocId;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
+use tokio::time::Instant;
 
 /// How long a hub process may take to print its "serving" line.
 const START_LIMIT: Duration = Duration::from_secs(20);

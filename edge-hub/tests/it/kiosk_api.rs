@@ -10,13 +10,13 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use chrono::{DateTime, TimeDelta, Utc};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use taplink_edge_hub::clock::ManualClock;
 use taplink_edge_hub::http::{HubState, app};
 use taplink_edge_hub::metrics::Metrics;
 use taplink_edge_hub::store::{STORE_FILE, Store};
 use taplink_sync_io::blobs::BlobStore;
 use taplink_sync_io::docs::Documents;
 use taplink_sync_io::docstore::DocDb;
+use taplink_sync_proto::clock::ManualClock;
 use taplink_sync_proto::doc::{
     DocOpError, KioskGrant, MediaMeta, Placement, add_kiosk_grant, add_media, create_playlist,
     insert_item, load_venue, new_venue_doc, redeem_kiosk_grant, remove_kiosk, remove_kiosk_grant,

@@ -89,7 +89,7 @@ async fn state_follows_pairing_and_carries_the_manifest_and_what_is_cached() {
     shared.status.send_modify(|s| {
         s.phase = Phase::Pairing {
             code: "K7Q-4MP".into(),
-            expires_at: chrono::Utc::now(),
+            expires_at: shared.clock.now(),
         }
     });
     let (_, _, body) = get(app.clone(), "/player/state", &[]).await;

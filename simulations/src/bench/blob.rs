@@ -17,7 +17,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use rand::rngs::StdRng;
@@ -236,7 +236,7 @@ fn settle(dir: &Path) -> Result<()> {
 
 /// Run `f` with a time limit, measuring wall and process CPU time.
 async fn timed(f: impl Future<Output = Result<()>>) -> Result<Transfer> {
-    let (cpu0, wall0) = (cpu::process_time(), Instant::now());
+    let (cpu0, wall0) = (cpu::process_time(), super::clock::now());
     tokio::time::timeout(TRANSFER_LIMIT, f)
         .await
         .context("transfer took too long")??;
@@ -295,7 +295,7 @@ struct QuicPair {
 
 impl QuicPair {
     async fn new(store: Arc<BlobStore>) -> Result<QuicPair> {
-        let now = time::OffsetDateTime::now_utc();
+        let now = crate::mesh::system_now();
         let ca = OrgCa::create("Bench Org", Validity::new(now, time::Duration::days(1))?)?;
         let server_cert = ca.issue_server_cert(
             &["localhost".parse::<ServerSan>()?],

@@ -10,6 +10,7 @@
 //! build (a debug build is tens of times slower).
 
 pub mod blob;
+pub mod clock;
 pub mod cpu;
 pub mod discovery;
 pub mod flood;

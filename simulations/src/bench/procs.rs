@@ -115,8 +115,8 @@ impl Drop for Proc {
         if let Some(pid) = pid
             && rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
         {
-            let deadline = std::time::Instant::now() + STOP_GRACE;
-            while std::time::Instant::now() < deadline {
+            let deadline = super::clock::now() + STOP_GRACE;
+            while super::clock::now() < deadline {
                 if let Ok(Some(_)) = self.child.try_wait() {
                     return;
                 }

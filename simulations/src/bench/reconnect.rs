@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use taplink_edge_hub::uplink::backoff_delay;
@@ -234,7 +234,7 @@ pub async fn run(args: &Args) -> Result<Report> {
     let tmp = tempfile::tempdir()?;
     let central = CentralNode::start(&tmp.path().join("central")).await?;
 
-    let setup_start = Instant::now();
+    let setup_start = super::clock::now();
     let hubs_dir = tmp.path().join("hubs");
     let hub_count = args.hubs;
     // Provisioning is SQLite and certificate work; keep it off the runtime's workers,

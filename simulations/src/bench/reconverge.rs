@@ -8,7 +8,7 @@
 //! sync states persisted before the outage.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use automerge::AutoCommit;
@@ -98,7 +98,7 @@ pub fn run(args: &Args) -> Result<Report> {
     let venue = VenueId::from_bytes([0x56; 16]);
     let venue_doc = DocId::Venue(venue);
 
-    let started = Instant::now();
+    let started = super::clock::now();
     let (mut origin, editor) = Editor::build(args.changes, args.seed)?;
     let build_time = started.elapsed();
     let saved = origin.save();
@@ -114,7 +114,7 @@ pub fn run(args: &Args) -> Result<Report> {
             ),
         ]))
     };
-    let now = Instant::now();
+    let now = super::clock::now();
     let mut h = Harness::new(
         Peer::new(central_session(hub, venue), replica(args.seed + 1)?, now),
         Peer::new(hub_session(hub, venue), replica(args.seed + 2)?, now),
@@ -157,7 +157,7 @@ pub fn run(args: &Args) -> Result<Report> {
     // Reconnect through the harness: bytes, and CPU of the whole run.
     let bytes_before = (h.a.bytes_sent, h.b.bytes_sent);
     let frames_before = h.a.frames_sent + h.b.frames_sent;
-    let (cpu0, wall0) = (cpu::thread_time(), Instant::now());
+    let (cpu0, wall0) = (cpu::thread_time(), super::clock::now());
     h.reconnect();
     let virtual_time = h
         .run_until_synced(SYNC_LIMIT)
@@ -303,7 +303,7 @@ impl Node {
         persisted: BTreeMap<DocId, Vec<u8>>,
     ) -> Self {
         let t0 = cpu::thread_time();
-        let session = Session::new(config, &persisted, &mut docs, Instant::now());
+        let session = Session::new(config, &persisted, &mut docs, super::clock::now());
         Self {
             session,
             docs,
@@ -319,7 +319,7 @@ impl Node {
         if let Some(frame) = frame {
             let msg = decode_frame(frame)?;
             self.session
-                .handle_message(Instant::now(), msg, &mut self.docs);
+                .handle_message(super::clock::now(), msg, &mut self.docs);
         }
         while let Some(event) = self.session.poll_event() {
             match event {

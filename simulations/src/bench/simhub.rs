@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use automerge::AutoCommit;
@@ -47,7 +47,7 @@ impl SimHub {
     /// its CA) with empty documents in `dir`, as a freshly enrolled hub has.
     pub fn provision(central: &CentralNode, venue: VenueId, dir: &Path) -> Result<SimHub> {
         let state = central.central.state();
-        let now = state.clock.now();
+        let now = state.now();
         let ids = HubIdentity {
             hub: HubId::random(),
             venue,
@@ -88,7 +88,7 @@ impl SimHub {
         endpoint: &quinn::Endpoint,
         central: SocketAddr,
     ) -> Result<Connected> {
-        let started = Instant::now();
+        let started = super::clock::now();
         let conn = endpoint
             .connect_with(self.client.clone(), central, CENTRAL_NAME)?
             .await?;

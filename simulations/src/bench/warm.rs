@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use automerge::AutoCommit;
@@ -128,7 +128,7 @@ fn harness_figures(args: &Args) -> Result<(u64, u64, u64)> {
             (DocId::Org, AutoCommit::load(&org)?.with_actor(actor(seed))),
         ]))
     };
-    let now = Instant::now();
+    let now = super::clock::now();
     let mut h = Harness::new(
         Peer::new(central_session(hub, venue), replica(args.seed + 1)?, now),
         Peer::new(hub_session(hub, venue), replica(args.seed + 2)?, now),

@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use taplink_simulations::bench::procs::{Proc, binary};
@@ -17,6 +17,7 @@ use taplink_simulations::demo::furnish_via_api;
 use taplink_simulations::mesh::Target;
 use taplink_simulations::netns::{LAN_DEV, Lan, Netns, WanLink};
 use taplink_sync_proto::ids::ItemId;
+use tokio::time::Instant;
 
 const WAIT: Duration = Duration::from_secs(40);
 const HUB_PORT: u16 = 8580;

@@ -146,7 +146,7 @@ mod refusals {
         assert!(err.contains("unknown enrollment code"), "{err}");
 
         let state = central.central.state();
-        let past = state.clock.now() - time::Duration::hours(2);
+        let past = state.now() - time::Duration::hours(2);
         let expired = state
             .registry
             .create_enrollment_code(venue, time::Duration::hours(1), past)
@@ -247,7 +247,7 @@ mod refusals {
             .await
             .unwrap();
         let venue = central.create_venue("The Anchor", "Europe/London").unwrap();
-        let now = time::OffsetDateTime::now_utc();
+        let now = taplink_simulations::mesh::system_now();
         let other_ca = OrgCa::create(
             "Other Org",
             Validity::new(now, time::Duration::days(30)).unwrap(),
@@ -377,7 +377,7 @@ mod refusals {
         let state = central.central.state();
         state
             .registry
-            .revoke_hub(hub.ids().hub, state.clock.now())
+            .revoke_hub(hub.ids().hub, state.now())
             .unwrap();
         state.notify_hub_revoked(hub.ids().hub);
         tokio::time::timeout(WAIT, uplink.wait_for(|s| !s.connected))
@@ -511,7 +511,8 @@ mod flows {
             .as_str()
             .unwrap()
             .to_owned();
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = taplink_sync_proto::clock::Clock::now(&taplink_sync_proto::clock::SystemClock)
+            .timestamp_millis();
         let events: Vec<serde_json::Value> = (0..3u8)
             .map(|n| {
                 serde_json::json!({

@@ -89,7 +89,7 @@ async fn a_kiosk_code_from_central_pairs_a_kiosk_at_the_hub_with_the_wan_down() 
     // An expired code, as it is once its time has passed (the API makes only future ones).
     let expired_code = KioskCode::random();
     let expired_id = GrantId::random();
-    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let now_ms = taplink_simulations::mesh::system_now().unix_timestamp() * 1000;
     let expired = KioskGrant {
         code_hash: expired_code.hash(),
         name: "Too late".into(),

@@ -174,7 +174,8 @@ async fn central_refuses_telemetry_for_foreign_kiosks_and_impossible_times() {
     .unwrap();
 
     // A compromised hub puts whatever it likes in its outbox.
-    let now_ms = chrono::Utc::now().timestamp_millis();
+    let now_ms = taplink_sync_proto::clock::Clock::now(&taplink_sync_proto::clock::SystemClock)
+        .timestamp_millis();
     let heartbeat = || {
         TelemetryKind::Heartbeat(Heartbeat {
             on_screen: None,

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, ensure};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -20,7 +20,7 @@ use taplink_sync_proto::ids::{HubId, VenueId};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 
 /// Bound on waiting for something that must happen.
 const WAIT: Duration = Duration::from_secs(10);
@@ -449,7 +449,7 @@ const CENTRAL_NAME: &str = "central.taplink.test";
 /// quinn configurations with mutual TLS from a fresh org CA, built through taplink-certs
 /// (ring provider). The idle timeout is far longer than the cut in the test.
 fn quic_configs() -> Result<(quinn::ServerConfig, quinn::ClientConfig)> {
-    let now = time::OffsetDateTime::now_utc();
+    let now = taplink_simulations::mesh::system_now();
     let ca = OrgCa::create(
         "WAN proxy test",
         Validity::new(now, time::Duration::days(2))?,

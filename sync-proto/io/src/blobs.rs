@@ -78,8 +78,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use taplink_sync_proto::clock::{Clock, SystemClock};
 use taplink_sync_proto::ids::MediaHash;
 
 pub use self::error::BlobError;
@@ -125,6 +125,8 @@ struct Inner {
     index: Mutex<Index>,
     /// Hashes with a live `Partial`.
     active: Mutex<HashSet<MediaHash>>,
+    /// Where the last-used times of blobs are read.
+    clock: Arc<dyn Clock>,
     /// Held for the store's lifetime; the flock is released when the file is closed.
     _lock: File,
 }
@@ -133,6 +135,12 @@ impl BlobStore {
     /// Open the store in `dir`, creating it if needed, and reconcile the index with the files
     /// (see the [module docs](self)). Re-hashes only files that have no index row.
     pub fn open(dir: &Path) -> Result<BlobStore, BlobError> {
+        Self::open_with_clock(dir, SystemClock::shared())
+    }
+
+    /// [`open`](Self::open), reading the time blobs are last used at from `clock` (the
+    /// node's).
+    pub fn open_with_clock(dir: &Path, clock: Arc<dyn Clock>) -> Result<BlobStore, BlobError> {
         let blobs_dir = dir.join(BLOBS_DIR);
         let partial_dir = dir.join(PARTIAL_DIR);
         let tmp_dir = dir.join(TMP_DIR);
@@ -149,6 +157,7 @@ impl BlobStore {
             tmp_dir,
             index: Mutex::new(index),
             active: Mutex::new(HashSet::new()),
+            clock,
             _lock: lock,
         };
         inner.reconcile()?;
@@ -374,8 +383,13 @@ impl Inner {
         self.partial_dir.join(hash.to_string())
     }
 
+    /// Unix time in milliseconds, 0 for a clock before 1970 (a Pi without RTC may boot there).
+    fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis().max(0)
+    }
+
     fn touch_if_present(&self, hash: &MediaHash) -> Result<bool, BlobError> {
-        self.index().touch(hash, now_ms())
+        self.index().touch(hash, self.now_ms())
     }
 
     /// Move a verified, fsynced file into `blobs/` and commit its row. The caller has checked
@@ -386,7 +400,7 @@ impl Inner {
             // Stored meanwhile (a concurrent upload of the same bytes): keep the existing file
             // rather than replace it under its readers.
             remove_if_exists(src, "delete duplicate blob")?;
-            index.insert(hash, size, now_ms())?;
+            index.insert(hash, size, self.now_ms())?;
             return Ok(());
         }
         let shard = self.shard_dir(hash);
@@ -409,7 +423,7 @@ impl Inner {
         if let Some(src_dir) = src.parent() {
             sync_dir(src_dir)?;
         }
-        index.insert(hash, size, now_ms())?;
+        index.insert(hash, size, self.now_ms())?;
         tracing::debug!(%hash, size, "stored blob");
         Ok(())
     }
@@ -467,7 +481,7 @@ impl Inner {
                 let actual = MediaHash::from(hasher.finalize());
                 if actual == hash {
                     tracing::info!(%hash, size, "indexed a verified blob that had no index row");
-                    index.insert(&hash, size, now_ms())?;
+                    index.insert(&hash, size, self.now_ms())?;
                     known.insert(hash);
                 } else {
                     tracing::warn!(expected = %hash, %actual, path = %path.display(), "deleting corrupt blob");
@@ -665,13 +679,6 @@ fn sync_dir(dir: &Path) -> Result<(), BlobError> {
         let _ = dir;
         Ok(())
     }
-}
-
-/// Unix time in milliseconds, 0 for a clock before 1970 (a Pi without RTC may boot there).
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

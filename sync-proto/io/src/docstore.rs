@@ -33,11 +33,12 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use automerge::{AutoCommit, AutomergeError, Change, ChangeHash, ReadDoc as _};
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
+use taplink_sync_proto::clock::{Clock, SystemClock};
 use taplink_sync_proto::wire::DocId;
 
 /// Schema migrations; entry `i` takes the database from `user_version` `i` to `i + 1`.
@@ -266,6 +267,8 @@ pub struct CompactStats {
 pub struct DocDb {
     conn: Mutex<Connection>,
     policy: CompactionPolicy,
+    /// Where `updated_at` is read.
+    clock: Arc<dyn Clock>,
 }
 
 impl DocDb {
@@ -300,7 +303,14 @@ impl DocDb {
         Ok(DocDb {
             conn: Mutex::new(conn),
             policy,
+            clock: SystemClock::shared(),
         })
+    }
+
+    /// The same store, reading `updated_at` from `clock` (the node's) rather than the
+    /// system clock.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> DocDb {
+        DocDb { clock, ..self }
     }
 
     /// The compaction policy in force.
@@ -331,7 +341,7 @@ impl DocDb {
         tx.execute(
             "INSERT INTO docs (doc, snapshot, snapshot_changes, heads, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![key, snapshot, to_i64(changes), heads, now_ms()],
+            params![key, snapshot, to_i64(changes), heads, self.now_ms()],
         )
         .map_err(sqlite("insert a document"))?;
         tx.commit().map_err(sqlite("commit create"))?;
@@ -433,7 +443,7 @@ impl DocDb {
         .map_err(sqlite("append a chunk"))?;
         tx.execute(
             "UPDATE docs SET heads = ?2, updated_at = ?3 WHERE doc = ?1",
-            params![key, encode_heads(&covered), now_ms()],
+            params![key, encode_heads(&covered), self.now_ms()],
         )
         .map_err(sqlite("record heads"))?;
         tx.commit().map_err(sqlite("commit append"))?;
@@ -473,7 +483,7 @@ impl DocDb {
                 snapshot,
                 to_i64(changes),
                 encode_heads(&heads),
-                now_ms()
+                self.now_ms()
             ],
         )
         .map_err(sqlite("write a snapshot"))?;
@@ -564,6 +574,11 @@ impl DocDb {
         rows.into_iter()
             .map(|(key, state)| Ok((parse_doc_id(&key)?, state)))
             .collect()
+    }
+
+    fn now_ms(&self) -> i64 {
+        // A clock before 1970 is a broken clock; 0 records "unknown" rather than failing a write.
+        self.clock.now().timestamp_millis().max(0)
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -740,13 +755,6 @@ fn sqlite(action: &'static str) -> impl FnOnce(rusqlite::Error) -> DocDbError {
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn now_ms() -> i64 {
-    // A clock before 1970 is a broken clock; 0 records "unknown" rather than failing a write.
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

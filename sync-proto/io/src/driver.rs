@@ -184,11 +184,11 @@ pub async fn drive(
         Err(e) => return DriverEnd::Failed(format!("cannot load sync states: {e}")),
     };
     let mut session = docs.with_locked(&doc_ids, |locked| {
-        Session::new(params.session.clone(), &persisted, locked, Instant::now())
+        Session::new(params.session.clone(), &persisted, locked, now())
     });
     if let Some(hello) = first {
         docs.with_locked(&doc_ids, |locked| {
-            session.handle_message(Instant::now(), hello, locked)
+            session.handle_message(now(), hello, locked)
         });
     }
     let mut doc_streams: BTreeMap<DocId, quinn::SendStream> = BTreeMap::new();
@@ -196,8 +196,8 @@ pub async fn drive(
     let mut owner_sends = true;
     let mut liveness = tokio::time::interval(LIVENESS_CHECK);
     liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut heard = (conn.stats().udp_rx.datagrams, Instant::now());
-    let started = Instant::now();
+    let mut heard = (conn.stats().udp_rx.datagrams, now());
+    let started = now();
     let mut ever_synced = false;
     let mut frames_in = 0u64;
     let mut last_report = started;
@@ -250,7 +250,7 @@ pub async fn drive(
                 let stats = conn.stats();
                 info!(
                     peer = %params.peer_key,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    elapsed_ms = now().duration_since(started).as_millis() as u64,
                     frames_in,
                     bytes_in = stats.udp_rx.bytes,
                     bytes_out = stats.udp_tx.bytes,
@@ -271,9 +271,9 @@ pub async fn drive(
                 state.synced = false;
                 let _ = app.from_peer.send(Inbound::Sync(state.clone())).await;
             }
-            if last_report.elapsed() >= PROGRESS_EVERY {
+            if now().duration_since(last_report) >= PROGRESS_EVERY {
                 // A long (initial or catch-up) sync reports that it is moving.
-                last_report = Instant::now();
+                last_report = now();
                 info!(peer = %params.peer_key, frames_in, bytes_in = conn.stats().udp_rx.bytes, "sync in progress");
             }
         }
@@ -310,7 +310,7 @@ pub async fn drive(
             _ = sleep_until(deadline) => Step::Timeout,
             _ = liveness.tick() => Step::Liveness,
         };
-        let now = Instant::now();
+        let now = now();
         match step {
             Step::Nothing => {}
             Step::Gone => {
@@ -381,6 +381,11 @@ enum Step {
     Send(Message),
     Timeout,
     Liveness,
+}
+
+/// The session's time: tokio's monotonic clock, so that a paused test runtime drives it.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -56,7 +56,7 @@ fn harness_with_hub_docs(
     link: LinkConfig,
     seed: u64,
 ) -> Harness {
-    let now = Instant::now();
+    let now = start();
     let central_docs = BTreeMap::from([
         (s.venue, s.origin_venue.fork()),
         (DocId::Org, s.origin_org.fork()),
@@ -417,7 +417,7 @@ fn lone_central(s: &Setup, now: Instant) -> (Session, BTreeMap<DocId, AutoCommit
 #[test]
 fn a_hello_with_the_wrong_identity_closes_the_session() {
     let s = setup();
-    let now = Instant::now();
+    let now = start();
     let (mut session, mut docs) = lone_central(&s, now);
     let impostor = PeerIdentity::Hub {
         hub: HubId::from_bytes([2; 16]),
@@ -450,7 +450,7 @@ fn a_hello_with_the_wrong_identity_closes_the_session() {
 #[test]
 fn a_newer_protocol_version_is_refused_with_a_reason() {
     let s = setup();
-    let now = Instant::now();
+    let now = start();
     let (mut session, mut docs) = lone_central(&s, now);
     let hello = Hello {
         protocol: PROTOCOL_VERSION + 1,
@@ -473,7 +473,7 @@ fn a_newer_protocol_version_is_refused_with_a_reason() {
 #[test]
 fn a_silent_peer_times_out_the_handshake() {
     let s = setup();
-    let now = Instant::now();
+    let now = start();
     let (mut session, mut docs) = lone_central(&s, now);
     let deadline = session.poll_timeout().unwrap();
     assert_eq!(deadline, now + Duration::from_secs(10));
@@ -485,7 +485,7 @@ fn a_silent_peer_times_out_the_handshake() {
 #[test]
 fn messages_that_overtake_the_hello_are_kept_for_after_it() {
     let s = setup();
-    let now = Instant::now();
+    let now = start();
     let (mut session, mut docs) = lone_central(&s, now);
     let ack = Message::TelemetryAck {
         batch: 1,
@@ -510,7 +510,7 @@ fn messages_that_overtake_the_hello_are_kept_for_after_it() {
 #[test]
 fn a_flood_before_the_hello_closes_the_session() {
     let s = setup();
-    let now = Instant::now();
+    let now = start();
     let (mut session, mut docs) = lone_central(&s, now);
     for batch in 0..=taplink_sync_proto::session::MAX_EARLY_MESSAGES as u64 {
         session.handle_message(now, Message::TelemetryAck { batch, stored: 0 }, &mut docs);
@@ -577,4 +577,10 @@ fn an_empty_hub_gets_the_whole_document_once() {
         h.b.docs.get_mut(&s.venue).unwrap().clone(),
     );
     assert_eq!(central_venue.get_heads(), hub_venue.get_heads());
+}
+
+/// A starting point for the sessions' virtual time: tokio's clock, since nothing in the
+/// workspace reads std's `Instant::now` (see `taplink_sync_proto::clock`).
+fn start() -> Instant {
+    tokio::time::Instant::now().into_std()
 }

@@ -2,7 +2,6 @@
 //! schema versions, and a property test against an in-memory replica.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use automerge::{AutoCommit, ChangeHash, ROOT, ReadDoc as _};
 use proptest::prelude::*;
@@ -591,25 +590,25 @@ fn sizes_of_a_venue_doc_with_many_changes() {
     const RENAMES: u32 = 20_000;
     let dir = tempfile::tempdir().unwrap();
     let db = DocDb::open(&db_path(&dir)).unwrap();
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let mut am = venue_doc(10);
     for i in 0..RENAMES {
         rename(&mut am, (i % 10) as u8, &format!("kiosk name {i}"));
     }
     let built = started.elapsed();
 
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     db.create(venue(1), &mut am).unwrap();
     let created = started.elapsed();
     let stats = db.stats(venue(1)).unwrap().unwrap();
 
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let mut loaded = load(&db, venue(1));
     let load_time = started.elapsed();
     assert_same(&mut am, &mut loaded);
 
     rename(&mut loaded, 0, "one more");
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let appended = db.append(venue(1), &mut loaded).unwrap();
     let append_time = started.elapsed();
     let incremental = loaded.fork().save_incremental().len();

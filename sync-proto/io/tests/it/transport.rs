@@ -53,7 +53,10 @@ struct Pair {
 }
 
 fn pair() -> Pair {
-    let now = time::OffsetDateTime::now_utc();
+    // Real time: rustls checks the certificates against the system clock.
+    let now = taplink_certs::offset_date_time(taplink_sync_proto::clock::Clock::now(
+        &taplink_sync_proto::clock::SystemClock,
+    ));
     let ca = OrgCa::create(
         "Test Org",
         Validity::new(now, time::Duration::days(30)).unwrap(),
