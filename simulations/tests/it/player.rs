@@ -191,6 +191,10 @@ impl Rig {
         .unwrap();
         let staff = staff_token(&hub_dir).unwrap();
         let hub = start_hub(&hub_dir, None).await.unwrap();
+        // Staff approve pairings against the venue document: wait until the hub has it.
+        eventually(WAIT, || taplink_simulations::mesh::hub_venue_doc(&hub))
+            .await
+            .unwrap();
 
         let kiosk = Kiosk::bind(test_kiosk_config(
             &tmp.path().join("kiosk"),

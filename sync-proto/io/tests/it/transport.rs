@@ -565,3 +565,111 @@ async fn sync_state_is_proven_and_reports_the_common_heads() {
     assert_eq!(at_central.heads[&p.venue], again.heads[&p.venue]);
     r.cancel.cancel();
 }
+
+/// `peer::run` puts a connection's session driver and media fetcher on the node's task
+/// tracker (so a node's shutdown waits for a document append or a blob write in
+/// progress), and reports to the node only what concerns it.
+#[tokio::test]
+async fn the_peer_runtime_runs_on_the_nodes_tracker_and_reports_the_session() {
+    use taplink_sync_io::peer::{self, PeerEvent, PeerParams};
+    let p = pair();
+    let accept = p.server.accept();
+    let connecting = p
+        .client
+        .connect_with(
+            p.client_config.clone(),
+            p.server.local_addr().unwrap(),
+            "localhost",
+        )
+        .unwrap();
+    let (hub_conn, central_conn) = tokio::join!(connecting, async { accept.await.unwrap().await });
+    let (hub_conn, central_conn) = (hub_conn.unwrap(), central_conn.unwrap());
+    let hub_peer = PeerIdentity::Hub {
+        hub: p.ids.hub,
+        venue: p.ids.venue,
+    };
+    let params = |node: &Node, session, peer_key: &str, origin, dialer| PeerParams {
+        connection: ConnectionParams {
+            session,
+            peer_key: peer_key.into(),
+            origin,
+            dialer,
+        },
+        docs: node.docs.clone(),
+        blobs: node.blobs.clone(),
+        serve: Arc::new(|_: &MediaHash| true),
+        fetch_for: p.venue,
+        quota: None,
+        on_fetched: Arc::new(|_| {}),
+    };
+    let tasks = tokio_util::task::TaskTracker::new();
+    let cancel = CancellationToken::new();
+    let mut at_central = peer::run(
+        central_conn,
+        params(
+            &p.central,
+            SessionConfig::new(
+                PeerIdentity::Central,
+                hub_peer.clone(),
+                "central-test",
+                BTreeMap::from([(p.venue, Access::Write), (DocId::Org, Access::Read)]),
+            ),
+            "hub",
+            2,
+            false,
+        ),
+        &tasks,
+        &cancel,
+    );
+    let mut at_hub = peer::run(
+        hub_conn,
+        params(
+            &p.hub,
+            SessionConfig::new(
+                hub_peer,
+                PeerIdentity::Central,
+                "hub-test",
+                BTreeMap::from([(p.venue, Access::Write), (DocId::Org, Access::Write)]),
+            ),
+            "central",
+            1,
+            true,
+        ),
+        &tasks,
+        &cancel,
+    );
+    // Driver and fetcher of each side, on the tracker.
+    assert_eq!(tasks.len(), 4);
+    let established = tokio::time::timeout(WAIT, at_hub.next()).await.unwrap();
+    assert!(matches!(established, PeerEvent::Established(h) if h.software == "central-test"));
+    loop {
+        match tokio::time::timeout(WAIT, at_hub.next()).await.unwrap() {
+            PeerEvent::Sync(s) if s.synced => break,
+            PeerEvent::Ended(why) => panic!("ended: {why}"),
+            _ => {}
+        }
+    }
+    assert_eq!(venue_of(&p.hub, p.venue).settings.name, "The Anchor");
+    // The node's messages go through; the peer's reach its node.
+    assert!(
+        at_hub
+            .send(Message::TelemetryBatch {
+                batch: 3,
+                events: vec![]
+            })
+            .await
+    );
+    loop {
+        match tokio::time::timeout(WAIT, at_central.next()).await.unwrap() {
+            PeerEvent::Message(Message::TelemetryBatch { batch: 3, .. }) => break,
+            PeerEvent::Ended(why) => panic!("ended: {why}"),
+            _ => {}
+        }
+    }
+    // Shutdown: cancel, then the tracker empties only once every task has finished.
+    cancel.cancel();
+    tasks.close();
+    tokio::time::timeout(WAIT, tasks.wait()).await.unwrap();
+    assert!(tasks.is_empty());
+    assert!(matches!(at_hub.next().await, PeerEvent::Ended(_)));
+}
