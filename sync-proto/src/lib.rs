@@ -5,6 +5,9 @@
 //! comes in as an argument; randomness only for fresh ids. That is what lets tests and
 //! simulations drive whole sync sessions deterministically.
 
+#![warn(missing_docs, unreachable_pub)]
+#![warn(clippy::unwrap_used)]
+
 pub mod doc;
 pub mod ids;
 pub mod kiosk_code;
