@@ -10,7 +10,8 @@ use super::DocOpError;
 use super::navigate::{map_at, top};
 use super::validate::{validate_duration, validate_meta, validate_timezone};
 
-/// Adds a media entry to the org library, or updates it in place (as [`add_media`]).
+/// Adds a media entry to the org library, or updates it in place (as
+/// [`add_media`](super::add_media)).
 pub fn add_library_media(
     doc: &mut AutoCommit,
     hash: MediaHash,

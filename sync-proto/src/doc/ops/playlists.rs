@@ -14,7 +14,7 @@ use super::positions::{place, read_slots, write_respaced};
 use super::validate::{validate_duration, validate_name};
 use super::{DocOpError, Placement};
 
-/// Creates an empty playlist. Ids must be fresh (see [`add_kiosk`]).
+/// Creates an empty playlist. Ids must be fresh (see [`add_kiosk`](super::add_kiosk)).
 pub fn create_playlist(doc: &mut AutoCommit, id: PlaylistId, name: &str) -> Result<(), DocOpError> {
     validate_name("playlist", name)?;
     let playlists = top(doc, "playlists")?;
