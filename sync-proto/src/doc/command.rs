@@ -19,74 +19,148 @@ use automerge::AutoCommit;
 #[non_exhaustive]
 pub enum VenueCommand {
     /// [`ops::rename_venue`].
-    RenameVenue { name: String },
+    RenameVenue {
+        /// The venue's new name.
+        name: String,
+    },
     /// [`ops::set_timezone`].
-    SetTimezone { timezone: String },
+    SetTimezone {
+        /// The venue's IANA time zone, such as `Europe/Berlin`.
+        timezone: String,
+    },
     /// [`ops::set_default_playlist`].
-    SetDefaultPlaylist { playlist: Option<PlaylistId> },
+    SetDefaultPlaylist {
+        /// The playlist of kiosks with no other, or `None` for no default.
+        playlist: Option<PlaylistId>,
+    },
     /// [`ops::add_kiosk`].
-    AddKiosk { id: KioskId, name: String },
+    AddKiosk {
+        /// A fresh kiosk id.
+        id: KioskId,
+        /// The kiosk's name.
+        name: String,
+    },
     /// [`ops::rename_kiosk`].
-    RenameKiosk { id: KioskId, name: String },
+    RenameKiosk {
+        /// The kiosk.
+        id: KioskId,
+        /// Its new name.
+        name: String,
+    },
     /// [`ops::set_kiosk_group`].
-    SetKioskGroup { id: KioskId, group: Option<String> },
+    SetKioskGroup {
+        /// The kiosk.
+        id: KioskId,
+        /// The group's name, or `None` for no group.
+        group: Option<String>,
+    },
     /// [`ops::set_orientation`].
     SetOrientation {
+        /// The kiosk.
         id: KioskId,
+        /// How its screen is mounted.
         orientation: Orientation,
     },
     /// [`ops::remove_kiosk`].
-    RemoveKiosk { id: KioskId },
+    RemoveKiosk {
+        /// The kiosk.
+        id: KioskId,
+    },
     /// [`ops::assign_playlist`].
     AssignPlaylist {
+        /// The kiosk.
         kiosk: KioskId,
+        /// Its own playlist, or `None` to fall back to its group's or the venue default.
         playlist: Option<PlaylistId>,
     },
     /// [`ops::assign_group_playlist`].
     AssignGroupPlaylist {
+        /// The group's name.
         group: String,
+        /// The group's playlist, or `None` to remove the group's entry.
         playlist: Option<PlaylistId>,
     },
     /// [`ops::create_playlist`].
-    CreatePlaylist { id: PlaylistId, name: String },
+    CreatePlaylist {
+        /// A fresh playlist id.
+        id: PlaylistId,
+        /// The playlist's name.
+        name: String,
+    },
     /// [`ops::rename_playlist`].
-    RenamePlaylist { id: PlaylistId, name: String },
+    RenamePlaylist {
+        /// The playlist.
+        id: PlaylistId,
+        /// Its new name.
+        name: String,
+    },
     /// [`ops::remove_playlist`].
-    RemovePlaylist { id: PlaylistId },
+    RemovePlaylist {
+        /// The playlist.
+        id: PlaylistId,
+    },
     /// [`ops::insert_item`].
     InsertItem {
+        /// The playlist.
         playlist: PlaylistId,
+        /// A fresh item id, unique within the playlist.
         item: ItemId,
+        /// Where the item goes in the playlist's order.
         at: Placement,
+        /// The media it shows, already in the venue's media map.
         media: MediaHash,
+        /// How long it shows, 1 ms ..= 24 h.
         duration_ms: u64,
+        /// When it may play; absent or `None` for always.
         #[serde(default)]
         window: Option<ScheduleWindow>,
     },
     /// [`ops::move_item`].
     MoveItem {
+        /// The playlist.
         playlist: PlaylistId,
+        /// The item to move.
         item: ItemId,
+        /// Where it goes.
         at: Placement,
     },
     /// [`ops::set_item_duration`].
     SetItemDuration {
+        /// The playlist.
         playlist: PlaylistId,
+        /// The item.
         item: ItemId,
+        /// How long it shows, 1 ms ..= 24 h.
         duration_ms: u64,
     },
     /// [`ops::set_item_window`].
     SetItemWindow {
+        /// The playlist.
         playlist: PlaylistId,
+        /// The item.
         item: ItemId,
+        /// When it may play, or `None` for always.
         window: Option<ScheduleWindow>,
     },
     /// [`ops::remove_item`].
-    RemoveItem { playlist: PlaylistId, item: ItemId },
+    RemoveItem {
+        /// The playlist.
+        playlist: PlaylistId,
+        /// The item.
+        item: ItemId,
+    },
     /// [`ops::add_media`].
-    AddMedia { hash: MediaHash, meta: MediaMeta },
+    AddMedia {
+        /// The BLAKE3 hash of the media's bytes.
+        hash: MediaHash,
+        /// Its file name, content type and size.
+        meta: MediaMeta,
+    },
     /// [`ops::remove_media`].
-    RemoveMedia { hash: MediaHash },
+    RemoveMedia {
+        /// The media's hash.
+        hash: MediaHash,
+    },
 }
 
 impl VenueCommand {
