@@ -446,8 +446,11 @@ fn redeem(state: &AppState, request: &EnrollRequest) -> Result<Enrolled, String>
         .redeem_enrollment_code(&secret, hub, now)
         .map_err(|e| e.to_string())?;
     let ids = HubIdentity { hub, venue };
-    let validity =
-        Validity::new(now, time::Duration::days(HUB_CERT_DAYS)).map_err(|e| e.to_string())?;
+    let validity = Validity::new(
+        taplink_certs::offset_date_time(now),
+        time::Duration::days(HUB_CERT_DAYS),
+    )
+    .map_err(|e| e.to_string())?;
     let issued = state
         .pki
         .ca
@@ -474,7 +477,7 @@ fn admissible_telemetry(
     ids: HubIdentity,
     events: Vec<TelemetryEvent>,
 ) -> Vec<TelemetryEvent> {
-    let now_ms = i64::try_from(state.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let now_ms = state.now().timestamp_millis();
     let kiosks = state
         .docs
         .read(DocId::Venue(ids.venue), |am| {
