@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use chrono::TimeDelta;
 use serde_json::{Map, Value};
 use taplink_certs::ServerSan;
 
@@ -96,17 +97,17 @@ impl FromStr for LogFormat {
 
 /// A positive duration written as a whole number and a unit: `90s`, `30m`, `24h`, `7d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ttl(time::Duration);
+pub struct Ttl(TimeDelta);
 
 impl Ttl {
     /// The duration.
-    pub const fn duration(self) -> time::Duration {
+    pub const fn duration(self) -> TimeDelta {
         self.0
     }
 
     /// A TTL of exactly `d`, if it is positive.
-    pub fn new(d: time::Duration) -> Option<Ttl> {
-        d.is_positive().then_some(Ttl(d))
+    pub fn new(d: TimeDelta) -> Option<Ttl> {
+        (d > TimeDelta::zero()).then_some(Ttl(d))
     }
 }
 
@@ -137,13 +138,13 @@ impl FromStr for Ttl {
             .checked_mul(unit_secs)
             .filter(|&s| s > 0 && s <= 10 * 366 * 86_400)
             .ok_or_else(bad)?;
-        Ok(Ttl(time::Duration::seconds(secs)))
+        Ok(Ttl(TimeDelta::seconds(secs)))
     }
 }
 
 impl fmt::Display for Ttl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.0.whole_seconds();
+        let secs = self.0.num_seconds();
         for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
             if secs % size == 0 {
                 return write!(f, "{}{unit}", secs / size);
@@ -191,7 +192,7 @@ impl Config {
     /// The default QUIC listen address.
     pub const DEFAULT_QUIC_LISTEN: &'static str = "127.0.0.1:4433";
     /// The default enrollment code lifetime: a day, enough to ship a hub to a venue.
-    pub const DEFAULT_ENROLLMENT_CODE_TTL: time::Duration = time::Duration::DAY;
+    pub const DEFAULT_ENROLLMENT_CODE_TTL: TimeDelta = TimeDelta::days(1);
     /// The default media quota per venue: 32 GiB.
     pub const DEFAULT_VENUE_MEDIA_QUOTA: u64 = 32 << 30;
 
@@ -446,7 +447,7 @@ mod tests {
         assert_eq!(c.quic_listen.to_string(), Config::DEFAULT_QUIC_LISTEN);
         assert_eq!(c.public_names, ["localhost", "127.0.0.1"]);
         assert_eq!(c.log_format, LogFormat::Text);
-        assert_eq!(c.enrollment_code_ttl.duration(), time::Duration::hours(24));
+        assert_eq!(c.enrollment_code_ttl.duration(), TimeDelta::hours(24));
         assert_eq!(c.data_dir, PathBuf::from("taplink-central-data"));
     }
 
@@ -492,7 +493,7 @@ mod tests {
 
     #[test]
     fn ttl_parses_units_and_refuses_nonsense() {
-        assert_eq!("90s".parse::<Ttl>().unwrap().duration().whole_seconds(), 90);
+        assert_eq!("90s".parse::<Ttl>().unwrap().duration().num_seconds(), 90);
         assert_eq!("2d".parse::<Ttl>().unwrap().to_string(), "2d");
         assert_eq!("120m".parse::<Ttl>().unwrap().to_string(), "2h");
         for bad in ["", "0h", "h", "-1h", "1.5h", "1w", "99999999999999999d"] {

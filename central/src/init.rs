@@ -10,13 +10,15 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use data_encoding::HEXLOWER;
 use rand::RngCore;
+use taplink_certs::offset_date_time;
 use taplink_certs::store::{write_private_file, write_public_file};
 use taplink_certs::{
     CaError, Fingerprint, IssueCertError, OrgCa, StoreError, Validity, ValidityError,
 };
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 
 use crate::config::{Config, DataDir};
 use crate::store::{AdminToken, OpenError, Registry, RegistryError};
@@ -123,7 +125,7 @@ pub struct InitReport {
 }
 
 /// Create a data directory; see the module docs. `now` dates the certificates.
-pub fn init(opts: &InitOptions, now: OffsetDateTime) -> Result<InitReport, InitError> {
+pub fn init(opts: &InitOptions, now: DateTime<Utc>) -> Result<InitReport, InitError> {
     if opts.public_names.is_empty() {
         return Err(InitError::NoPublicNames);
     }
@@ -217,7 +219,7 @@ fn populate(
     dir: &Path,
     final_root: &Path,
     opts: &InitOptions,
-    now: OffsetDateTime,
+    now: DateTime<Utc>,
 ) -> Result<InitReport, InitError> {
     let staged = DataDir::new(dir);
     let mut config = Config::new(final_root);
@@ -228,11 +230,14 @@ fn populate(
     // Closing the only connection checkpoints the WAL into the database file.
     drop(registry);
 
-    let ca = OrgCa::create(&opts.org_name, Validity::new(now, CA_LIFETIME)?)?;
+    let ca = OrgCa::create(
+        &opts.org_name,
+        Validity::new(offset_date_time(now), CA_LIFETIME)?,
+    )?;
     ca.save(&staged.ca_dir())?;
     let server = ca.issue_server_cert(
         &config.server_sans(),
-        Validity::new(now, SERVER_CERT_LIFETIME)?,
+        Validity::new(offset_date_time(now), SERVER_CERT_LIFETIME)?,
     )?;
     write_private_file(&staged.server_key(), server.key.pem().as_bytes())?;
     write_public_file(&staged.server_cert(), server.cert.pem().as_bytes())?;

@@ -7,6 +7,7 @@
 //! stored nowhere. Listing reads the grants back from the document (with the kiosk each one
 //! paired, once the hub's redemption has synced back); revoking removes the grant.
 
+use chrono::{DateTime, Utc};
 use taplink_sync_io::docs::{Documents, DocumentsError, EditError};
 use taplink_sync_proto::doc::{
     DocOpError, KioskGrant, add_kiosk_grant, load_venue, remove_kiosk_grant,
@@ -14,7 +15,6 @@ use taplink_sync_proto::doc::{
 use taplink_sync_proto::ids::{GrantId, PlaylistId, VenueId};
 use taplink_sync_proto::kiosk_code::KioskCode;
 use taplink_sync_proto::wire::DocId;
-use time::OffsetDateTime;
 
 use crate::store::{Registry, RegistryError};
 use crate::timefmt::to_unix_ms;
@@ -105,7 +105,7 @@ pub fn create_kiosk_code(
     docs: &Documents,
     venue: VenueId,
     request: &KioskCodeRequest,
-    now: OffsetDateTime,
+    now: DateTime<Utc>,
 ) -> Result<IssuedKioskCode, KioskCodeError> {
     if !(1..=MAX_KIOSK_CODE_TTL_HOURS).contains(&request.expires_in_hours) {
         return Err(KioskCodeError::InvalidTtl {

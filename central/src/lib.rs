@@ -102,7 +102,8 @@ fn sync_tls(state: &AppState) -> Result<rustls::ServerConfig, String> {
         .map_err(|e| e.to_string())?;
     let now = state.now();
     // CRL numbers must grow; seconds since the epoch do across restarts.
-    let number = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+    let number = u64::try_from(now.timestamp()).unwrap_or(0);
+    let now = taplink_certs::offset_date_time(now);
     let crl = state
         .pki
         .ca

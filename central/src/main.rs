@@ -15,7 +15,6 @@ use taplink_central::{Central, Config, rfc3339, state, venue};
 use taplink_certs::Fingerprint;
 use taplink_sync_proto::clock::{Clock, SystemClock};
 use taplink_sync_proto::ids::{GrantId, PlaylistId, VenueId};
-use time::OffsetDateTime;
 
 /// taplink-central: the central server of a Taplink organisation.
 #[derive(Debug, Parser)]
@@ -321,7 +320,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Now, on the system clock, as the registry and the PKI take it.
-fn now() -> OffsetDateTime {
-    taplink_certs::offset_date_time(Clock::now(&SystemClock))
+/// Now, on the system clock (the CLI's commands are nodes of their own).
+fn now() -> chrono::DateTime<chrono::Utc> {
+    SystemClock.now()
 }

@@ -5,12 +5,12 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use rustls::pki_types::CertificateDer;
 use taplink_certs::{Fingerprint, OrgCa, PrivateKey, StoreError, cert_der_from_pem};
 use taplink_sync_proto::clock::{Clock, SystemClock};
 use taplink_sync_proto::ids::HubId;
 use taplink_sync_proto::wire::TelemetryEvent;
-use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
 use taplink_sync_io::blobs::{BlobError, BlobStore};
@@ -239,9 +239,9 @@ impl AppState {
         AppState { clock, ..self }
     }
 
-    /// Now, on the state's clock, as the registry and the PKI take it.
-    pub fn now(&self) -> OffsetDateTime {
-        taplink_certs::offset_date_time(self.clock.now())
+    /// Now, on the state's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// Announce that `hub` was revoked.

@@ -18,6 +18,7 @@ use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use data_encoding::{BASE32_DNSSEC, HEXLOWER, HEXLOWER_PERMISSIVE};
 use rand::RngCore;
 use rusqlite::types::Type;
@@ -26,7 +27,6 @@ use taplink_certs::{Fingerprint, Revocation, Serial};
 use taplink_sync_proto::doc::MAX_NAME_CHARS;
 use taplink_sync_proto::ids::{HubId, VenueId};
 use taplink_sync_proto::wire::{DocHeads, DocId, TelemetryEvent, TelemetryKind};
-use time::OffsetDateTime;
 
 use crate::enroll_token::EnrollmentSecret;
 use crate::timefmt::{Rfc3339Display, from_unix_ms, to_unix_ms};
@@ -227,7 +227,7 @@ pub enum EnrollError {
     #[error("the enrollment code expired at {}; ask an admin for a new one", Rfc3339Display(*.at))]
     Expired {
         /// When it expired.
-        at: OffsetDateTime,
+        at: DateTime<Utc>,
     },
     /// The code was redeemed before: each code enrolls exactly one hub.
     #[error(
@@ -236,7 +236,7 @@ pub enum EnrollError {
     )]
     AlreadyUsed {
         /// When it was used.
-        at: OffsetDateTime,
+        at: DateTime<Utc>,
     },
     /// The registry failed.
     #[error(transparent)]
@@ -253,7 +253,7 @@ pub struct Venue {
     /// Its IANA time zone name.
     pub timezone: String,
     /// When it was created (millisecond precision).
-    pub created_at: OffsetDateTime,
+    pub created_at: DateTime<Utc>,
 }
 
 /// A newly created enrollment code. The secret exists only here; the registry keeps its hash.
@@ -264,7 +264,7 @@ pub struct EnrollmentCode {
     /// The venue a hub enrolled with it joins.
     pub venue: VenueId,
     /// The first instant at which it can no longer be redeemed.
-    pub expires_at: OffsetDateTime,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// A hub's registry entry.
@@ -279,13 +279,13 @@ pub struct HubRecord {
     /// SHA-256 fingerprint of its certificate.
     pub cert_fingerprint: Fingerprint,
     /// When it enrolled.
-    pub enrolled_at: OffsetDateTime,
+    pub enrolled_at: DateTime<Utc>,
     /// When it was revoked, if it was.
-    pub revoked_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<DateTime<Utc>>,
     /// When central last heard from it.
-    pub last_seen: Option<OffsetDateTime>,
+    pub last_seen: Option<DateTime<Utc>>,
     /// When it last finished a sync.
-    pub last_sync: Option<OffsetDateTime>,
+    pub last_sync: Option<DateTime<Utc>>,
     /// The software version it reported.
     pub software: Option<String>,
     /// The document heads it last reported.
@@ -444,7 +444,7 @@ impl Registry {
         &self,
         name: &str,
         timezone: &str,
-        now: OffsetDateTime,
+        now: DateTime<Utc>,
     ) -> Result<Venue, RegistryError> {
         check_venue_name(name)?;
         check_timezone_shape(timezone)?;
@@ -494,19 +494,27 @@ impl Registry {
     pub fn create_enrollment_code(
         &self,
         venue: VenueId,
-        ttl: time::Duration,
-        now: OffsetDateTime,
+        ttl: TimeDelta,
+        now: DateTime<Utc>,
     ) -> Result<EnrollmentCode, RegistryError> {
-        if !ttl.is_positive() {
+        if ttl <= TimeDelta::zero() {
             return Err(RegistryError::Invalid {
                 field: "ttl",
-                reason: format!("an enrollment code's lifetime must be positive, got {ttl}"),
+                reason: format!(
+                    "an enrollment code's lifetime must be positive, got {}s",
+                    ttl.num_seconds()
+                ),
             });
         }
-        let expires_at = now.checked_add(ttl).ok_or_else(|| RegistryError::Invalid {
-            field: "ttl",
-            reason: format!("{ttl} from now is past any representable date"),
-        })?;
+        let expires_at = now
+            .checked_add_signed(ttl)
+            .ok_or_else(|| RegistryError::Invalid {
+                field: "ttl",
+                reason: format!(
+                    "{}s from now is past any representable date",
+                    ttl.num_seconds()
+                ),
+            })?;
         let code = EnrollmentCode {
             secret: EnrollmentSecret::random(),
             venue,
@@ -545,7 +553,7 @@ impl Registry {
         &self,
         secret: &EnrollmentSecret,
         hub: HubId,
-        now: OffsetDateTime,
+        now: DateTime<Utc>,
     ) -> Result<VenueId, EnrollError> {
         let op = "redeem enrollment code";
         let hash = secret.hash();
@@ -595,7 +603,7 @@ impl Registry {
         venue: VenueId,
         cert_serial: &Serial,
         cert_fingerprint: Fingerprint,
-        now: OffsetDateTime,
+        now: DateTime<Utc>,
     ) -> Result<HubRecord, RegistryError> {
         let op = "record hub";
         let mut conn = self.lock();
@@ -646,7 +654,7 @@ impl Registry {
 
     /// Revoke a hub: its certificate's serial joins [`Registry::revoked_serials`].
     /// Revoking a revoked hub keeps the first revocation time. Returns the updated record.
-    pub fn revoke_hub(&self, id: HubId, now: OffsetDateTime) -> Result<HubRecord, RegistryError> {
+    pub fn revoke_hub(&self, id: HubId, now: DateTime<Utc>) -> Result<HubRecord, RegistryError> {
         let op = "revoke hub";
         let mut conn = self.lock();
         let tx = conn
@@ -678,7 +686,7 @@ impl Registry {
         stmt.query_map([], |row| {
             Ok(Revocation {
                 serial: parse_col(row, 0)?,
-                revoked_at: time_col(row, 1)?,
+                revoked_at: taplink_certs::offset_date_time(time_col(row, 1)?),
             })
         })
         .and_then(Iterator::collect)
@@ -690,10 +698,10 @@ impl Registry {
     pub fn touch_hub(
         &self,
         hub: HubId,
-        last_seen: OffsetDateTime,
+        last_seen: DateTime<Utc>,
         software: Option<&str>,
         heads: Option<&[DocHeads]>,
-        last_sync: Option<OffsetDateTime>,
+        last_sync: Option<DateTime<Utc>>,
     ) -> Result<(), RegistryError> {
         let software: Option<String> =
             software.map(|s| s.chars().take(MAX_SOFTWARE_CHARS).collect());
@@ -749,7 +757,7 @@ impl Registry {
     pub fn bootstrap_admin_token(
         &self,
         name: &str,
-        now: OffsetDateTime,
+        now: DateTime<Utc>,
     ) -> Result<AdminToken, RegistryError> {
         if name.trim().is_empty()
             || name.chars().count() > MAX_TOKEN_NAME_CHARS
@@ -801,7 +809,7 @@ impl Registry {
         &self,
         hub: HubId,
         events: &[TelemetryEvent],
-        now: OffsetDateTime,
+        now: DateTime<Utc>,
     ) -> Result<u32, RegistryError> {
         let op = "store telemetry";
         let rows = events
@@ -1038,11 +1046,11 @@ where
     text.parse().map_err(|e| conversion(idx, Type::Text, e))
 }
 
-fn time_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<OffsetDateTime> {
+fn time_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>> {
     from_unix_ms(row.get(idx)?).map_err(|e| conversion(idx, Type::Integer, e))
 }
 
-fn opt_time_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<OffsetDateTime>> {
+fn opt_time_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
     row.get::<_, Option<i64>>(idx)?
         .map(|ms| from_unix_ms(ms).map_err(|e| conversion(idx, Type::Integer, e)))
         .transpose()

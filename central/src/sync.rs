@@ -482,8 +482,11 @@ fn redeem(state: &AppState, request: &EnrollRequest) -> Result<Enrolled, Refusal
     let hub = HubId::random();
     let venue = state.registry.redeem_enrollment_code(&secret, hub, now)?;
     let ids = HubIdentity { hub, venue };
-    let validity = Validity::new(now, time::Duration::days(HUB_CERT_DAYS))
-        .map_err(|e| Refusal::Internal(e.to_string()))?;
+    let validity = Validity::new(
+        taplink_certs::offset_date_time(now),
+        time::Duration::days(HUB_CERT_DAYS),
+    )
+    .map_err(|e| Refusal::Internal(e.to_string()))?;
     let issued = state
         .pki
         .ca
@@ -510,7 +513,7 @@ fn admissible_telemetry(
     ids: HubIdentity,
     events: Vec<TelemetryEvent>,
 ) -> Vec<TelemetryEvent> {
-    let now_ms = i64::try_from(state.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let now_ms = state.now().timestamp_millis();
     let kiosks = state
         .docs
         .read(DocId::Venue(ids.venue), |am| {

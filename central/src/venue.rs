@@ -1,9 +1,9 @@
 //! Creating a venue: its registry entry and its CRDT document, which must be made together.
 
+use chrono::{DateTime, Utc};
 use taplink_sync_io::docs::{Documents, DocumentsError};
 use taplink_sync_proto::doc::{DocOpError, new_venue_doc};
 use taplink_sync_proto::wire::DocId;
-use time::OffsetDateTime;
 
 use crate::store::{Registry, RegistryError, Venue};
 
@@ -31,7 +31,7 @@ pub fn create_venue(
     docs: &Documents,
     name: &str,
     timezone: &str,
-    now: OffsetDateTime,
+    now: DateTime<Utc>,
 ) -> Result<Venue, CreateVenueError> {
     let doc = new_venue_doc(name, timezone)?;
     let venue = registry.create_venue(name, timezone, now)?;

@@ -34,4 +34,4 @@ pub use key::{KeyError, PrivateKey};
 pub use pem::{PemError, cert_der_from_pem};
 pub use serial::{ParseSerialError, Serial};
 pub use store::StoreError;
-pub use validity::{Validity, ValidityError, chrono_date_time, offset_date_time};
+pub use validity::{Validity, ValidityError, offset_date_time};

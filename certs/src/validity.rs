@@ -125,12 +125,6 @@ pub fn offset_date_time(t: DateTime<Utc>) -> OffsetDateTime {
     })
 }
 
-/// `t` in chrono, the workspace's time crate.
-pub fn chrono_date_time(t: OffsetDateTime) -> DateTime<Utc> {
-    // Every `OffsetDateTime` (years within ±9999) is within chrono's range.
-    DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond()).unwrap_or_default()
-}
-
 /// The system clock's now, for tests of certificates that must be valid at present (the
 /// TLS stack checks validity against the real time).
 #[cfg(test)]
@@ -154,6 +148,20 @@ fn whole_seconds_utc(t: OffsetDateTime) -> Result<OffsetDateTime, ValidityError>
 mod tests {
     use super::*;
     use time::{Date, Month, Time};
+
+    #[test]
+    fn chrono_times_convert_to_the_same_instant() {
+        let t = DateTime::from_timestamp(1_772_366_400, 123_456_789).unwrap();
+        let converted = offset_date_time(t);
+        assert_eq!(converted.unix_timestamp(), 1_772_366_400);
+        assert_eq!(converted.nanosecond(), 123_456_789);
+        assert_eq!(converted.offset(), UtcOffset::UTC);
+        let far = DateTime::from_timestamp(400_000_000_000, 0).unwrap();
+        assert!(matches!(
+            Validity::new(offset_date_time(far), Duration::days(1)),
+            Err(ValidityError::OutOfRange { .. })
+        ));
+    }
 
     fn at(day: u8, hms: (u8, u8, u8), offset_hours: i8) -> OffsetDateTime {
         let date = Date::from_calendar_date(2026, Month::March, day).unwrap();

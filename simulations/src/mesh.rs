@@ -48,7 +48,7 @@ impl CentralNode {
             org_name: "Taplink Sim".into(),
             public_names: vec!["localhost".into(), "127.0.0.1".into()],
         };
-        let report = init(&opts, system_now()).context("central init")?;
+        let report = init(&opts, SystemClock.now()).context("central init")?;
         let mut config = taplink_central::Config::load(&report.config_path)?;
         config.http_listen = LOOPBACK_ANY;
         config.quic_listen = LOOPBACK_ANY;
@@ -108,10 +108,11 @@ impl CentralNode {
     /// A one-time enrollment token for `venue`, valid for an hour.
     pub fn enrollment_token(&self, venue: VenueId) -> Result<EnrollmentToken> {
         let state = self.central.state();
-        let code =
-            state
-                .registry
-                .create_enrollment_code(venue, time::Duration::hours(1), state.now())?;
+        let code = state.registry.create_enrollment_code(
+            venue,
+            chrono::TimeDelta::hours(1),
+            state.now(),
+        )?;
         Ok(EnrollmentToken {
             secret: code.secret,
             central: state.pki.server_fingerprint,
@@ -208,9 +209,8 @@ pub async fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Option<T>
     }
 }
 
-/// Now on the system clock, as central's registry and the PKI take it. The mesh runs real
-/// TLS, which checks certificates against the real time, so its nodes run on the system
-/// clock.
+/// Now on the system clock, as the PKI (rcgen's `time`) takes it. The mesh runs real TLS,
+/// which checks certificates against the real time, so its nodes run on the system clock.
 pub fn system_now() -> time::OffsetDateTime {
     taplink_certs::offset_date_time(SystemClock.now())
 }

@@ -8,8 +8,8 @@ use taplink_certs::{Fingerprint, cert_der_from_pem};
 use taplink_sync_proto::ids::VenueId;
 use taplink_sync_proto::wire::{Heartbeat, TelemetryEvent, TelemetryKind};
 
+use chrono::TimeDelta;
 use taplink_sync_proto::clock::ManualClock;
-use time::Duration;
 
 use crate::support::{Initialised, at, call, cert_of, hub, request, t0};
 
@@ -178,11 +178,7 @@ async fn an_oversized_body_is_a_413() {
 async fn an_enrollment_code_pins_centrals_certificate_and_redeems_once() {
     let init = Initialised::new();
     // A fixed clock makes the expiry exact.
-    let state =
-        init.state()
-            .with_clock(Arc::new(ManualClock::new(taplink_certs::chrono_date_time(
-                t0(),
-            ))));
+    let state = init.state().with_clock(Arc::new(ManualClock::new(t0())));
     let app = app(state.clone());
     let token = init.token();
     let venue = state.registry.create_venue("Bar", "UTC", t0()).unwrap().id;
@@ -212,7 +208,7 @@ async fn an_enrollment_code_pins_centrals_certificate_and_redeems_once() {
     assert_eq!(body["expires_at"], "2026-03-02T12:00:00Z");
 
     // The secret in the token is the one the registry stored (by hash).
-    let later = at(Duration::HOUR);
+    let later = at(TimeDelta::hours(1));
     assert_eq!(
         state
             .registry
@@ -255,7 +251,7 @@ async fn hubs_are_listed_filtered_shown_and_revoked() {
     state.registry.record_hub(hub(1), v1, &s1, f1, now).unwrap();
     state
         .registry
-        .record_hub(hub(2), v2, &s2, f2, now + Duration::SECOND)
+        .record_hub(hub(2), v2, &s2, f2, now + TimeDelta::seconds(1))
         .unwrap();
     let mut revocations = state.subscribe_hub_revocations();
 
@@ -442,6 +438,7 @@ mod kiosk_codes {
     use std::sync::Arc;
 
     use axum::http::{StatusCode, header};
+    use chrono::TimeDelta;
     use serde_json::json;
     use taplink_central::http::app;
     use taplink_central::venue::create_venue;
@@ -450,7 +447,6 @@ mod kiosk_codes {
     use taplink_sync_proto::ids::{GrantId, KioskId, PlaylistId, VenueId};
     use taplink_sync_proto::kiosk_code::KioskCode;
     use taplink_sync_proto::wire::DocId;
-    use time::Duration;
 
     use crate::support::{Initialised, call, request, t0};
 
@@ -466,7 +462,7 @@ mod kiosk_codes {
 
     fn setup() -> Setup {
         let init = Initialised::new();
-        let clock = Arc::new(ManualClock::new(taplink_certs::chrono_date_time(t0())));
+        let clock = Arc::new(ManualClock::new(t0()));
         let state = init.state().with_clock(clock.clone());
         let venue = create_venue(&state.registry, &state.docs, "Bar One", "UTC", t0())
             .unwrap()
@@ -491,9 +487,7 @@ mod kiosk_codes {
     impl Setup {
         /// Set the clock to `secs` seconds after `t0`.
         fn at_offset(&self, secs: i64) {
-            self.clock.set(taplink_certs::chrono_date_time(
-                t0() + Duration::seconds(secs),
-            ));
+            self.clock.set(t0() + TimeDelta::seconds(secs));
         }
 
         fn uri(&self) -> String {
@@ -568,7 +562,7 @@ mod kiosk_codes {
         let grant = &venue.kiosk_grants[&first_id];
         assert_eq!(grant.code_hash, code.hash());
         assert_eq!(grant.name, "Bar screen");
-        assert_eq!(grant.created_at_ms, t0().unix_timestamp() * 1000);
+        assert_eq!(grant.created_at_ms, t0().timestamp() * 1000);
         assert_eq!(grant.consumed_by, None);
         let text = first["code"].as_str().unwrap();
         let doc_bytes = s
@@ -597,7 +591,7 @@ mod kiosk_codes {
         // A hub redeemed the second (as its change arrives by sync); three hours later it
         // reads used, the first still open.
         let kiosk = KioskId::random();
-        let redeemed_at = (t0() + Duration::HOUR).unix_timestamp() * 1000;
+        let redeemed_at = (t0() + TimeDelta::hours(1)).timestamp() * 1000;
         s.state
             .docs
             .edit(DocId::Venue(s.venue), |am| {

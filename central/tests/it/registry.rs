@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Barrier};
 
+use chrono::TimeDelta;
 use taplink_central::enroll_token::EnrollmentSecret;
 use taplink_central::store::{
     Counts, EnrollError, OpenError, Registry, RegistryError, SCHEMA_VERSION,
@@ -13,7 +14,6 @@ use taplink_sync_proto::ids::{KioskId, MediaHash, VenueId};
 use taplink_sync_proto::wire::{
     DocHeads, DocId, Heartbeat, ProofOfPlay, TelemetryEvent, TelemetryKind,
 };
-use time::Duration;
 
 use crate::support::{at, cert_of, hub, registry, t0};
 
@@ -125,7 +125,7 @@ fn venues_are_validated_listed_in_creation_order_and_fetched() {
     assert!(reg.list_venues().unwrap().is_empty());
 
     let b = reg
-        .create_venue(&long_ok, "Asia/Tokyo", at(Duration::SECOND))
+        .create_venue(&long_ok, "Asia/Tokyo", at(TimeDelta::seconds(1)))
         .unwrap();
     let a = reg.create_venue("Bar One", "Europe/Berlin", t0()).unwrap();
     assert_eq!(a.created_at, t0());
@@ -174,19 +174,19 @@ fn an_enrollment_code_is_redeemed_once_before_it_expires() {
     let (_dir, reg) = registry();
     let venue = reg.create_venue("Bar", "UTC", t0()).unwrap().id;
     let code = reg
-        .create_enrollment_code(venue, Duration::HOUR, t0())
+        .create_enrollment_code(venue, TimeDelta::hours(1), t0())
         .unwrap();
     assert_eq!(code.venue, venue);
-    assert_eq!(code.expires_at, at(Duration::HOUR));
+    assert_eq!(code.expires_at, at(TimeDelta::hours(1)));
 
     // Redeemable up to the last millisecond before expiry.
-    let used_at = at(Duration::HOUR - Duration::MILLISECOND);
+    let used_at = at(TimeDelta::hours(1) - TimeDelta::milliseconds(1));
     assert_eq!(
         reg.redeem_enrollment_code(&code.secret, hub(1), used_at)
             .unwrap(),
         venue
     );
-    match reg.redeem_enrollment_code(&code.secret, hub(2), at(Duration::MINUTE * 61)) {
+    match reg.redeem_enrollment_code(&code.secret, hub(2), at(TimeDelta::minutes(1) * 61)) {
         Err(EnrollError::AlreadyUsed { at }) => assert_eq!(at, used_at),
         other => panic!("expected AlreadyUsed, got {other:?}"),
     }
@@ -203,19 +203,19 @@ fn an_expired_enrollment_code_is_refused_with_its_expiry_time() {
     let (_dir, reg) = registry();
     let venue = reg.create_venue("Bar", "UTC", t0()).unwrap().id;
     let code = reg
-        .create_enrollment_code(venue, Duration::HOUR, t0())
+        .create_enrollment_code(venue, TimeDelta::hours(1), t0())
         .unwrap();
     let err = reg
-        .redeem_enrollment_code(&code.secret, hub(1), at(Duration::HOUR))
+        .redeem_enrollment_code(&code.secret, hub(1), at(TimeDelta::hours(1)))
         .unwrap_err();
     match &err {
-        EnrollError::Expired { at: when } => assert_eq!(*when, at(Duration::HOUR)),
+        EnrollError::Expired { at: when } => assert_eq!(*when, at(TimeDelta::hours(1))),
         other => panic!("expected Expired, got {other:?}"),
     }
     assert!(err.to_string().contains("2026-03-01T13:00:00Z"), "{err}");
     // Refusing an expired code does not use it up: it stays expired, not "used".
     assert!(matches!(
-        reg.redeem_enrollment_code(&code.secret, hub(1), at(Duration::DAY)),
+        reg.redeem_enrollment_code(&code.secret, hub(1), at(TimeDelta::days(1))),
         Err(EnrollError::Expired { .. })
     ));
 }
@@ -225,12 +225,12 @@ fn enrollment_codes_need_a_known_venue_and_a_positive_lifetime() {
     let (_dir, reg) = registry();
     let ghost = VenueId::from_bytes([5; 16]);
     assert!(matches!(
-        reg.create_enrollment_code(ghost, Duration::HOUR, t0()),
+        reg.create_enrollment_code(ghost, TimeDelta::hours(1), t0()),
         Err(RegistryError::UnknownVenue { venue }) if venue == ghost
     ));
     let venue = reg.create_venue("Bar", "UTC", t0()).unwrap().id;
     assert!(matches!(
-        reg.create_enrollment_code(venue, Duration::ZERO, t0()),
+        reg.create_enrollment_code(venue, TimeDelta::zero(), t0()),
         Err(RegistryError::Invalid { field: "ttl", .. })
     ));
 }
@@ -248,7 +248,7 @@ fn concurrent_redeems_of_one_code_let_exactly_one_win() {
 
     for round in 0..8u8 {
         let code = reg
-            .create_enrollment_code(venue, Duration::HOUR, t0())
+            .create_enrollment_code(venue, TimeDelta::hours(1), t0())
             .unwrap();
         let second = if round % 2 == 0 {
             other.clone()
@@ -263,7 +263,7 @@ fn concurrent_redeems_of_one_code_let_exactly_one_win() {
                 let barrier = barrier.clone();
                 std::thread::spawn(move || {
                     barrier.wait();
-                    r.redeem_enrollment_code(&secret, hub(n), at(Duration::MINUTE))
+                    r.redeem_enrollment_code(&secret, hub(n), at(TimeDelta::minutes(1)))
                 })
             })
             .collect();
@@ -286,7 +286,7 @@ fn hubs_are_recorded_listed_revoked_and_their_serials_listed() {
     let (s2, f2) = cert_of(2);
     let h1 = reg.record_hub(hub(1), v1, &s1, f1, t0()).unwrap();
     let h2 = reg
-        .record_hub(hub(2), v2, &s2, f2, at(Duration::SECOND))
+        .record_hub(hub(2), v2, &s2, f2, at(TimeDelta::seconds(1)))
         .unwrap();
     assert_eq!(
         (
@@ -313,15 +313,18 @@ fn hubs_are_recorded_listed_revoked_and_their_serials_listed() {
     ));
 
     assert!(reg.revoked_serials().unwrap().is_empty());
-    let revoked = reg.revoke_hub(hub(2), at(Duration::MINUTE)).unwrap();
-    assert_eq!(revoked.revoked_at, Some(at(Duration::MINUTE)));
+    let revoked = reg.revoke_hub(hub(2), at(TimeDelta::minutes(1))).unwrap();
+    assert_eq!(revoked.revoked_at, Some(at(TimeDelta::minutes(1))));
     // A second revocation keeps the first time.
-    let again = reg.revoke_hub(hub(2), at(Duration::HOUR)).unwrap();
-    assert_eq!(again.revoked_at, Some(at(Duration::MINUTE)));
+    let again = reg.revoke_hub(hub(2), at(TimeDelta::hours(1))).unwrap();
+    assert_eq!(again.revoked_at, Some(at(TimeDelta::minutes(1))));
     let serials = reg.revoked_serials().unwrap();
     assert_eq!(serials.len(), 1);
     assert_eq!(serials[0].serial, s2);
-    assert_eq!(serials[0].revoked_at, at(Duration::MINUTE));
+    assert_eq!(
+        serials[0].revoked_at,
+        taplink_certs::offset_date_time(at(TimeDelta::minutes(1)))
+    );
     assert!(matches!(
         reg.revoke_hub(hub(9), t0()),
         Err(RegistryError::UnknownHub { .. })
@@ -354,22 +357,22 @@ fn touching_a_hub_updates_only_what_is_given() {
     ];
     reg.touch_hub(
         hub(1),
-        at(Duration::MINUTE),
+        at(TimeDelta::minutes(1)),
         Some("taplink-hub 0.1.0"),
         Some(&heads),
-        Some(at(Duration::MINUTE)),
+        Some(at(TimeDelta::minutes(1))),
     )
     .unwrap();
-    reg.touch_hub(hub(1), at(Duration::HOUR), None, None, None)
+    reg.touch_hub(hub(1), at(TimeDelta::hours(1)), None, None, None)
         .unwrap();
     let h = reg.hub(hub(1)).unwrap().unwrap();
-    assert_eq!(h.last_seen, Some(at(Duration::HOUR)));
-    assert_eq!(h.last_sync, Some(at(Duration::MINUTE)));
+    assert_eq!(h.last_seen, Some(at(TimeDelta::hours(1))));
+    assert_eq!(h.last_sync, Some(at(TimeDelta::minutes(1))));
     assert_eq!(h.software.as_deref(), Some("taplink-hub 0.1.0"));
     assert_eq!(h.heads, Some(heads));
 
     let long = "x".repeat(500);
-    reg.touch_hub(hub(1), at(Duration::HOUR), Some(&long), None, None)
+    reg.touch_hub(hub(1), at(TimeDelta::hours(1)), Some(&long), None, None)
         .unwrap();
     assert_eq!(
         reg.hub(hub(1)).unwrap().unwrap().software.unwrap().len(),
@@ -467,7 +470,7 @@ fn telemetry_is_stored_once_per_event_id() {
 #[test]
 fn times_are_kept_to_the_millisecond() {
     let (_dir, reg) = registry();
-    let now = t0() + Duration::nanoseconds(123_456_789);
+    let now = t0() + TimeDelta::nanoseconds(123_456_789);
     let v = reg.create_venue("One", "UTC", now).unwrap();
     assert_eq!(v.created_at, truncate_to_ms(now));
     assert_eq!(

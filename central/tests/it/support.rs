@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
+use chrono::{DateTime, TimeDelta, Utc};
 use http_body_util::BodyExt;
 use taplink_central::init::{InitOptions, InitReport, init};
 use taplink_central::store::Registry;
@@ -12,22 +13,19 @@ use taplink_central::{AppState, Config};
 use taplink_certs::{Fingerprint, Serial};
 use taplink_sync_proto::ids::HubId;
 use tempfile::TempDir;
-use time::{Duration, OffsetDateTime};
 use tower::ServiceExt;
 
 /// A fixed instant (2026-03-01T12:00:00Z) so registry tests control time exactly.
-pub fn t0() -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(1_772_366_400).unwrap()
+pub fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_772_366_400, 0).unwrap()
 }
 
 /// The system clock's now (init issues certificates that must be valid at present).
-pub fn now() -> OffsetDateTime {
-    taplink_certs::offset_date_time(taplink_sync_proto::clock::Clock::now(
-        &taplink_sync_proto::clock::SystemClock,
-    ))
+pub fn now() -> DateTime<Utc> {
+    taplink_sync_proto::clock::Clock::now(&taplink_sync_proto::clock::SystemClock)
 }
 
-pub fn at(offset: Duration) -> OffsetDateTime {
+pub fn at(offset: TimeDelta) -> DateTime<Utc> {
     t0() + offset
 }
 

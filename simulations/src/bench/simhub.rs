@@ -52,10 +52,13 @@ impl SimHub {
             hub: HubId::random(),
             venue,
         };
-        let issued = state
-            .pki
-            .ca
-            .issue_hub_cert(ids, Validity::new(now, time::Duration::days(30))?)?;
+        let issued = state.pki.ca.issue_hub_cert(
+            ids,
+            Validity::new(
+                taplink_certs::offset_date_time(now),
+                time::Duration::days(30),
+            )?,
+        )?;
         state.registry.record_hub(
             ids.hub,
             venue,

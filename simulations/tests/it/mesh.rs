@@ -146,10 +146,10 @@ mod refusals {
         assert!(err.contains("unknown enrollment code"), "{err}");
 
         let state = central.central.state();
-        let past = state.now() - time::Duration::hours(2);
+        let past = state.now() - chrono::TimeDelta::hours(2);
         let expired = state
             .registry
-            .create_enrollment_code(venue, time::Duration::hours(1), past)
+            .create_enrollment_code(venue, chrono::TimeDelta::hours(1), past)
             .unwrap();
         let expired = EnrollmentToken {
             secret: expired.secret,
