@@ -168,17 +168,13 @@ async fn main() -> anyhow::Result<()> {
             }
             let hub = Hub::bind(config).await?;
             println!("hub {} serving {}", hub.ids().hub, hub.url());
-            // A hub whose API or uplink died stops with an error, so that its supervisor
-            // (systemd) starts it again instead of leaving a hub that looks alive.
-            let stopped_by_itself = tokio::select! {
-                () = taplink_sync_io::node::shutdown_signal() => false,
-                () = hub.join() => true,
-            };
-            hub.shutdown().await;
-            anyhow::ensure!(
-                !stopped_by_itself,
-                "the hub stopped by itself (see the log above)"
-            );
+            // A hub whose API or uplink died stops with an error (`shutdown` says why), so
+            // that its supervisor (systemd) starts it again.
+            tokio::select! {
+                () = taplink_sync_io::node::shutdown_signal() => {}
+                () = hub.join() => {}
+            }
+            hub.shutdown().await?;
         }
     }
     Ok(())

@@ -108,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
                 _ = taplink_sync_io::node::shutdown_signal() => {}
                 _ = kiosk.join() => {}
             }
-            kiosk.shutdown().await;
+            kiosk.shutdown().await?;
         }
     }
     Ok(())

@@ -101,7 +101,7 @@ pub struct Shared {
 impl Shared {
     /// Open the kiosk's database and media cache in `config.data_dir` (creating them), with
     /// nothing published yet.
-    pub fn open(config: Config) -> Result<Self, crate::StartError> {
+    pub fn open(config: Config) -> Result<Self, crate::BindError> {
         Self::open_with_clock(config, SystemClock::shared())
     }
 
@@ -109,18 +109,18 @@ impl Shared {
     pub fn open_with_clock(
         config: Config,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, crate::StartError> {
+    ) -> Result<Self, crate::BindError> {
         config.validate()?;
         // The device token and the venue's media are nobody else's business on this machine.
         taplink_sync_io::private::secure_and_report(&config.data_dir).map_err(|source| {
-            crate::StartError::Dir {
+            crate::BindError::Dir {
                 path: config.data_dir.clone(),
                 source,
             }
         })?;
         let media_dir = config.data_dir.join("media");
         taplink_sync_io::private::create_dir(&media_dir).map_err(|source| {
-            crate::StartError::Dir {
+            crate::BindError::Dir {
                 path: media_dir.clone(),
                 source,
             }

@@ -209,10 +209,10 @@ impl Demo {
     /// Stop everything.
     pub async fn shutdown(self) -> Result<()> {
         for kiosk in self.kiosks {
-            kiosk.agent.shutdown().await;
+            kiosk.agent.shutdown().await?;
         }
         for venue in self.venues {
-            venue.hub.shutdown().await;
+            venue.hub.shutdown().await?;
         }
         self.central.central.shutdown().await?;
         Ok(())

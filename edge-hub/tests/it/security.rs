@@ -427,7 +427,7 @@ async fn a_slow_header_client_is_cut_off() {
         !metrics.contains("taplink_hub_http_connections_timed_out_total 0"),
         "{metrics}"
     );
-    hub.shutdown().await;
+    hub.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,7 +494,7 @@ async fn idle_flood(tls: bool) {
     assert!(value("taplink_hub_http_connections ") <= CAP as u64 + 1);
     drop(idle);
     drop(greedy);
-    hub.shutdown().await;
+    hub.shutdown().await.unwrap();
 }
 
 fn mode(path: &Path) -> u32 {
@@ -531,7 +531,7 @@ async fn the_data_directory_is_private_after_enroll_and_fixed_at_start() {
     for name in ["hub.sqlite", "docs.sqlite", "hub.json", "identity.json"] {
         assert!(dir.join(name).exists(), "{name}");
     }
-    hub.shutdown().await;
+    hub.shutdown().await.unwrap();
     // Someone loosened it: the next start makes it private again.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(
@@ -541,7 +541,7 @@ async fn the_data_directory_is_private_after_enroll_and_fixed_at_start() {
     .unwrap();
     let hub = start_hub(&dir, None).await.unwrap();
     assert_private(&dir);
-    hub.shutdown().await;
+    hub.shutdown().await.unwrap();
     drop(central);
 }
 

@@ -86,7 +86,7 @@ async fn a_restart_without_the_hub_plays_the_saved_manifest_from_the_cache() {
         first[0].id, [5; 16],
         "the undelivered play is still buffered"
     );
-    kiosk.shutdown().await;
+    kiosk.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -105,5 +105,5 @@ async fn an_unpaired_kiosk_starts_with_nothing_to_play() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    kiosk.shutdown().await;
+    kiosk.shutdown().await.unwrap();
 }

@@ -170,7 +170,7 @@ pub async fn run(args: &Args) -> Result<Report> {
     report.central.latencies.sort();
     report.hub.latencies.sort();
     for agent in agents {
-        agent.shutdown().await;
+        agent.shutdown().await?;
     }
     Ok(report)
 }

@@ -147,7 +147,7 @@ async fn kiosks_pair_play_follow_changes_report_and_survive_the_hub_going_away()
     .unwrap();
 
     // The hub goes away: the kiosk keeps serving its page, state and media from its cache.
-    hub.shutdown().await;
+    hub.shutdown().await.unwrap();
     for h in &media {
         let (status, body) = http(k2.player_addr(), "GET", &format!("/media/{h}"), b"")
             .await
@@ -171,11 +171,11 @@ async fn kiosks_pair_play_follow_changes_report_and_survive_the_hub_going_away()
         .unwrap();
     assert_eq!(status, 204);
     // k1 still talks to the old port; a restart on the new address shows the effect.
-    k1.shutdown().await;
+    k1.shutdown().await.unwrap();
     let k1 = kiosk(&tmp.path().join("k1"), api).await;
     eventually(WAIT, || code_of(&k1)).await.unwrap();
-    k1.shutdown().await;
-    k2.shutdown().await;
-    hub.shutdown().await;
+    k1.shutdown().await.unwrap();
+    k2.shutdown().await.unwrap();
+    hub.shutdown().await.unwrap();
     central.central.shutdown().await.unwrap();
 }

@@ -86,7 +86,7 @@ async fn central_and_two_hubs_route_edits_to_the_right_venue() {
     .await
     .unwrap();
     for hub in hubs {
-        hub.shutdown().await;
+        hub.shutdown().await.unwrap();
     }
     central.central.shutdown().await.unwrap();
 }
@@ -398,7 +398,7 @@ mod refusals {
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(!uplink.borrow().connected);
         assert!(!hub_venue_doc(&hub).unwrap().kiosks.contains_key(&kiosk));
-        hub.shutdown().await;
+        hub.shutdown().await.unwrap();
         central.central.shutdown().await.unwrap();
     }
 }
@@ -557,7 +557,7 @@ mod flows {
         .unwrap();
         assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
         assert!(String::from_utf8_lossy(&body).contains("kiosk id"));
-        hub.shutdown().await;
+        hub.shutdown().await.unwrap();
         central.central.shutdown().await.unwrap();
     }
 }
@@ -685,7 +685,7 @@ mod outage {
         let mut added = Added::default();
         for round in 0..60 {
             if restart_hub_while_cut && round == 30 {
-                hub.shutdown().await;
+                hub.shutdown().await.unwrap();
                 hub = start_hub(&dir, Some(proxy.local_addr())).await.unwrap();
             }
             if rng.random_bool(0.5) {
@@ -736,7 +736,7 @@ mod outage {
             stats.to_upstream.dropped() + stats.to_client.dropped() > 0,
             "seed {seed}: nothing was cut"
         );
-        hub.shutdown().await;
+        hub.shutdown().await.unwrap();
         proxy.shutdown().await;
         central.central.shutdown().await.unwrap();
     }
@@ -862,7 +862,7 @@ mod status {
             eventually_json(&central, &record, |c| c["heads"] == at_hub["heads"]).await;
         assert_ne!(at_hub["heads"], synced_heads, "the merge moved the heads");
         assert!(at_central["last_sync"].is_string());
-        hub.shutdown().await;
+        hub.shutdown().await.unwrap();
         proxy.shutdown().await;
         central.central.shutdown().await.unwrap();
     }
@@ -917,6 +917,6 @@ async fn a_hub_enrolled_by_dns_name_keeps_the_name_and_syncs() {
     })
     .await
     .unwrap();
-    hub.shutdown().await;
+    hub.shutdown().await.unwrap();
     central.central.shutdown().await.unwrap();
 }

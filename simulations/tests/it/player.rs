@@ -244,13 +244,13 @@ impl Rig {
 
     async fn stop_hub(&mut self) {
         if let Some(hub) = self.hub.take() {
-            hub.shutdown().await;
+            hub.shutdown().await.unwrap();
         }
     }
 
     async fn shutdown(mut self) {
         self.stop_hub().await;
-        self.kiosk.shutdown().await;
+        self.kiosk.shutdown().await.unwrap();
         self.central.central.shutdown().await.unwrap();
     }
 }

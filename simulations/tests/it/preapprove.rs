@@ -192,9 +192,9 @@ async fn a_kiosk_code_from_central_pairs_a_kiosk_at_the_hub_with_the_wan_down() 
     assert_eq!(states.len(), 2, "{listed:?}");
     assert!(states.contains(&"expired"), "{listed:?}");
 
-    k1.shutdown().await;
-    k2.shutdown().await;
-    hub.shutdown().await;
+    k1.shutdown().await.unwrap();
+    k2.shutdown().await.unwrap();
+    hub.shutdown().await.unwrap();
     wan.shutdown().await;
     central.central.shutdown().await.unwrap();
 }

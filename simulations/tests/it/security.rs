@@ -113,7 +113,7 @@ async fn kiosks_pin_the_hubs_certificate_and_refuse_any_other() {
     // The hub is replaced by an impostor on the same address: another hub, with a
     // certificate from the same CA, even of the same venue. The paired kiosks refuse it in
     // the handshake, so their device tokens never reach it, and they stay paired.
-    hub.shutdown().await;
+    hub.shutdown().await.unwrap();
     let impostor_dir = tmp.path().join("impostor");
     enroll_tls_hub(&central, venue, &impostor_dir).await;
     let mut config = taplink_edge_hub::Config::load(&impostor_dir).unwrap();
@@ -142,9 +142,9 @@ async fn kiosks_pin_the_hubs_certificate_and_refuse_any_other() {
         "no device token reached the impostor"
     );
     assert!(right.is_paired() && first_use.is_paired());
-    impostor.shutdown().await;
+    impostor.shutdown().await.unwrap();
     for k in [wrong, right, first_use] {
-        k.shutdown().await;
+        k.shutdown().await.unwrap();
     }
 }
 
@@ -222,7 +222,7 @@ async fn central_refuses_telemetry_for_foreign_kiosks_and_impossible_times() {
     let state = central.central.state();
     assert_eq!(state.registry.telemetry_count().unwrap(), 3);
     assert_eq!(state.metrics.telemetry_refused.get(), 5);
-    hub.shutdown().await;
+    hub.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,5 +272,5 @@ async fn central_keeps_a_venues_media_within_its_quota() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!state.blobs.has(&hashes[1]).unwrap());
     assert_eq!(state.blobs.list().unwrap().len(), 1);
-    hub.shutdown().await;
+    hub.shutdown().await.unwrap();
 }
