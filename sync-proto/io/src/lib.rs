@@ -13,6 +13,7 @@ pub mod frames;
 pub mod net;
 pub mod netns;
 pub mod node;
+pub mod outbox;
 pub mod private;
 pub mod sqlite;
 pub mod transfer;

@@ -2,4 +2,6 @@
 
 mod blobs;
 mod docstore;
+mod outbox;
+mod sqlite;
 mod transport;
