@@ -4,4 +4,5 @@ mod blobs;
 mod docstore;
 mod outbox;
 mod sqlite;
+#[cfg(feature = "quic")]
 mod transport;
