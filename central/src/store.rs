@@ -22,7 +22,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use data_encoding::{BASE32_DNSSEC, HEXLOWER, HEXLOWER_PERMISSIVE};
 use rand::RngCore;
 use rusqlite::types::Type;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use taplink_certs::{Fingerprint, Revocation, Serial};
 use taplink_sync_proto::doc::MAX_NAME_CHARS;
 use taplink_sync_proto::ids::{HubId, VenueId};
@@ -119,51 +119,10 @@ pub enum OpenError {
         /// The existing file.
         path: PathBuf,
     },
-    /// SQLite could not open the file or apply a setting.
-    #[error("could not open the registry {path} ({step}): {source}")]
-    Sqlite {
-        /// The database file.
-        path: PathBuf,
-        /// What was being done.
-        step: &'static str,
-        /// SQLite's report.
-        #[source]
-        source: rusqlite::Error,
-    },
-    /// The file system does not support WAL (e.g. some network file systems).
-    #[error(
-        "{path}: SQLite kept journal mode {mode:?} instead of WAL; put the data directory on a local disk"
-    )]
-    NoWal {
-        /// The database file.
-        path: PathBuf,
-        /// The journal mode SQLite reported.
-        mode: String,
-    },
-    /// The database was written by a newer central.
-    #[error(
-        "{path} has schema version {found}, newer than the {supported} this build knows; run the \
-         newer taplink-central (downgrading the database is not supported)"
-    )]
-    SchemaTooNew {
-        /// The database file.
-        path: PathBuf,
-        /// Its `user_version`.
-        found: i64,
-        /// [`SCHEMA_VERSION`].
-        supported: u32,
-    },
-    /// A schema migration failed; the database is unchanged.
-    #[error("{path}: migrating the schema to version {version} failed: {source}")]
-    Migrate {
-        /// The database file.
-        path: PathBuf,
-        /// The version being migrated to.
-        version: u32,
-        /// SQLite's report.
-        #[source]
-        source: rusqlite::Error,
-    },
+    /// The database could not be opened: not WAL (the data directory is on a file system
+    /// without it), written by a newer central, a failed migration, ….
+    #[error("registry: {0}")]
+    Db(#[from] taplink_sync_io::sqlite::OpenError),
 }
 
 /// Why a registry operation failed.
@@ -363,7 +322,7 @@ impl Registry {
                 path: path.to_owned(),
             });
         }
-        Self::open_with(path, OpenFlags::SQLITE_OPEN_CREATE)
+        Self::open_with(path, true)
     }
 
     /// Open an existing registry database, migrating it to the current schema.
@@ -374,37 +333,17 @@ impl Registry {
                 path: path.to_owned(),
             });
         }
-        Self::open_with(path, OpenFlags::empty())
+        Self::open_with(path, false)
     }
 
-    fn open_with(path: &Path, extra: OpenFlags) -> Result<Registry, OpenError> {
-        let err = |step| {
-            move |source| OpenError::Sqlite {
-                path: path.to_owned(),
-                step,
-                source,
-            }
+    fn open_with(path: &Path, create: bool) -> Result<Registry, OpenError> {
+        let options = taplink_sync_io::sqlite::Options {
+            create,
+            journal_size_limit: JOURNAL_SIZE_LIMIT,
+            busy_timeout: BUSY_TIMEOUT,
+            foreign_keys: true,
         };
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | extra;
-        let mut conn = Connection::open_with_flags(path, flags).map_err(err("open"))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(err("set busy_timeout"))?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(err("set journal_mode=WAL"))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(OpenError::NoWal {
-                path: path.to_owned(),
-                mode,
-            });
-        }
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err("set synchronous=FULL"))?;
-        conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
-            .map_err(err("set journal_size_limit"))?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(err("set foreign_keys=ON"))?;
-        migrate(&mut conn, path)?;
+        let conn = taplink_sync_io::sqlite::open(path, MIGRATIONS, &options)?;
         Ok(Registry {
             conn: Mutex::new(conn),
             path: path.to_owned(),
@@ -870,42 +809,6 @@ impl Registry {
             })
             .map_err(sql("count telemetry"))
     }
-}
-
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OpenError> {
-    let err = |step| {
-        move |source| OpenError::Sqlite {
-            path: path.to_owned(),
-            step,
-            source,
-        }
-    };
-    // IMMEDIATE: two processes opening a fresh database at once migrate it one after the
-    // other; the second then finds the current version and does nothing.
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(err("begin migration"))?;
-    let found: i64 = tx
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(err("read user_version"))?;
-    if found > i64::from(SCHEMA_VERSION) || found < 0 {
-        return Err(OpenError::SchemaTooNew {
-            path: path.to_owned(),
-            found,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let version = index as u32 + 1;
-        tx.execute_batch(migration)
-            .and_then(|()| tx.pragma_update(None, "user_version", version))
-            .map_err(|source| OpenError::Migrate {
-                path: path.to_owned(),
-                version,
-                source,
-            })?;
-    }
-    tx.commit().map_err(err("commit migration"))
 }
 
 const HUB_COLUMNS: &str = "id, venue_id, cert_serial, cert_fingerprint, enrolled_at, revoked_at, \

@@ -1,7 +1,8 @@
 //! The hub's own SQLite database, `DATA/hub.sqlite`: state that only this hub has and that
 //! is not part of any CRDT document. This module is the only one that touches rusqlite.
 //!
-//! - [`outbox`]: telemetry waiting for central, removed only when central acknowledged it;
+//! - [`outbox`]: telemetry waiting for central, removed only when central acknowledged it
+//!   (`taplink_sync_io::outbox`);
 //! - [`devices`]: kiosk pairings (codes staff approve, or central's kiosk codes) and device
 //!   tokens (stored as BLAKE3 hashes only, like pairing ids);
 //! - [`staff`]: the hub's staff tokens (hashes only).
@@ -80,15 +81,20 @@ const MIGRATIONS: &[&str] = &[
         revoked_at INTEGER
     ) WITHOUT ROWID;
     CREATE UNIQUE INDEX staff_tokens_active_name ON staff_tokens (name) WHERE revoked_at IS NULL;",
+    // 5: the outbox in the shape of `taplink_sync_io::outbox` (shared with the kiosk's
+    // event buffer): heartbeats are marked expendable, dropped first when it is full. Rows
+    // queued before are not marked, which only makes them last longer.
+    "ALTER TABLE outbox ADD COLUMN expendable INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Why the hub's database failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The hub database could not be opened.
+    /// The hub database could not be opened: not WAL, written by a newer hub (run that
+    /// version, or restore a backup), a failed migration, ….
     #[error("hub database: {0}")]
-    Open(taplink_sync_io::sqlite::OpenError),
+    Open(#[from] taplink_sync_io::sqlite::OpenError),
     /// SQLite failed; nothing was changed by the failed call.
     #[error("hub database: {action}: {source}")]
     Sqlite {
@@ -97,14 +103,9 @@ pub enum StoreError {
         /// Why.
         source: rusqlite::Error,
     },
-    /// The database was written by a newer hub; run that version, or restore a backup.
-    #[error("hub database has schema version {found}; this hub understands up to {supported}")]
-    NewerSchema {
-        /// Found.
-        found: usize,
-        /// Known.
-        supported: usize,
-    },
+    /// The telemetry outbox failed.
+    #[error("hub database: {0}")]
+    Outbox(#[from] taplink_sync_io::outbox::OutboxError),
     /// A stored row no longer decodes (never expected; the row is kept for inspection).
     #[error("hub database row {row} is corrupt: {reason}")]
     Corrupt {
@@ -133,16 +134,7 @@ pub struct Store {
 impl Store {
     /// Open or create the database at `path` and bring its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = taplink_sync_io::sqlite::open_migrated(path, MIGRATIONS, 16 * 1024 * 1024)
-            .map_err(|e| match e {
-                taplink_sync_io::sqlite::OpenError::NewerSchema { found, supported } => {
-                    StoreError::NewerSchema { found, supported }
-                }
-                taplink_sync_io::sqlite::OpenError::Sqlite { action, source } => {
-                    StoreError::Sqlite { action, source }
-                }
-                other => StoreError::Open(other),
-            })?;
+        let conn = taplink_sync_io::sqlite::open(path, MIGRATIONS, &Default::default())?;
         Ok(Self {
             conn: Mutex::new(conn),
             active_tokens: Mutex::new(HashMap::new()),
@@ -177,7 +169,9 @@ mod tests {
             .unwrap();
         assert!(matches!(
             Store::open(&path),
-            Err(StoreError::NewerSchema { found: 99, .. })
+            Err(StoreError::Open(
+                taplink_sync_io::sqlite::OpenError::NewerSchema { found: 99, .. }
+            ))
         ));
     }
 

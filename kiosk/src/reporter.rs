@@ -22,10 +22,6 @@ use crate::state::{Phase, Shared};
 /// event is a few hundred bytes).
 pub const MAX_BATCH: usize = 500;
 
-/// Most events kept while the hub is unreachable: about two months of one heartbeat a
-/// minute, or a long outage of busy proof of play. Older heartbeats go first.
-pub const MAX_BUFFERED: u64 = 100_000;
-
 /// How often the sender looks for events even without being told of new ones.
 const SEND_IDLE: Duration = Duration::from_secs(30);
 
@@ -74,10 +70,6 @@ pub(crate) fn record(
     events: &[KioskEvent],
 ) -> Result<(), crate::store::StoreError> {
     shared.store.push_events(events)?;
-    let dropped = shared.store.trim(MAX_BUFFERED)?;
-    if dropped > 0 {
-        warn!(dropped, "event buffer full; dropped the oldest events");
-    }
     shared.events_added.notify_one();
     Ok(())
 }

@@ -8,16 +8,18 @@
 //! kiosk without something to play. The file is created 0600 (SQLite gives its `-wal` and
 //! `-shm` files the same mode) because it holds the device token.
 //!
-//! The event buffer is the same design as the hub's outbox (`edge-hub/src/outbox.rs`):
-//! rows in insertion order, unique by event id, deleted only once the receiver has
-//! acknowledged them.
+//! The event buffer is a `taplink_sync_io::outbox` (the same as the hub's telemetry
+//! outbox) on the `events` table: rows in insertion order, unique by event id, deleted only
+//! once the hub has acknowledged them, at most [`EVENT_CAPACITY`] (oldest heartbeats
+//! dropped first).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
+use taplink_sync_io::outbox::{Entry, Outbox, Pushed};
 use taplink_sync_proto::ids::{KioskId, VenueId};
 use taplink_sync_proto::manifest::Manifest;
 use taplink_sync_proto::wire::TelemetryKind;
@@ -60,15 +62,37 @@ const MIGRATIONS: &[&str] = &[
         one INTEGER PRIMARY KEY CHECK (one = 1),
         fingerprint TEXT NOT NULL
     );",
+    // 3: the event buffer in the shape of `taplink_sync_io::outbox` (shared with the hub's
+    // telemetry outbox), whose name for "a later event supersedes it" is `expendable`.
+    "ALTER TABLE events RENAME COLUMN heartbeat TO expendable;",
 ];
+
+/// The most events the buffer keeps while the hub is unreachable: about two months of one
+/// heartbeat a minute, or a long outage of busy proof of play. Beyond it the oldest
+/// heartbeats are dropped first (a later heartbeat supersedes them), then the oldest proof
+/// of play.
+pub const EVENT_CAPACITY: u64 = 100_000;
+
+const EVENTS: Outbox = Outbox::new("events", EVENT_CAPACITY);
+
+impl Entry for KioskEvent {
+    fn id(&self) -> [u8; 16] {
+        self.id
+    }
+
+    fn expendable(&self) -> bool {
+        matches!(self.kind, TelemetryKind::Heartbeat(_))
+    }
+}
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The kiosk database could not be opened.
+    /// The kiosk database could not be opened: not WAL, written by a newer agent, a failed
+    /// migration, ….
     #[error("kiosk database: {0}")]
-    Open(taplink_sync_io::sqlite::OpenError),
+    Open(#[from] taplink_sync_io::sqlite::OpenError),
     /// SQLite failed.
     #[error("kiosk database: {action}: {source}")]
     Sqlite {
@@ -77,24 +101,9 @@ pub enum StoreError {
         /// Why.
         source: rusqlite::Error,
     },
-    /// The database file could not be created or its permissions set.
-    #[error("kiosk database {path}: {action}: {source}")]
-    File {
-        /// What we tried.
-        action: &'static str,
-        /// Which file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The database was written by a newer agent.
-    #[error("kiosk database has schema version {found}; this agent understands up to {supported}")]
-    NewerSchema {
-        /// Found.
-        found: usize,
-        /// Known.
-        supported: usize,
-    },
+    /// The event buffer failed.
+    #[error("kiosk database: {0}")]
+    Outbox(#[from] taplink_sync_io::outbox::OutboxError),
     /// A stored value no longer decodes (never expected: only this module writes them).
     #[error("kiosk database: stored {what} is corrupt: {reason}")]
     Corrupt {
@@ -154,13 +163,7 @@ pub struct Ticket {
 
 /// A batch of buffered events: send it, and after the hub's `200` call
 /// [`Store::acknowledge`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
-    /// The highest sequence number in the batch.
-    pub upto: i64,
-    /// The events, oldest first.
-    pub events: Vec<KioskEvent>,
-}
+pub type Batch = taplink_sync_io::outbox::Batch<KioskEvent>;
 
 /// The kiosk's database. Cheap to share behind an `Arc`; every method blocks briefly.
 #[derive(Debug)]
@@ -171,17 +174,11 @@ pub struct Store {
 impl Store {
     /// Open or create the database at `path` (mode 0600) and migrate it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        restrict_file(path)?;
-        let conn = taplink_sync_io::sqlite::open_migrated(path, MIGRATIONS, 4 * 1024 * 1024)
-            .map_err(|e| match e {
-                taplink_sync_io::sqlite::OpenError::NewerSchema { found, supported } => {
-                    StoreError::NewerSchema { found, supported }
-                }
-                taplink_sync_io::sqlite::OpenError::Sqlite { action, source } => {
-                    StoreError::Sqlite { action, source }
-                }
-                other => StoreError::Open(other),
-            })?;
+        let options = taplink_sync_io::sqlite::Options {
+            journal_size_limit: 4 * 1024 * 1024,
+            ..Default::default()
+        };
+        let conn = taplink_sync_io::sqlite::open(path, MIGRATIONS, &options)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -250,9 +247,7 @@ impl Store {
             .map_err(sql("forget hub pin"))?;
         tx.execute("DELETE FROM manifest", [])
             .map_err(sql("forget manifest"))?;
-        let dropped = tx
-            .execute("DELETE FROM events", [])
-            .map_err(sql("drop events"))?;
+        let dropped = EVENTS.clear(&tx)?;
         tx.commit().map_err(sql("commit forget"))?;
         Ok(dropped)
     }
@@ -363,105 +358,34 @@ impl Store {
     }
 
     /// Buffer events durably; an event whose id is already buffered is skipped. Returns
-    /// how many were new.
+    /// how many were new. Beyond [`EVENT_CAPACITY`] the oldest are dropped, with a warning.
     pub fn push_events(&self, events: &[KioskEvent]) -> Result<usize, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(sql("begin push"))?;
-        let mut added = 0;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO events (event_id, heartbeat, event) VALUES (?1, ?2, ?3)",
-                )
-                .map_err(sql("prepare push"))?;
-            for event in events {
-                // KioskEvent is plain data: serializing it cannot fail.
-                let json = serde_json::to_string(event).expect("kiosk events serialize");
-                let heartbeat = matches!(event.kind, TelemetryKind::Heartbeat(_));
-                added += insert
-                    .execute(params![&event.id[..], heartbeat, json])
-                    .map_err(sql("push"))?;
-            }
+        let Pushed { added, dropped } = EVENTS.push(&mut self.conn(), events)?;
+        if dropped > 0 {
+            tracing::warn!(dropped, "event buffer full; dropped the oldest events");
         }
-        tx.commit().map_err(sql("commit push"))?;
         Ok(added)
     }
 
     /// The oldest `max` buffered events, or `None` when there are none.
     pub fn next_batch(&self, max: usize) -> Result<Option<Batch>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached("SELECT seq, event FROM events ORDER BY seq LIMIT ?1")
-            .map_err(sql("prepare batch"))?;
-        let rows = stmt
-            .query_map([i64::try_from(max).unwrap_or(i64::MAX)], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(sql("read batch"))?;
-        let mut upto = 0;
-        let mut events = Vec::new();
-        for row in rows {
-            let (seq, json) = row.map_err(sql("read batch"))?;
-            let event = serde_json::from_str(&json)
-                .map_err(|e| corrupt("event")(format!("row {seq}: {e}")))?;
-            upto = seq;
-            events.push(event);
-        }
-        Ok((!events.is_empty()).then_some(Batch { upto, events }))
+        Ok(EVENTS.next_batch(&self.conn(), max)?)
     }
 
-    /// The hub stored everything up to `upto`: drop it. Sequence numbers only grow
-    /// (AUTOINCREMENT), so events buffered after the batch was taken are kept.
-    pub fn acknowledge(&self, upto: i64) -> Result<usize, StoreError> {
-        self.conn()
-            .execute("DELETE FROM events WHERE seq <= ?1", [upto])
-            .map_err(sql("acknowledge"))
+    /// The hub stored everything up to `upto`: drop it. Events buffered after the batch was
+    /// taken are kept.
+    pub fn acknowledge(&self, upto: u64) -> Result<usize, StoreError> {
+        Ok(EVENTS.acknowledge(&self.conn(), upto)?)
     }
 
     /// Drop one event the hub refuses for good (it would block the buffer forever).
     pub fn drop_event(&self, id: &[u8; 16]) -> Result<bool, StoreError> {
-        self.conn()
-            .execute("DELETE FROM events WHERE event_id = ?1", [&id[..]])
-            .map(|n| n > 0)
-            .map_err(sql("drop event"))
+        Ok(EVENTS.remove(&self.conn(), id)?)
     }
 
     /// Events waiting.
     pub fn pending(&self) -> Result<u64, StoreError> {
-        self.conn()
-            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))
-            .map(|n| u64::try_from(n).unwrap_or(0))
-            .map_err(sql("count events"))
-    }
-
-    /// Keep at most `max` buffered events, dropping the oldest heartbeats first (a later
-    /// heartbeat supersedes them) and then the oldest proof of play. Returns how many were
-    /// dropped. Bounds the disk a kiosk cut off from its hub for weeks uses.
-    pub fn trim(&self, max: u64) -> Result<u64, StoreError> {
-        let pending = self.pending()?;
-        let Some(excess) = pending.checked_sub(max).filter(|e| *e > 0) else {
-            return Ok(0);
-        };
-        let excess = i64::try_from(excess).unwrap_or(i64::MAX);
-        let conn = self.conn();
-        let heartbeats = conn
-            .execute(
-                "DELETE FROM events WHERE seq IN
-                   (SELECT seq FROM events WHERE heartbeat ORDER BY seq LIMIT ?1)",
-                [excess],
-            )
-            .map_err(sql("trim heartbeats"))?;
-        let rest = excess - i64::try_from(heartbeats).unwrap_or(excess);
-        let others = if rest > 0 {
-            conn.execute(
-                "DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?1)",
-                [rest],
-            )
-            .map_err(sql("trim events"))?
-        } else {
-            0
-        };
-        Ok((heartbeats + others) as u64)
+        Ok(EVENTS.pending(&self.conn())?)
     }
 }
 
@@ -474,35 +398,6 @@ fn parse_venue(venue: Option<String>) -> Result<Option<VenueId>, StoreError> {
                 })
         })
         .transpose()
-}
-
-/// Create the database file 0600 if missing, and make an existing one 0600.
-fn restrict_file(path: &Path) -> Result<(), StoreError> {
-    let file_err = |action| {
-        move |source| StoreError::File {
-            action,
-            path: path.to_owned(),
-            source,
-        }
-    };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(file_err("create"))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(file_err("restrict permissions of"))?;
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = file_err;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -593,32 +488,6 @@ mod tests {
             vec![heartbeat(3), played(4)]
         );
         assert_eq!(store.pending().unwrap(), 2);
-    }
-
-    #[test]
-    fn trimming_drops_the_oldest_heartbeats_before_any_proof_of_play() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        store
-            .push_events(&[
-                played(1),
-                heartbeat(2),
-                played(3),
-                heartbeat(4),
-                heartbeat(5),
-            ])
-            .unwrap();
-        assert_eq!(store.trim(10).unwrap(), 0);
-        assert_eq!(store.trim(3).unwrap(), 2);
-        assert_eq!(
-            store.next_batch(10).unwrap().unwrap().events,
-            vec![played(1), played(3), heartbeat(5)]
-        );
-        assert_eq!(store.trim(1).unwrap(), 2);
-        assert_eq!(
-            store.next_batch(10).unwrap().unwrap().events,
-            vec![played(3)]
-        );
     }
 
     #[test]
@@ -728,7 +597,9 @@ mod tests {
             .unwrap();
         assert!(matches!(
             Store::open(&path),
-            Err(StoreError::NewerSchema { found: 99, .. })
+            Err(StoreError::Open(
+                taplink_sync_io::sqlite::OpenError::NewerSchema { found: 99, .. }
+            ))
         ));
     }
 }

@@ -86,13 +86,13 @@ fn a_database_from_a_newer_central_is_refused() {
     drop(raw);
     let err = Registry::open(&path).unwrap_err();
     match &err {
-        OpenError::SchemaTooNew {
+        OpenError::Db(taplink_sync_io::sqlite::OpenError::NewerSchema {
             found, supported, ..
-        } => {
+        }) => {
             assert_eq!(*found, i64::from(SCHEMA_VERSION) + 1);
-            assert_eq!(*supported, SCHEMA_VERSION);
+            assert_eq!(*supported, i64::from(SCHEMA_VERSION));
         }
-        other => panic!("expected SchemaTooNew, got {other:?}"),
+        other => panic!("expected NewerSchema, got {other:?}"),
     }
     assert!(err.to_string().contains("newer"), "{err}");
 }

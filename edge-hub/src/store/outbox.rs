@@ -2,85 +2,48 @@
 //! acknowledged them. Central stores events idempotently by id, so a batch resent after a
 //! lost acknowledgement is harmless; an event leaves the outbox only after its ack.
 //!
-//! The table lives in the hub's [`Store`] (`synchronous=FULL`: accepting an event from a
-//! kiosk is an acknowledgement).
+//! This is `taplink_sync_io::outbox` on the `outbox` table of the hub's [`Store`]
+//! (`synchronous=FULL`: accepting an event from a kiosk is an acknowledgement), bounded to
+//! [`CAPACITY`] events so that a hub cut off from central for weeks does not fill its disk.
 
-use rusqlite::{OptionalExtension, params};
+use taplink_sync_io::outbox::{Outbox, Pushed};
 use taplink_sync_proto::wire::TelemetryEvent;
 
-use super::{Store, StoreError, sql};
+use super::{Store, StoreError};
+
+/// The most events the outbox keeps; beyond it the oldest heartbeats go first, then the
+/// oldest events (about 300 bytes each: a few hundred MB at most).
+pub const CAPACITY: u64 = 1_000_000;
+
+const OUTBOX: Outbox = Outbox::new("outbox", CAPACITY);
 
 /// A batch taken from the outbox: send it, and on its ack call [`Store::acknowledge`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
-    /// The highest sequence number in the batch; the ack echoes it.
-    pub upto: u64,
-    /// The events, oldest first.
-    pub events: Vec<TelemetryEvent>,
-}
+pub type Batch = taplink_sync_io::outbox::Batch<TelemetryEvent>;
 
 impl Store {
     /// Queue events durably; an event whose id is already queued is skipped. Returns how
-    /// many were new.
+    /// many were new. Beyond [`CAPACITY`] the oldest are dropped, with a warning.
     pub fn push(&self, events: &[TelemetryEvent]) -> Result<usize, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(sql("begin push"))?;
-        let mut added = 0;
-        {
-            let mut insert = tx
-                .prepare_cached("INSERT OR IGNORE INTO outbox (event_id, event) VALUES (?1, ?2)")
-                .map_err(sql("prepare push"))?;
-            for event in events {
-                // TelemetryEvent is plain data: serializing it cannot fail.
-                let json = serde_json::to_string(event).expect("telemetry events serialize");
-                added += insert
-                    .execute(params![&event.id[..], json])
-                    .map_err(sql("push"))?;
-            }
+        let Pushed { added, dropped } = OUTBOX.push(&mut self.conn(), events)?;
+        if dropped > 0 {
+            tracing::warn!(dropped, "telemetry outbox full; dropped the oldest events");
         }
-        tx.commit().map_err(sql("commit push"))?;
         Ok(added)
     }
 
     /// The oldest `max` events, or `None` when the outbox is empty.
     pub fn next_batch(&self, max: usize) -> Result<Option<Batch>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached("SELECT seq, event FROM outbox ORDER BY seq LIMIT ?1")
-            .map_err(sql("prepare batch"))?;
-        let rows = stmt
-            .query_map([max as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(sql("read batch"))?;
-        let mut upto = 0;
-        let mut events = Vec::new();
-        for row in rows {
-            let (seq, json) = row.map_err(sql("read batch"))?;
-            let event = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
-                row: format!("outbox seq {seq}"),
-                reason: e.to_string(),
-            })?;
-            upto = seq as u64;
-            events.push(event);
-        }
-        Ok((!events.is_empty()).then_some(Batch { upto, events }))
+        Ok(OUTBOX.next_batch(&self.conn(), max)?)
     }
 
     /// Central acknowledged everything up to `upto`: drop it.
     pub fn acknowledge(&self, upto: u64) -> Result<usize, StoreError> {
-        self.conn()
-            .execute("DELETE FROM outbox WHERE seq <= ?1", [upto as i64])
-            .map_err(sql("acknowledge"))
+        Ok(OUTBOX.acknowledge(&self.conn(), upto)?)
     }
 
     /// Events waiting.
     pub fn pending(&self) -> Result<u64, StoreError> {
-        self.conn()
-            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))
-            .optional()
-            .map_err(sql("count"))
-            .map(|n| n.unwrap_or(0) as u64)
+        Ok(OUTBOX.pending(&self.conn())?)
     }
 }
 

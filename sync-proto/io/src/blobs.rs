@@ -782,13 +782,15 @@ mod tests {
             .unwrap();
         drop(conn);
         match BlobStore::open(dir.path()) {
-            Err(BlobError::UnsupportedSchema {
-                found, supported, ..
-            }) => assert_eq!(
+            Err(BlobError::Open(crate::sqlite::OpenError::NewerSchema {
+                found,
+                supported,
+                ..
+            })) => assert_eq!(
                 (found, supported),
                 (index::SCHEMA_VERSION + 1, index::SCHEMA_VERSION)
             ),
-            other => panic!("expected UnsupportedSchema, got {other:?}"),
+            other => panic!("expected NewerSchema, got {other:?}"),
         }
     }
 

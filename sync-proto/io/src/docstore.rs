@@ -34,7 +34,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use automerge::{AutoCommit, AutomergeError, Change, ChangeHash, ReadDoc as _};
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
@@ -77,9 +76,6 @@ const MIGRATIONS: &[&str] = &[
 // The list holds a handful of entries; the cast cannot truncate.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// How long a statement waits for another connection's lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Largest WAL file kept after a checkpoint, so one burst of writes does not leave a large
 /// file behind for good.
 const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
@@ -121,17 +117,9 @@ pub enum DocDbError {
         #[source]
         source: StoredDataError,
     },
-    /// The database was written by a newer build (or holds a version no build writes).
-    #[error(
-        "database schema version {found} is not one this build knows (it supports up to \
-         {supported}); run a newer taplink or restore a matching database"
-    )]
-    NewerSchema {
-        /// `PRAGMA user_version` of the file.
-        found: i64,
-        /// [`SCHEMA_VERSION`] of this build.
-        supported: i64,
-    },
+    /// The database could not be opened: not WAL, a newer schema, a failed migration, ….
+    #[error("document store: {0}")]
+    Open(#[from] crate::sqlite::OpenError),
     /// A stored document id is neither `org` nor `venue/<id>`.
     #[error("stored document id {0:?} is neither `org` nor `venue/<id>`")]
     BadDocId(String),
@@ -147,9 +135,6 @@ pub enum DocDbError {
         /// How many stored heads the given document lacks.
         missing: usize,
     },
-    /// SQLite would not switch the file to WAL journaling (e.g. on a network filesystem).
-    #[error("SQLite refused WAL journaling (journal mode is {0:?}); use a local filesystem")]
-    NoWal(String),
 }
 
 /// What is wrong with a stored document's bytes (the source of [`DocDbError::Load`]).
@@ -280,26 +265,12 @@ impl DocDb {
 
     /// Opens the store at `path` with the given compaction policy.
     pub fn open_with(path: &Path, policy: CompactionPolicy) -> Result<DocDb, DocDbError> {
-        // Created private first (SQLite gives its WAL the file's mode); if that fails, the
-        // open below fails with SQLite's own words for why.
-        let _ = crate::private::create_file(path);
-        let mut conn = Connection::open(path).map_err(sqlite("open the database"))?;
-        // Set first so that the pragmas below also wait for another connection's lock.
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(sqlite("set busy_timeout"))?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
-            .map_err(sqlite("set journal_mode"))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(DocDbError::NoWal(mode));
-        }
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sqlite("set synchronous"))?;
-        conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
-            .map_err(sqlite("set journal_size_limit"))?;
-        conn.pragma_update(None, "foreign_keys", true)
-            .map_err(sqlite("enable foreign keys"))?;
-        migrate(&mut conn)?;
+        let options = crate::sqlite::Options {
+            journal_size_limit: JOURNAL_SIZE_LIMIT,
+            foreign_keys: true,
+            ..crate::sqlite::Options::default()
+        };
+        let conn = crate::sqlite::open(path, MIGRATIONS, &options)?;
         Ok(DocDb {
             conn: Mutex::new(conn),
             policy,
@@ -587,36 +558,6 @@ impl DocDb {
         // the poison flag carries nothing worth failing for.
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-fn migrate(conn: &mut Connection) -> Result<(), DocDbError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sqlite("begin migration"))?;
-    let found: i64 = tx
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(sqlite("read user_version"))?;
-    let Some(applied) = usize::try_from(found)
-        .ok()
-        .filter(|&n| n <= MIGRATIONS.len())
-    else {
-        return Err(DocDbError::NewerSchema {
-            found,
-            supported: SCHEMA_VERSION,
-        });
-    };
-    if applied == MIGRATIONS.len() {
-        return Ok(());
-    }
-    for sql in &MIGRATIONS[applied..] {
-        tx.execute_batch(sql)
-            .map_err(sqlite("migrate the schema"))?;
-    }
-    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-        .map_err(sqlite("write user_version"))?;
-    tx.commit().map_err(sqlite("commit migration"))?;
-    tracing::info!(from = found, to = SCHEMA_VERSION, "migrated document store");
-    Ok(())
 }
 
 fn stored_heads(conn: &Connection, doc: DocId, key: &str) -> Result<Vec<ChangeHash>, DocDbError> {

@@ -42,16 +42,10 @@ pub enum BlobError {
         /// The lock file.
         path: PathBuf,
     },
-    /// The index was written by a newer build with a schema this build does not know.
-    #[error("blob index {} has schema version {found}; this build knows up to {supported}", path.display())]
-    UnsupportedSchema {
-        /// The index database file.
-        path: PathBuf,
-        /// `PRAGMA user_version` in the file.
-        found: i64,
-        /// The newest version this build can migrate to.
-        supported: i64,
-    },
+    /// The index database could not be opened: not WAL, a newer schema, a failed
+    /// migration, ….
+    #[error("blob index: {0}")]
+    Open(#[from] crate::sqlite::OpenError),
     /// The index holds a row this build cannot read (a hash that is not 32 bytes, a negative
     /// size). Deleting `index.sqlite` is safe: `open` rebuilds it by re-hashing every blob.
     #[error("blob index {} is corrupt: {detail}", path.display())]

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE blobs (
      CREATE INDEX blobs_by_last_used ON blobs (last_used);"];
 
 /// The schema version this build writes.
+#[cfg(test)]
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The WAL is truncated back to this size after checkpoints; the index is small, so this only
@@ -36,62 +37,15 @@ pub(super) struct Index {
 impl Index {
     /// Open (creating if needed) and migrate the index at `path`.
     pub(super) fn open(path: &Path) -> Result<Self, BlobError> {
-        // Created private first (SQLite gives its WAL the file's mode); if that fails, the
-        // open below fails with SQLite's own words for why.
-        let _ = crate::private::create_file(path);
-        let conn = Connection::open(path).map_err(sql_err("open", path))?;
-        let mut index = Self {
+        let options = crate::sqlite::Options {
+            journal_size_limit: JOURNAL_SIZE_LIMIT,
+            ..crate::sqlite::Options::default()
+        };
+        let conn = crate::sqlite::open(path, MIGRATIONS, &options)?;
+        Ok(Self {
             conn,
             path: path.to_path_buf(),
-        };
-        let mode: String = index
-            .conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(index.err("set journal_mode"))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(path = %path.display(), %mode, "blob index is not in WAL mode");
-        }
-        // FULL: a blob is acknowledged to the peer once its row is committed, so the commit
-        // must survive a power loss, not just a crash.
-        index
-            .conn
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(index.err("set synchronous"))?;
-        index
-            .conn
-            .pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
-            .map_err(index.err("set journal_size_limit"))?;
-        index.migrate()?;
-        Ok(index)
-    }
-
-    fn migrate(&mut self) -> Result<(), BlobError> {
-        let found: i64 = self
-            .conn
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(self.err("read user_version"))?;
-        if !(0..=SCHEMA_VERSION).contains(&found) {
-            return Err(BlobError::UnsupportedSchema {
-                path: self.path.clone(),
-                found,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        let path = self.path.clone();
-        // `found` is in 0..=len, checked above, so the cast and the slice are in bounds.
-        for (version, sql) in (found..).zip(&MIGRATIONS[found as usize..]) {
-            let tx = self
-                .conn
-                .transaction()
-                .map_err(sql_err("begin migration", &path))?;
-            tx.execute_batch(sql)
-                .map_err(sql_err("run schema migration", &path))?;
-            tx.pragma_update(None, "user_version", version + 1)
-                .map_err(sql_err("set user_version", &path))?;
-            tx.commit().map_err(sql_err("commit migration", &path))?;
-            tracing::debug!(path = %path.display(), version = version + 1, "migrated blob index");
-        }
-        Ok(())
+        })
     }
 
     pub(super) fn size(&self, hash: &MediaHash) -> Result<Option<u64>, BlobError> {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use automerge::{AutoCommit, ChangeHash, ROOT, ReadDoc as _};
 use proptest::prelude::*;
 use taplink_sync_io::docstore::{CompactionPolicy, DocDb, DocDbError, StoredDataError};
+use taplink_sync_io::sqlite::OpenError;
 use taplink_sync_proto::doc::{add_kiosk, load_venue, new_venue_doc, rename_kiosk};
 use taplink_sync_proto::ids::{KioskId, VenueId};
 use taplink_sync_proto::wire::DocId;
@@ -561,7 +562,7 @@ fn a_newer_schema_version_is_refused() {
     raw(&path).pragma_update(None, "user_version", 99).unwrap();
     let err = DocDb::open(&path).unwrap_err();
     assert!(
-        matches!(err, DocDbError::NewerSchema { found: 99, supported } if supported == taplink_sync_io::docstore::SCHEMA_VERSION),
+        matches!(err, DocDbError::Open(OpenError::NewerSchema { found: 99, supported, .. }) if supported == taplink_sync_io::docstore::SCHEMA_VERSION),
         "{err}"
     );
     assert!(err.to_string().contains("99"));

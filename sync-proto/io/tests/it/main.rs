@@ -2,4 +2,7 @@
 
 mod blobs;
 mod docstore;
+mod outbox;
+mod sqlite;
+#[cfg(feature = "quic")]
 mod transport;
