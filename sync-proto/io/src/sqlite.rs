@@ -136,9 +136,22 @@ pub fn open(path: &Path, migrations: &[&str], options: &Options) -> Result<Conne
     // First, so that the pragmas below also wait for another connection's lock.
     conn.busy_timeout(options.busy_timeout)
         .map_err(err("set busy_timeout"))?;
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(err("set journal_mode=WAL"))?;
+    // Switching a fresh file to WAL takes an exclusive lock that SQLite does not wait for
+    // (the busy handler is not consulted), so openers racing on a new file retry here
+    // within the busy timeout.
+    const RETRY: Duration = Duration::from_millis(5);
+    let mut retries = options.busy_timeout.as_millis() / RETRY.as_millis();
+    let mode: String = loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && retries > 0 =>
+            {
+                retries -= 1;
+                std::thread::sleep(RETRY);
+            }
+            other => break other.map_err(err("set journal_mode=WAL"))?,
+        }
+    };
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(OpenError::NoWal {
             path: path.to_owned(),
