@@ -12,10 +12,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use taplink_sync_io::blobs::BlobStore;
 use taplink_sync_io::docs::Documents;
 use taplink_sync_io::driver::{AppLink, ConnectionParams, DriverEnd, Inbound, drive};
+use taplink_sync_io::node::Backoff;
 use taplink_sync_io::transfer::{BlobServer, fetch_missing};
 use taplink_sync_proto::ids::MediaHash;
 use taplink_sync_proto::session::{Access, SessionConfig};
@@ -66,21 +66,6 @@ pub struct UplinkParts {
     pub tasks: tokio_util::task::TaskTracker,
 }
 
-/// The full-jitter backoff delay before attempt `attempt` (0-based): uniform in
-/// `0..=min(max, min_delay * 2^attempt)`.
-pub fn backoff_delay(
-    min_delay: Duration,
-    max_delay: Duration,
-    attempt: u32,
-    rng: &mut impl Rng,
-) -> Duration {
-    let ceiling = min_delay
-        .checked_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX))
-        .unwrap_or(max_delay)
-        .min(max_delay);
-    rng.random_range(Duration::ZERO..=ceiling)
-}
-
 /// Run the uplink until `cancel`.
 pub async fn run(
     identity: Arc<Identity>,
@@ -118,8 +103,7 @@ pub async fn run(
             return;
         }
     };
-    let (min_delay, max_delay) = parts.backoff;
-    let mut attempt = 0u32;
+    let mut backoff = Backoff::new(parts.backoff);
     loop {
         let connecting =
             endpoint.connect_with(client.clone(), parts.central_addr, &parts.central_name);
@@ -133,7 +117,7 @@ pub async fn run(
                     Ok(conn) => {
                         parts.metrics.uplink_connects.inc();
                         let end =
-                            connected(&identity, &parts, conn, &status, &cancel, &mut attempt)
+                            connected(&identity, &parts, conn, &status, &cancel, &mut backoff)
                                 .await;
                         status.send_modify(|s| {
                             s.connected = false;
@@ -151,8 +135,7 @@ pub async fn run(
         if cancel.is_cancelled() {
             break;
         }
-        let delay = backoff_delay(min_delay, max_delay, attempt, &mut rand::rng());
-        attempt = attempt.saturating_add(1);
+        let delay = backoff.next_delay();
         info!(central = %parts.central_addr, reason = %end, retry_in = ?delay, "uplink down");
         status.send_modify(|s| s.last_error = Some(end));
         tokio::select! {
@@ -170,7 +153,7 @@ async fn connected(
     conn: quinn::Connection,
     status: &watch::Sender<UplinkStatus>,
     cancel: &CancellationToken,
-    attempt: &mut u32,
+    backoff: &mut Backoff,
 ) -> String {
     let venue = DocId::Venue(identity.ids.venue);
     let session = SessionConfig::new(
@@ -232,7 +215,7 @@ async fn connected(
             msg = inbound.recv() => match msg {
                 Some(Inbound::Established(hello)) => {
                     info!(central = %parts.central_addr, software = %hello.software, "connected to central");
-                    *attempt = 0;
+                    backoff.reset();
                     parts.metrics.uplink_connected.set(1);
                     status.send_modify(|s| { s.connected = true; s.last_error = None; });
                     blob_wake.notify_one();
@@ -279,29 +262,5 @@ async fn connected(
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-
-    #[test]
-    fn backoff_is_full_jitter_under_an_exponential_capped_ceiling() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let (min, max) = (Duration::from_millis(500), Duration::from_secs(60));
-        for attempt in 0..40 {
-            let ceiling = (min * 2u32.pow(attempt.min(20))).min(max);
-            for _ in 0..50 {
-                let d = backoff_delay(min, max, attempt, &mut rng);
-                assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
-            }
-        }
-        // Full jitter spreads retries: many distinct delays at the cap.
-        let delays: std::collections::BTreeSet<_> = (0..100)
-            .map(|_| backoff_delay(min, max, 30, &mut rng))
-            .collect();
-        assert!(delays.len() > 90);
     }
 }

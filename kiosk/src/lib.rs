@@ -10,7 +10,6 @@
 //! then `follower` and `reporter` against the hub), and the heartbeat timer (`reporter`).
 //! They share [`state::Shared`]; one `CancellationToken` stops them all.
 
-pub mod backoff;
 pub mod cache;
 pub mod config;
 pub mod discovery;

@@ -14,10 +14,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::LinkEnd;
-use crate::backoff::{Backoff, sleep_or_cancel};
 use crate::hub::{HubApi, HubResponse, KioskEvent};
 use crate::pairing::now_ms;
 use crate::state::{Phase, Shared};
+use taplink_sync_io::node::{Backoff, sleep_or_cancel};
 
 /// Largest batch sent at once (the hub takes up to 1,000 events in at most 1 MiB; an
 /// event is a few hundred bytes).
