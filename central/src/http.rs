@@ -232,15 +232,19 @@ pub enum ApiError {
         /// Why.
         reason: String,
     },
-    /// 500: a bug or a storage failure; the details are in the server log, not the response.
-    #[error("internal error; the server log has the details")]
+    /// 500: a bug or a storage failure. The response says only this fixed sentence: the
+    /// detail (which may name files, tables or internal state) went to central's log with
+    /// what was being done when the error was made ([`ApiError::internal`]).
+    #[error(
+        "central could not complete this request; the failure has been logged on central for its operator"
+    )]
     Internal,
 }
 
 impl ApiError {
     /// Log `error` with `context` and return [`ApiError::Internal`].
     fn internal(context: &'static str, error: impl Display) -> ApiError {
-        tracing::error!(%error, "{context}");
+        tracing::error!(%error, "central request failed: {context}");
         ApiError::Internal
     }
 
@@ -331,10 +335,10 @@ impl From<CreateVenueError> for ApiError {
                 message: e.to_string(),
             },
             CreateVenueError::Registry(e) => e.into(),
-            e @ CreateVenueError::Document(_) => {
-                tracing::error!(error = %e, "venue created in the registry but its document was not stored");
-                ApiError::Internal
-            }
+            e @ CreateVenueError::Document(_) => ApiError::internal(
+                "venue created in the registry but its document was not stored",
+                e,
+            ),
         }
     }
 }

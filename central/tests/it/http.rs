@@ -738,3 +738,27 @@ mod kiosk_codes {
         }
     }
 }
+
+/// A fault inside central (here the registry lost a table behind its back) is a `500` with
+/// a fixed sentence: SQLite's message stays in central's log.
+#[tokio::test]
+async fn internal_errors_answer_a_fixed_sentence_without_the_detail() {
+    let init = Initialised::new();
+    let state = init.state();
+    let app = app(state.clone());
+    let token = init.token();
+    let other = rusqlite::Connection::open(init.config().data().registry_db()).unwrap();
+    other.execute_batch("DROP TABLE venues").unwrap();
+    drop(other);
+
+    let answer = call(&app, request("GET", "/api/v1/venues", Some(&token), None)).await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let body = answer.text();
+    for leak in ["venues", "no such table", "sqlite", "SQLite"] {
+        assert!(!body.contains(leak), "the body leaks {leak:?}: {body}");
+    }
+    assert_eq!(
+        answer.error(),
+        "central could not complete this request; the failure has been logged on central for its operator"
+    );
+}
