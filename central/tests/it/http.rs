@@ -762,3 +762,28 @@ async fn internal_errors_answer_a_fixed_sentence_without_the_detail() {
         "central could not complete this request; the failure has been logged on central for its operator"
     );
 }
+
+/// `POST …/enrollment-codes` takes an optional `{ttl}`; a bad one is refused naming it.
+#[tokio::test]
+async fn an_enrollment_codes_lifetime_can_be_given_and_is_checked() {
+    let init = Initialised::new();
+    let state = init.state().with_clock(Clock::from_fn(t0));
+    let app = app(state.clone());
+    let token = init.token();
+    let venue = state.registry.create_venue("Bar", "UTC", t0()).unwrap().id;
+    let uri = format!("/api/v1/venues/{venue}/enrollment-codes");
+
+    let answer = call(
+        &app,
+        request("POST", &uri, Some(&token), Some(r#"{"ttl":"2h"}"#)),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    assert_eq!(answer.json()["expires_at"], "2026-03-01T14:00:00Z");
+
+    for (body, named) in [(r#"{"ttl":"soon"}"#, "`ttl`"), (r#"{"tll":"2h"}"#, "tll")] {
+        let answer = call(&app, request("POST", &uri, Some(&token), Some(body))).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(answer.error().contains(named), "{body}: {}", answer.error());
+    }
+}
