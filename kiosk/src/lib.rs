@@ -11,6 +11,7 @@
 //! They share [`state::Shared`]; one `CancellationToken` stops them all.
 
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod follower;
