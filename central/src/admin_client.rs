@@ -1,10 +1,11 @@
-//! A client of central's own admin API, for the CLI subcommands that change venue
-//! documents (`taplink-central kiosk-code …`).
+//! A client of central's own admin API, for every CLI subcommand but `init` and `serve`
+//! (`taplink-central venue …`, `enroll-code`, `kiosk-code …`).
 //!
-//! Venue documents live in memory in the running server, which compacts them on disk; a
-//! second process editing `docs.sqlite` behind its back could have its change dropped by
-//! the next compaction and would never sync it to the hub. So these subcommands ask the
-//! running server over HTTP, at `http_listen` (a wildcard address is reached on loopback),
+//! The registry and the venue documents are held open by the running server, which keeps
+//! documents in memory and compacts them on disk; a second process editing the databases
+//! behind its back could have its change dropped by the next compaction, would never sync
+//! it to the hub, and would read a view the server does not have. So these subcommands ask
+//! the running server over HTTP, at `http_listen` (a wildcard address is reached on loopback),
 //! with the admin token from `<data dir>/admin-token` or `TAPLINK_ADMIN_TOKEN`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -15,7 +16,10 @@ use serde::de::DeserializeOwned;
 use taplink_sync_proto::ids::{GrantId, VenueId};
 
 use crate::Config;
-use crate::http::{CreateKioskCodeRequest, ErrorBody, KioskCodeJson, KioskCodeList};
+use crate::http::{
+    CreateEnrollmentCodeRequest, CreateKioskCodeRequest, CreateVenueRequest, EnrollmentCodeJson,
+    ErrorBody, KioskCodeJson, KioskCodeList, VenueJson, VenueList,
+};
 
 /// The environment variable that overrides the admin token file.
 pub const ADMIN_TOKEN_ENV: &str = "TAPLINK_ADMIN_TOKEN";
@@ -37,7 +41,7 @@ pub enum AdminClientError {
     },
     /// Central did not answer: it is not running, or listens elsewhere.
     #[error(
-        "central does not answer at {url} ({source}); start it with `taplink-central serve` (kiosk codes are written into the venue document, which only the running server may change)"
+        "central does not answer at {url} ({source}); start it with taplink-central serve (only the running server reads and changes its databases; nothing was changed)"
     )]
     Unreachable {
         /// What was asked.
@@ -133,6 +137,37 @@ impl AdminClient {
         serde_json::from_slice(&body)
             .map(Some)
             .map_err(|e| AdminClientError::Malformed(e.to_string()))
+    }
+
+    /// `POST /venues`.
+    pub async fn create_venue(
+        &self,
+        request: &CreateVenueRequest,
+    ) -> Result<VenueJson, AdminClientError> {
+        let url = format!("{}/venues", self.base);
+        self.send(self.http.post(&url).json(request), url)
+            .await?
+            .ok_or_else(|| AdminClientError::Malformed("an empty answer".into()))
+    }
+
+    /// `GET /venues`.
+    pub async fn list_venues(&self) -> Result<VenueList, AdminClientError> {
+        let url = format!("{}/venues", self.base);
+        self.send(self.http.get(&url), url)
+            .await?
+            .ok_or_else(|| AdminClientError::Malformed("an empty answer".into()))
+    }
+
+    /// `POST /venues/{venue}/enrollment-codes`.
+    pub async fn create_enrollment_code(
+        &self,
+        venue: VenueId,
+        request: &CreateEnrollmentCodeRequest,
+    ) -> Result<EnrollmentCodeJson, AdminClientError> {
+        let url = format!("{}/venues/{venue}/enrollment-codes", self.base);
+        self.send(self.http.post(&url).json(request), url)
+            .await?
+            .ok_or_else(|| AdminClientError::Malformed("an empty answer".into()))
     }
 
     /// `POST /venues/{venue}/kiosk-codes`.

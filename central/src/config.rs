@@ -12,6 +12,8 @@ use std::str::FromStr;
 use chrono::TimeDelta;
 use serde_json::{Map, Value};
 use taplink_certs::ServerSan;
+pub use taplink_sync_io::node::LogFormat;
+use taplink_sync_io::node::ParseLogFormatError;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -50,49 +52,6 @@ pub enum ConfigError {
         /// What is wrong and what to write instead.
         reason: String,
     },
-}
-
-/// How log lines are written to standard error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// Human-readable lines (the default).
-    #[default]
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
-
-impl LogFormat {
-    /// The name used in the config file and on the command line.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            LogFormat::Text => "text",
-            LogFormat::Json => "json",
-        }
-    }
-}
-
-impl fmt::Display for LogFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The text is neither `text` nor `json`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown log format {0:?}: expected \"text\" or \"json\"")]
-pub struct ParseLogFormatError(String);
-
-impl FromStr for LogFormat {
-    type Err = ParseLogFormatError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            other => Err(ParseLogFormatError(clip(other))),
-        }
-    }
 }
 
 /// A positive duration written as a whole number and a unit: `90s`, `30m`, `24h`, `7d`.

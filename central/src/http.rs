@@ -7,7 +7,7 @@
 //! | POST   | `/api/v1/venues`                       | admin | 201 venue (`{name, timezone}` in) |
 //! | GET    | `/api/v1/venues`                       | admin | 200 `{"venues": [...]}`      |
 //! | GET    | `/api/v1/venues/{id}`                  | admin | 200 venue                    |
-//! | POST   | `/api/v1/venues/{id}/enrollment-codes` | admin | 201 `{code, venue_id, expires_at, central_fingerprint}` |
+//! | POST   | `/api/v1/venues/{id}/enrollment-codes` | admin | 201 `{code, venue_id, expires_at, central_fingerprint}` (optional `{ttl}` in, e.g. `"2h"`) |
 //! | POST   | `/api/v1/venues/{id}/kiosk-codes`      | admin | 201 `{id, venue_id, code, name, group, playlist, expires_at}` (`{name, expires_in_hours?, group?, playlist?}` in) |
 //! | GET    | `/api/v1/venues/{id}/kiosk-codes`      | admin | 200 `{"kiosk_codes": [...]}` (never the codes) |
 //! | DELETE | `/api/v1/venues/{id}/kiosk-codes/{code id}` | admin | 204 (revoked, or forgotten if used) |
@@ -24,7 +24,8 @@ use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::str::FromStr;
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection};
 use axum::extract::{
     DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State,
 };
@@ -43,6 +44,7 @@ use taplink_sync_proto::doc::DocOpError;
 use taplink_sync_proto::doc::KioskGrant;
 use taplink_sync_proto::ids::{GrantId, HubId, KioskId, PlaylistId, VenueId};
 
+use crate::config::Ttl;
 use crate::enroll_token::EnrollmentToken;
 use crate::kiosk_codes::{
     DEFAULT_KIOSK_CODE_TTL_HOURS, KioskCodeError, KioskCodeRequest, create_kiosk_code,
@@ -232,15 +234,19 @@ pub enum ApiError {
         /// Why.
         reason: String,
     },
-    /// 500: a bug or a storage failure; the details are in the server log, not the response.
-    #[error("internal error; the server log has the details")]
+    /// 500: a bug or a storage failure. The response says only this fixed sentence: the
+    /// detail (which may name files, tables or internal state) went to central's log with
+    /// what was being done when the error was made ([`ApiError::internal`]).
+    #[error(
+        "central could not complete this request; the failure has been logged on central for its operator"
+    )]
     Internal,
 }
 
 impl ApiError {
     /// Log `error` with `context` and return [`ApiError::Internal`].
     fn internal(context: &'static str, error: impl Display) -> ApiError {
-        tracing::error!(%error, "{context}");
+        tracing::error!(%error, "central request failed: {context}");
         ApiError::Internal
     }
 
@@ -331,10 +337,10 @@ impl From<CreateVenueError> for ApiError {
                 message: e.to_string(),
             },
             CreateVenueError::Registry(e) => e.into(),
-            e @ CreateVenueError::Document(_) => {
-                tracing::error!(error = %e, "venue created in the registry but its document was not stored");
-                ApiError::Internal
-            }
+            e @ CreateVenueError::Document(_) => ApiError::internal(
+                "venue created in the registry but its document was not stored",
+                e,
+            ),
         }
     }
 }
@@ -691,13 +697,48 @@ pub struct EnrollmentCodeJson {
     pub central_fingerprint: String,
 }
 
+/// `POST /api/v1/venues/{id}/enrollment-codes` body; optional (an empty body takes every
+/// default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEnrollmentCodeRequest {
+    /// How long the code stays valid: a whole number and a unit, e.g. `30m`, `24h`, `7d`
+    /// (default: the config's `enrollment_code_ttl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+}
+
 async fn post_enrollment_code(
     State(state): State<AppState>,
     ApiPath(venue): ApiPath<VenueId>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::BodyTooLarge { limit: BODY_LIMIT }
+        } else {
+            ApiError::InvalidBody {
+                message: rejection.body_text(),
+            }
+        }
+    })?;
+    let request: CreateEnrollmentCodeRequest = if body.is_empty() {
+        CreateEnrollmentCodeRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody {
+            message: e.to_string(),
+        })?
+    };
+    let ttl = match request.ttl {
+        None => state.config.enrollment_code_ttl,
+        Some(ttl) => ttl.parse::<Ttl>().map_err(|e| ApiError::InvalidField {
+            field: "ttl",
+            message: e.to_string(),
+        })?,
+    }
+    .duration();
     let registry = state.registry.clone();
     let now = state.now();
-    let ttl = state.config.enrollment_code_ttl.duration();
     let code = blocking(move || registry.create_enrollment_code(venue, ttl, now)).await?;
     let central = state.pki.server_fingerprint;
     let token = EnrollmentToken {

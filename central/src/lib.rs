@@ -10,9 +10,11 @@
 //! [`http`] (health, metrics, admin API), [`metrics`], [`state`] (what handlers share),
 //! [`enroll_token`] (the enrollment code format), [`venue`] (creating a venue),
 //! [`kiosk_codes`] (kiosk provisioning codes: pairings pre-approved in the venue document),
-//! [`admin_client`] (the CLI's client of the running server's admin API).
+//! [`admin_client`] (the CLI's client of the running server's admin API), [`cli`] (the
+//! command line's types and commands).
 
 pub mod admin_client;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod init;

@@ -58,9 +58,14 @@ pub enum ApiError {
     /// Too many of something are waiting; retry later (`429`).
     #[error("{0}")]
     TooMany(String),
-    /// Something failed on the hub; nothing was accepted (`500`).
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// Something failed on the hub (storage, a task, a bug); nothing was accepted (`500`).
+    /// The response says only this fixed sentence: the detail (which may name files,
+    /// tables or internal state) went to the hub's log when the error was made, see
+    /// [`ApiError::internal`].
+    #[error(
+        "the hub could not complete this request; the failure has been logged on the hub for its operator"
+    )]
+    Internal,
 }
 
 impl IntoResponse for ApiError {
@@ -78,7 +83,7 @@ impl IntoResponse for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
         let headers = response.headers_mut();
@@ -98,9 +103,19 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A 500 from anything printable.
-pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(e.to_string())
+impl ApiError {
+    /// A `500` for `error`, which happened while doing `context` (e.g. "storing kiosk events
+    /// in the outbox"): both go to the log at error level, the client gets the fixed
+    /// sentence of [`ApiError::Internal`].
+    pub fn internal(context: &'static str, error: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%error, "hub request failed: {context}");
+        ApiError::Internal
+    }
+}
+
+/// [`ApiError::internal`] for `map_err`: `.map_err(internal("writing the upload"))`.
+pub(crate) fn internal<E: std::fmt::Display>(context: &'static str) -> impl FnOnce(E) -> ApiError {
+    move |error| ApiError::internal(context, error)
 }
 
 /// The body of a request limited by `DefaultBodyLimit`, with the limit's rejection turned

@@ -251,11 +251,12 @@ pub struct Staff {
 impl FromRequestParts<Arc<HubState>> for Staff {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &Arc<HubState>) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<Staff>()
-            .cloned()
-            .ok_or_else(|| internal("a staff handler on a route not declared Access::Staff"))
+        parts.extensions.get::<Staff>().cloned().ok_or_else(|| {
+            ApiError::internal(
+                "a staff handler on a route not declared Access::Staff",
+                "no staff credentials in the request",
+            )
+        })
     }
 }
 
@@ -281,8 +282,8 @@ async fn staff_gate(State(s): State<Arc<HubState>>, mut req: Request, next: Next
             )
             .into_response()
         }
-        Ok(Err(e)) => internal(e).into_response(),
-        Err(e) => internal(e).into_response(),
+        Ok(Err(e)) => ApiError::internal("checking a staff token", e).into_response(),
+        Err(e) => ApiError::internal("the staff token check task failed", e).into_response(),
     }
 }
 
@@ -371,7 +372,9 @@ async fn metrics(State(s): State<Arc<HubState>>) -> impl IntoResponse {
 
 async fn venue(State(s): State<Arc<HubState>>) -> Result<Json<serde_json::Value>, ApiError> {
     let doc = venue_doc(&s)?;
-    Ok(Json(serde_json::to_value(&*doc).map_err(internal)?))
+    Ok(Json(
+        serde_json::to_value(&*doc).map_err(internal("encoding the venue document"))?,
+    ))
 }
 
 /// The venue document as it is now, or `NotSynced` before central's copy has arrived.
@@ -383,7 +386,7 @@ pub(crate) fn venue_doc(s: &HubState) -> Result<Arc<VenueDoc>, ApiError> {
 pub(crate) fn view_error(e: crate::view::ViewError) -> ApiError {
     match e {
         crate::view::ViewError::NotSynced => ApiError::NotSynced,
-        other => internal(other),
+        other => ApiError::internal("reading the venue document", other),
     }
 }
 
@@ -409,7 +412,7 @@ fn ensure_synced(s: &HubState) -> Result<(), ApiError> {
 pub(crate) fn edit_error(e: EditError<DocOpError>) -> ApiError {
     match e {
         EditError::Refused(e) => ApiError::Refused(e),
-        other => internal(other),
+        other => ApiError::internal("editing the venue document", other),
     }
 }
 
@@ -459,8 +462,8 @@ async fn upload(
     let blobs = s.blobs.clone();
     let used = tokio::task::spawn_blocking(move || blobs.total_size())
         .await
-        .map_err(internal)?
-        .map_err(internal)?;
+        .map_err(internal("measuring the media store"))?
+        .map_err(internal("measuring the media store"))?;
     let quota = s.media_quota;
     let over_quota = |size: u64| {
         ApiError::InsufficientStorage(format!(
@@ -470,8 +473,13 @@ async fn upload(
     if used >= quota {
         return Err(over_quota(0));
     }
-    let staging = tempfile::NamedTempFile::new_in(&s.upload_dir).map_err(internal)?;
-    let mut file = tokio::fs::File::from_std(staging.reopen().map_err(internal)?);
+    let staging = tempfile::NamedTempFile::new_in(&s.upload_dir)
+        .map_err(internal("creating the upload's staging file"))?;
+    let mut file = tokio::fs::File::from_std(
+        staging
+            .reopen()
+            .map_err(internal("reopening the upload's staging file"))?,
+    );
     let mut body = body;
     let mut size = 0u64;
     while let Some(frame) = body.frame().await {
@@ -489,9 +497,13 @@ async fn upload(
         if used + size > quota {
             return Err(over_quota(size));
         }
-        file.write_all(&chunk).await.map_err(internal)?;
+        file.write_all(&chunk)
+            .await
+            .map_err(internal("writing the upload's staging file"))?;
     }
-    file.flush().await.map_err(internal)?;
+    file.flush()
+        .await
+        .map_err(internal("flushing the upload's staging file"))?;
     check_content(&staging, declared, size).await?;
     let blobs = s.blobs.clone();
     let max = s.max_upload;
@@ -502,8 +514,8 @@ async fn upload(
             .map_err(std::io::Error::other)
     })
     .await
-    .map_err(internal)?
-    .map_err(internal)?;
+    .map_err(internal("storing the upload in the media store"))?
+    .map_err(internal("storing the upload in the media store"))?;
     let meta = MediaMeta {
         name: q.name,
         content_type: declared.to_owned(),
@@ -527,13 +539,17 @@ async fn check_content(
     size: u64,
 ) -> Result<(), ApiError> {
     let refused = |e: media_type::MediaTypeError| ApiError::UnsupportedMediaType(e.to_string());
-    let mut file = tokio::fs::File::from_std(staging.reopen().map_err(internal)?);
+    let mut file = tokio::fs::File::from_std(
+        staging
+            .reopen()
+            .map_err(internal("reopening the upload's staging file"))?,
+    );
     let mut head = Vec::with_capacity(media_type::SNIFF_LEN);
     (&mut file)
         .take(media_type::SNIFF_LEN as u64)
         .read_to_end(&mut head)
         .await
-        .map_err(internal)?;
+        .map_err(internal("reading the upload's first bytes"))?;
     media_type::check(declared, &head).map_err(refused)?;
     if declared == "image/svg+xml" {
         if size > MAX_SVG {
@@ -541,7 +557,9 @@ async fn check_content(
                 "SVG images may be at most {MAX_SVG} bytes"
             )));
         }
-        let whole = tokio::fs::read(staging.path()).await.map_err(internal)?;
+        let whole = tokio::fs::read(staging.path())
+            .await
+            .map_err(internal("reading the SVG upload"))?;
         if media_type::svg_is_active(&whole) {
             return Err(refused(media_type::MediaTypeError::ActiveSvg));
         }

@@ -103,7 +103,11 @@ pub(crate) async fn authenticate(
         Some(kiosk) => TokenState::Active(kiosk),
         None => {
             let (store, token) = (s.store.clone(), token.to_owned());
-            blocking(move || store.token(&token), internal).await?
+            blocking(
+                move || store.token(&token),
+                internal("looking up a device token"),
+            )
+            .await?
         }
     };
     let kiosk = match state {
@@ -135,10 +139,12 @@ impl FromRequestParts<Arc<HubState>> for KioskAuth {
         parts: &mut Parts,
         _: &Arc<HubState>,
     ) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .remove::<KioskAuth>()
-            .ok_or_else(|| internal("a kiosk handler on a route not declared Access::Kiosk"))
+        parts.extensions.remove::<KioskAuth>().ok_or_else(|| {
+            ApiError::internal(
+                "a kiosk handler on a route not declared Access::Kiosk",
+                "no kiosk credentials in the request",
+            )
+        })
     }
 }
 
@@ -172,7 +178,7 @@ fn device_error(e: DeviceError) -> ApiError {
         }
         DeviceError::PreApproved => ApiError::Conflict(e.to_string()),
         DeviceError::InvalidDevice => ApiError::BadRequest(e.to_string()),
-        other => internal(other),
+        other => ApiError::internal("pairing: the device store failed", other),
     }
 }
 
@@ -185,7 +191,7 @@ where
 {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(internal)?
+        .map_err(internal("a blocking task failed"))?
         .map_err(map)
 }
 
@@ -291,7 +297,7 @@ async fn redeem(
         docs.edit(venue_id, |am| redeem_kiosk_grant(am, grant, kiosk, now_ms))
     })
     .await
-    .map_err(internal)?;
+    .map_err(internal("redeeming a kiosk code in the venue document"))?;
     match redeemed {
         Ok(Redemption::Redeemed) => {
             s.metrics.local_edits.inc();
@@ -337,7 +343,7 @@ pub(crate) async fn approve(
     let added =
         tokio::task::spawn_blocking(move || docs.edit(venue, |am| add_kiosk(am, kiosk, &req.name)))
             .await
-            .map_err(internal)?;
+            .map_err(internal("adding the kiosk to the venue document"))?;
     match added {
         Ok(()) => {
             s.metrics.local_edits.inc();
@@ -414,7 +420,12 @@ pub(crate) async fn revoke(
         .parse()
         .map_err(|e| ApiError::BadRequest(format!("kiosk id: {e}")))?;
     let (store, now) = (s.store.clone(), s.clock.now());
-    match blocking(move || store.revoke_tokens(kiosk, now), internal).await? {
+    match blocking(
+        move || store.revoke_tokens(kiosk, now),
+        internal("revoking a kiosk's tokens"),
+    )
+    .await?
+    {
         None => Err(ApiError::NotFound(format!(
             "this hub never issued a token to kiosk {kiosk}"
         ))),
@@ -736,7 +747,7 @@ pub(crate) async fn blob_response(
     let blobs = s.blobs.clone();
     let (file, size) = match tokio::task::spawn_blocking(move || blobs.open_file(&hash))
         .await
-        .map_err(internal)?
+        .map_err(internal("opening a media file"))?
     {
         Ok(opened) => opened,
         Err(BlobError::NotFound(_)) => {
@@ -744,7 +755,7 @@ pub(crate) async fn blob_response(
                 "media {hash} is not on this hub yet (it is still being fetched from central); try again later"
             )));
         }
-        Err(e) => return Err(internal(e)),
+        Err(e) => return Err(ApiError::internal("opening a media file", e)),
     };
     let range = headers
         .get(header::RANGE)
@@ -759,7 +770,9 @@ pub(crate) async fn blob_response(
     };
     let mut file = tokio::fs::File::from_std(file);
     if start > 0 {
-        file.seek(SeekFrom::Start(start)).await.map_err(internal)?;
+        file.seek(SeekFrom::Start(start))
+            .await
+            .map_err(internal("seeking in a media file"))?;
     }
     let reader = Counted {
         inner: file.take(len),
@@ -856,7 +869,11 @@ pub(crate) async fn events(
         .collect::<Result<Vec<_>, ApiError>>()?;
     let total = events.len();
     let store = s.store.clone();
-    let added = blocking(move || store.push(&events), internal).await?;
+    let added = blocking(
+        move || store.push(&events),
+        internal("storing kiosk events in the outbox"),
+    )
+    .await?;
     if added > 0 {
         s.metrics.kiosk_events_accepted.inc_by(added as u64);
         s.outbox_ready.notify_one();

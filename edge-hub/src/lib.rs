@@ -5,6 +5,7 @@
 //! [`Hub::bind`] starts everything; [`Hub::shutdown`] stops it (a SQLite transaction or a
 //! blob write in progress is never cut half-way: tasks finish their step first).
 
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -8,14 +8,15 @@
 //! is connected; the uplink only moves changes.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use taplink_sync_io::blobs::BlobStore;
 use taplink_sync_io::docs::Documents;
 use taplink_sync_io::driver::ConnectionParams;
 use taplink_sync_io::net::PeerAddr;
+use taplink_sync_io::node::Backoff;
 use taplink_sync_io::peer::{self, PeerEvent, PeerParams};
 use taplink_sync_proto::ids::MediaHash;
 use taplink_sync_proto::session::{Access, SessionConfig};
@@ -69,21 +70,6 @@ pub struct UplinkParts {
     pub tasks: tokio_util::task::TaskTracker,
 }
 
-/// The full-jitter backoff delay before attempt `attempt` (0-based): uniform in
-/// `0..=min(max, min_delay * 2^attempt)`.
-pub fn backoff_delay(
-    min_delay: Duration,
-    max_delay: Duration,
-    attempt: u32,
-    rng: &mut impl Rng,
-) -> Duration {
-    let ceiling = min_delay
-        .checked_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX))
-        .unwrap_or(max_delay)
-        .min(max_delay);
-    rng.random_range(Duration::ZERO..=ceiling)
-}
-
 /// Run the uplink until `cancel`.
 pub async fn run(
     identity: Arc<Identity>,
@@ -109,20 +95,22 @@ pub async fn run(
             return;
         }
     };
-    // One client endpoint per address family, bound when first needed: central's name may
-    // resolve to either.
-    let mut endpoints: BTreeMap<bool, quinn::Endpoint> = BTreeMap::new();
-    let (min_delay, max_delay) = parts.backoff;
+    let mut dialer = Dialer {
+        client,
+        endpoints: BTreeMap::new(),
+    };
+    let mut backoff = Backoff::new(parts.backoff);
+    // Counts attempts, to rotate through the addresses central's name resolves to.
     let mut attempt = 0u32;
     loop {
         let end = match attempt_once(
             &identity,
             &parts,
-            &client,
-            &mut endpoints,
+            &mut dialer,
             &status,
             &cancel,
-            &mut attempt,
+            attempt,
+            &mut backoff,
         )
         .await
         {
@@ -132,8 +120,8 @@ pub async fn run(
         if cancel.is_cancelled() {
             break;
         }
-        let delay = backoff_delay(min_delay, max_delay, attempt, &mut rand::rng());
-        attempt = attempt.saturating_add(1);
+        let delay = backoff.next_delay();
+        attempt = attempt.wrapping_add(1);
         info!(central = %parts.central_addr, reason = %end, retry_in = ?delay, "uplink down");
         status.send_modify(|s| s.last_error = Some(end));
         tokio::select! {
@@ -141,8 +129,33 @@ pub async fn run(
             _ = tokio::time::sleep(delay) => {}
         }
     }
-    for endpoint in endpoints.values() {
+    for endpoint in dialer.endpoints.values() {
         endpoint.close(0u32.into(), b"hub shutting down");
+    }
+}
+
+/// What dials central: the QUIC client configuration and one client endpoint per address
+/// family, bound when first needed (central's name may resolve to either).
+struct Dialer {
+    client: quinn::ClientConfig,
+    endpoints: BTreeMap<bool, quinn::Endpoint>,
+}
+
+impl Dialer {
+    /// Start connecting to `addr`, checking that central's certificate names `name`.
+    fn connect(&mut self, addr: SocketAddr, name: &str) -> Result<quinn::Connecting, String> {
+        let endpoint = match self.endpoints.entry(addr.is_ipv4()) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                let bind = taplink_sync_io::net::unspecified_like(addr);
+                let endpoint = taplink_sync_io::net::client_endpoint(bind)
+                    .map_err(|e| format!("cannot bind a UDP socket: {e}"))?;
+                slot.insert(endpoint)
+            }
+        };
+        endpoint
+            .connect_with(self.client.clone(), addr, name)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -151,11 +164,11 @@ pub async fn run(
 async fn attempt_once(
     identity: &Identity,
     parts: &UplinkParts,
-    client: &quinn::ClientConfig,
-    endpoints: &mut BTreeMap<bool, quinn::Endpoint>,
+    dialer: &mut Dialer,
     status: &watch::Sender<UplinkStatus>,
     cancel: &CancellationToken,
-    attempt: &mut u32,
+    attempt: u32,
+    backoff: &mut Backoff,
 ) -> Option<String> {
     let resolved = tokio::select! {
         _ = cancel.cancelled() => return None,
@@ -166,21 +179,10 @@ async fn attempt_once(
         Err(e) => return Some(format!("cannot resolve {}: {e}", parts.central_addr)),
     };
     // Several addresses (several central nodes behind one name): rotate through them.
-    let addr = addrs[*attempt as usize % addrs.len()];
-    let endpoint = match endpoints.entry(addr.is_ipv4()) {
-        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::btree_map::Entry::Vacant(slot) => {
-            match taplink_sync_io::net::client_endpoint(taplink_sync_io::net::unspecified_like(
-                addr,
-            )) {
-                Ok(e) => slot.insert(e),
-                Err(e) => return Some(format!("cannot bind a UDP socket: {e}")),
-            }
-        }
-    };
-    let connecting = match endpoint.connect_with(client.clone(), addr, &parts.central_name) {
+    let addr = addrs[attempt as usize % addrs.len()];
+    let connecting = match dialer.connect(addr, &parts.central_name) {
         Ok(connecting) => connecting,
-        Err(e) => return Some(e.to_string()),
+        Err(e) => return Some(e),
     };
     let conn = tokio::select! {
         _ = cancel.cancelled() => return None,
@@ -191,7 +193,7 @@ async fn attempt_once(
         Err(e) => return Some(format!("{addr}: {e}")),
     };
     parts.metrics.uplink_connects.inc();
-    let end = connected(identity, parts, conn, status, cancel, attempt).await;
+    let end = connected(identity, parts, conn, status, cancel, backoff).await;
     status.send_modify(|s| {
         s.connected = false;
         s.synced = false;
@@ -208,7 +210,7 @@ async fn connected(
     conn: quinn::Connection,
     status: &watch::Sender<UplinkStatus>,
     cancel: &CancellationToken,
-    attempt: &mut u32,
+    backoff: &mut Backoff,
 ) -> String {
     let venue = DocId::Venue(identity.ids.venue);
     let session = SessionConfig::new(
@@ -248,7 +250,7 @@ async fn connected(
                 PeerEvent::Ended(end) => return end,
                 PeerEvent::Established(hello) => {
                     info!(central = %parts.central_addr, software = %hello.software, "connected to central");
-                    *attempt = 0;
+                    backoff.reset();
                     parts.metrics.uplink_connected.set(1);
                     status.send_modify(|s| { s.connected = true; s.last_error = None; });
                     parts.outbox_ready.notify_one();
@@ -286,29 +288,5 @@ async fn connected(
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-
-    #[test]
-    fn backoff_is_full_jitter_under_an_exponential_capped_ceiling() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let (min, max) = (Duration::from_millis(500), Duration::from_secs(60));
-        for attempt in 0..40 {
-            let ceiling = (min * 2u32.pow(attempt.min(20))).min(max);
-            for _ in 0..50 {
-                let d = backoff_delay(min, max, attempt, &mut rng);
-                assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
-            }
-        }
-        // Full jitter spreads retries: many distinct delays at the cap.
-        let delays: std::collections::BTreeSet<_> = (0..100)
-            .map(|_| backoff_delay(min, max, 30, &mut rng))
-            .collect();
-        assert!(delays.len() > 90);
     }
 }

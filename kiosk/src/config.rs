@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+pub use taplink_sync_io::node::LogFormat;
 use taplink_sync_proto::kiosk_code::{KioskCode, ParseKioskCodeError};
 
 /// Name of the optional config file inside the data directory.
@@ -16,17 +17,6 @@ pub const MAX_DEVICE_NAME: usize = 100;
 
 /// Longest long-poll the hub grants (`?wait=`), in seconds.
 pub const MAX_MANIFEST_WAIT_S: u64 = 60;
-
-/// How the agent logs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line (for journald or a log shipper).
-    Json,
-}
 
 /// Everything `taplink-kiosk run` needs. Every field has a default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,10 +23,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::LinkEnd;
-use crate::backoff::{Backoff, sleep_or_cancel};
 use crate::cache::{self, FetchError, Room};
 use crate::hub::{HubApi, HubResponse};
 use crate::state::Shared;
+use taplink_sync_io::node::{Backoff, sleep_or_cancel};
 
 /// Below this, a clock difference is within the `Date` header's one-second resolution and
 /// network delay, and is ignored.

@@ -10,8 +10,8 @@
 //! then `follower` and `reporter` against the hub), and the heartbeat timer (`reporter`).
 //! They share [`state::Shared`]; one `CancellationToken` stops them all.
 
-pub mod backoff;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod follower;

@@ -16,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::LinkEnd;
-use crate::backoff::{Backoff, sleep_or_cancel};
 use crate::discovery::{self, Browse, FoundHub};
 use crate::hub::{HubApi, Transport};
 use crate::pairing::{self, PairingEnd, PairingParams};
@@ -24,6 +23,7 @@ use crate::state::{Phase, Shared};
 use crate::store::Credentials;
 use crate::{follower, reporter};
 use taplink_certs::tls::HubPin;
+use taplink_sync_io::node::{Backoff, sleep_or_cancel};
 
 /// Run the link until `cancel` fires.
 pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {

@@ -30,9 +30,9 @@ use taplink_sync_proto::ids::{KioskId, VenueId};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::backoff::{Backoff, sleep_or_cancel};
 use crate::hub::{HubApi, HubError, HubResponse};
 use crate::store::{Credentials, Store, StoreError, Ticket};
+use taplink_sync_io::node::{Backoff, sleep_or_cancel};
 
 /// The two pairing calls, so that [`pair`] can be driven by recorded answers.
 pub trait PairingApi {

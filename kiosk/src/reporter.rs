@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::LinkEnd;
-use crate::backoff::{Backoff, sleep_or_cancel};
 use crate::hub::{HubApi, HubResponse, KioskEvent};
 use crate::state::{Phase, Shared};
+use taplink_sync_io::node::{Backoff, sleep_or_cancel};
 
 /// Largest batch sent at once (the hub takes up to 1,000 events in at most 1 MiB; an
 /// event is a few hundred bytes).

@@ -1,5 +1,7 @@
 //! The `taplink-central` command line, run as a process.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use taplink_central::enroll_token::EnrollmentToken;
@@ -24,8 +26,64 @@ fn stdout_ok(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// `init` and a free loopback port for the HTTP API, written into config.json where the
+/// CLI reads it; the returned config is the one `serve` would use.
+fn init_with_free_port(data: &Path) -> taplink_central::Config {
+    stdout_ok(&["init", "--data", data.to_str().unwrap()]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config_path = data.join("config.json");
+    let mut config = taplink_central::Config::load(&config_path).unwrap();
+    config.http_listen = format!("127.0.0.1:{port}").parse().unwrap();
+    config.quic_listen = "127.0.0.1:0".parse().unwrap();
+    std::fs::write(&config_path, config.to_json_pretty()).unwrap();
+    config
+}
+
+/// Every file under `dir` with its contents (and so its size), sorted by path.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path.clone());
+                files.insert(path, Vec::new());
+            } else {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// Run the CLI off the async runtime (it blocks until the server answers).
+async fn cli(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args)
+    })
+    .await
+    .unwrap()
+}
+
+async fn cli_ok(args: &[&str]) -> String {
+    let output = cli(args).await;
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 #[test]
-fn init_venue_and_enroll_code_work_on_a_data_directory() {
+fn init_writes_a_data_directory_and_refuses_a_second_time() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let data = data.to_str().unwrap();
@@ -49,50 +107,6 @@ fn init_venue_and_enroll_code_work_on_a_data_directory() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("refusing"));
 
-    let venue: VenueId = stdout_ok(&[
-        "venue",
-        "create",
-        "Bar One",
-        "--timezone",
-        "Europe/Berlin",
-        "--data",
-        data,
-    ])
-    .trim()
-    .parse()
-    .unwrap();
-    let bad_tz = run(&[
-        "venue",
-        "create",
-        "Bar",
-        "--timezone",
-        "Mars/Base",
-        "--data",
-        data,
-    ]);
-    assert!(!bad_tz.status.success());
-    assert!(String::from_utf8_lossy(&bad_tz.stderr).contains("time zone"));
-
-    let list = stdout_ok(&["venue", "list", "--data", data]);
-    assert_eq!(list, format!("{venue}\tEurope/Berlin\tBar One\n"));
-
-    let code: EnrollmentToken = stdout_ok(&[
-        "enroll-code",
-        &venue.to_string(),
-        "--data",
-        data,
-        "--ttl",
-        "2h",
-    ])
-    .trim()
-    .parse()
-    .unwrap();
-    let pem = std::fs::read_to_string(tmp.path().join("data/server.pem")).unwrap();
-    assert_eq!(
-        code.central,
-        Fingerprint::of(&cert_der_from_pem(&pem).unwrap())
-    );
-
     let missing = run(&[
         "venue",
         "list",
@@ -101,6 +115,127 @@ fn init_venue_and_enroll_code_work_on_a_data_directory() {
     ]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("config"));
+}
+
+/// Without a running server, the commands that read or change central's state fail with a
+/// sentence that says to start it, and leave the data directory exactly as it was.
+#[test]
+fn without_the_server_venue_and_enroll_code_fail_and_touch_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    init_with_free_port(&data);
+    let d = data.to_str().unwrap();
+    let before = snapshot(&data);
+    let venue = VenueId::from_bytes([7; 16]).to_string();
+    for args in [
+        &["venue", "create", "Bar", "--timezone", "UTC", "--data", d][..],
+        &["venue", "list", "--data", d][..],
+        &["enroll-code", &venue, "--data", d][..],
+    ] {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded without a server");
+        assert!(
+            err.contains("start it with taplink-central serve"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(snapshot(&data) == before, "the data directory was changed");
+}
+
+/// `venue create`, `venue list` and `enroll-code` go through the running server: the venue
+/// is visible through its API at once and the printed code enrolls a hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn venues_and_enrollment_codes_are_made_through_the_running_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = init_with_free_port(&data);
+    let data_s = data.to_str().unwrap();
+    let central = taplink_central::Central::bind(config).await.unwrap();
+    let token = std::fs::read_to_string(data.join("admin-token")).unwrap();
+
+    let venue: VenueId = cli_ok(&[
+        "venue",
+        "create",
+        "Bar One",
+        "--timezone",
+        "Europe/Berlin",
+        "--data",
+        data_s,
+    ])
+    .await
+    .trim()
+    .parse()
+    .unwrap();
+    let shown = crate::server::http_get(
+        central.http_addr(),
+        &format!(
+            "GET /api/v1/venues/{venue} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+             Authorization: Bearer {}\r\n\r\n",
+            token.trim()
+        ),
+    )
+    .await;
+    assert!(shown.starts_with("HTTP/1.1 200 OK\r\n"), "{shown}");
+    assert!(shown.contains(r#""name":"Bar One""#), "{shown}");
+
+    let bad_tz = cli(&[
+        "venue",
+        "create",
+        "Bar",
+        "--timezone",
+        "Mars/Base",
+        "--data",
+        data_s,
+    ])
+    .await;
+    assert!(!bad_tz.status.success());
+    let err = String::from_utf8_lossy(&bad_tz.stderr);
+    assert!(
+        err.contains("time zone") && err.contains("timezone"),
+        "{err}"
+    );
+
+    let list = cli_ok(&["venue", "list", "--data", data_s]).await;
+    assert_eq!(list, format!("{venue}\tEurope/Berlin\tBar One\n"));
+
+    let code: EnrollmentToken = cli_ok(&[
+        "enroll-code",
+        &venue.to_string(),
+        "--data",
+        data_s,
+        "--ttl",
+        "2h",
+    ])
+    .await
+    .trim()
+    .parse()
+    .unwrap();
+    let pem = std::fs::read_to_string(data.join("server.pem")).unwrap();
+    assert_eq!(
+        code.central,
+        Fingerprint::of(&cert_der_from_pem(&pem).unwrap())
+    );
+
+    // The code enrolls a hub with the running server.
+    let key = taplink_certs::PrivateKey::generate().unwrap();
+    let endpoint = taplink_sync_io::net::client_endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
+    let enrolled = taplink_sync_io::enroll::request_enrollment(
+        &endpoint,
+        central.quic_addr(),
+        &code,
+        key.certificate_request_pem().unwrap(),
+        "test hub".to_owned(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(enrolled.venue, venue);
+    let hubs = central.state().registry.list_hubs(Some(venue)).unwrap();
+    assert_eq!(hubs.len(), 1);
+    assert_eq!(hubs[0].id, enrolled.hub);
+
+    endpoint.close(0u32.into(), b"done");
+    central.shutdown().await.unwrap();
 }
 
 /// `kiosk-code` goes through the running server: create, list and revoke work while it
@@ -124,7 +259,8 @@ async fn kiosk_codes_are_managed_through_the_running_server() {
     config.http_listen = format!("127.0.0.1:{port}").parse().unwrap();
     config.quic_listen = "127.0.0.1:0".parse().unwrap();
     std::fs::write(&config_path, config.to_json_pretty()).unwrap();
-    let venue = stdout_ok(&[
+    let central = taplink_central::Central::bind(config).await.unwrap();
+    let venue = cli_ok(&[
         "venue",
         "create",
         "Bar One",
@@ -133,9 +269,9 @@ async fn kiosk_codes_are_managed_through_the_running_server() {
         "--data",
         &data_s,
     ])
+    .await
     .trim()
     .to_owned();
-    let central = taplink_central::Central::bind(config).await.unwrap();
 
     let cli = |args: Vec<String>| {
         tokio::task::spawn_blocking(move || {

@@ -740,3 +740,52 @@ mod kiosk_codes {
         }
     }
 }
+
+/// A fault inside central (here the registry lost a table behind its back) is a `500` with
+/// a fixed sentence: SQLite's message stays in central's log.
+#[tokio::test]
+async fn internal_errors_answer_a_fixed_sentence_without_the_detail() {
+    let init = Initialised::new();
+    let state = init.state();
+    let app = app(state.clone());
+    let token = init.token();
+    let other = rusqlite::Connection::open(init.config().data().registry_db()).unwrap();
+    other.execute_batch("DROP TABLE venues").unwrap();
+    drop(other);
+
+    let answer = call(&app, request("GET", "/api/v1/venues", Some(&token), None)).await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let body = answer.text();
+    for leak in ["venues", "no such table", "sqlite", "SQLite"] {
+        assert!(!body.contains(leak), "the body leaks {leak:?}: {body}");
+    }
+    assert_eq!(
+        answer.error(),
+        "central could not complete this request; the failure has been logged on central for its operator"
+    );
+}
+
+/// `POST …/enrollment-codes` takes an optional `{ttl}`; a bad one is refused naming it.
+#[tokio::test]
+async fn an_enrollment_codes_lifetime_can_be_given_and_is_checked() {
+    let init = Initialised::new();
+    let state = init.state().with_clock(Arc::new(ManualClock::new(t0())));
+    let app = app(state.clone());
+    let token = init.token();
+    let venue = state.registry.create_venue("Bar", "UTC", t0()).unwrap().id;
+    let uri = format!("/api/v1/venues/{venue}/enrollment-codes");
+
+    let answer = call(
+        &app,
+        request("POST", &uri, Some(&token), Some(r#"{"ttl":"2h"}"#)),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    assert_eq!(answer.json()["expires_at"], "2026-03-01T14:00:00Z");
+
+    for (body, named) in [(r#"{"ttl":"soon"}"#, "`ttl`"), (r#"{"tll":"2h"}"#, "tll")] {
+        let answer = call(&app, request("POST", &uri, Some(&token), Some(body))).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(answer.error().contains(named), "{body}: {}", answer.error());
+    }
+}

@@ -588,3 +588,23 @@ async fn one_device_token_holds_at_most_four_long_polls() {
         assert_eq!(w.await.unwrap(), StatusCode::NOT_MODIFIED);
     }
 }
+
+/// A fault inside the hub (here its upload staging directory vanished) is a `500` with a
+/// fixed sentence: the path and the operating system's error stay in the hub's log.
+#[tokio::test]
+async fn internal_errors_answer_a_fixed_sentence_without_the_detail() {
+    let hub = TestHub::new();
+    std::fs::remove_dir_all(&hub.state.upload_dir).unwrap();
+    let reply = upload(&hub, "slide.png", "image/png", png(64, 3)).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let body = String::from_utf8_lossy(&reply.body).into_owned();
+    let dir = hub.state.upload_dir.display().to_string();
+    for leak in [dir.as_str(), "os error", "No such file", "uploads"] {
+        assert!(!body.contains(leak), "the body leaks {leak:?}: {body}");
+    }
+    assert_eq!(
+        reply.error(),
+        "the hub could not complete this request; the failure has been logged on the hub for its operator"
+    );
+    assert!(hub.venue().media.is_empty(), "nothing was accepted");
+}

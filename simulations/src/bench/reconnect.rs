@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use taplink_edge_hub::uplink::backoff_delay;
+use taplink_sync_io::node::Backoff;
 use taplink_sync_proto::ids::VenueId;
 
 use super::simhub::{Connected, SimHub, wait_disconnected};
@@ -321,15 +321,14 @@ async fn phase(
             let endpoint = endpoints[i % endpoints.len()].clone();
             tokio::spawn(async move {
                 let mut errors = Vec::new();
-                let mut attempt = 0u32;
+                let mut backoff = Backoff::new(BACKOFF);
                 loop {
                     match tokio::time::timeout_at(deadline, hub.connect(&endpoint, addr)).await {
                         Ok(Ok(conn)) => return (Some((start.elapsed(), conn)), errors),
                         Ok(Err(e)) => errors.push(reason(&e)),
                         Err(_) => return (None, errors),
                     }
-                    let delay = backoff_delay(BACKOFF.0, BACKOFF.1, attempt, &mut rand::rng());
-                    attempt = attempt.saturating_add(1);
+                    let delay = backoff.next_delay();
                     if tokio::time::Instant::now() + delay >= deadline {
                         return (None, errors);
                     }

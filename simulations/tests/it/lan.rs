@@ -100,28 +100,31 @@ fn kiosks_on_a_venue_lan_discover_pair_and_keep_playing_through_outages() {
         v["http_listen"] = "127.0.0.1:8480".into();
     })
     .unwrap();
-    let venue = run(
-        &central_ns,
-        "taplink-central",
-        &[
-            "venue",
-            "create",
-            "The Anchor",
-            "--timezone",
-            "Europe/London",
-            "--data",
-            &c,
-        ],
-    )
-    .unwrap()
-    .trim()
-    .to_owned();
     let _central = spawn(
         &central_ns,
         "taplink-central",
         &["serve", "--data", &c],
         &logs.join("central.log"),
     );
+    // The CLI asks the running server, so it is retried until the server listens.
+    let venue = until(WAIT, "central's admin API", || {
+        run(
+            &central_ns,
+            "taplink-central",
+            &[
+                "venue",
+                "create",
+                "The Anchor",
+                "--timezone",
+                "Europe/London",
+                "--data",
+                &c,
+            ],
+        )
+        .ok()
+    })
+    .trim()
+    .to_owned();
     let code_out = run(
         &central_ns,
         "taplink-central",

@@ -1,134 +1,142 @@
 //! What every node (`taplink-central`, `taplink-hub`, `taplink-kiosk`) does the same way:
 //! its tasks' [`Lifecycle`] (one cancellation token, one task tracker, the first failure
-//! that stopped it) and waiting for the signal to stop.
+//! that stopped it), the log format and subscriber, retry delays, and waiting for the
+//! signal to stop.
 
-use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+mod lifecycle;
+
+pub use lifecycle::{Lifecycle, SHUTDOWN_GRACE, ShutdownError};
+
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-/// How long a node's shutdown waits for its tasks to finish their current step.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// The tasks of a running node and how they stop. Every task of the node runs on its
-/// tracker, so [`Lifecycle::shutdown`] waits for a SQLite transaction or a blob write in
-/// progress. A task the node cannot run without (its API server, its sync endpoint) is
-/// spawned with [`Lifecycle::spawn_essential`]: if it ends by itself the whole node stops,
-/// and `shutdown` reports why, so that a supervisor restarts it instead of leaving a node
-/// that looks alive.
-#[derive(Debug, Clone, Default)]
-pub struct Lifecycle {
-    cancel: CancellationToken,
-    tasks: TaskTracker,
-    failure: Arc<Mutex<Option<String>>>,
+/// How log lines are written to standard error: the `--log-format` flag of every node and
+/// the `log_format` field of central's and the kiosk's config files.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, for journald or a log collector.
+    Json,
 }
 
-/// Why a node did not stop cleanly.
+impl LogFormat {
+    /// The name used in config files and on the command line.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text is neither `text` nor `json`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ShutdownError {
-    /// Some task was still running when the grace period passed.
-    #[error("{pending} task(s) did not finish within {grace:?} of the shutdown request")]
-    TimedOut {
-        /// The grace period.
-        grace: Duration,
-        /// Tasks still running.
-        pending: usize,
-    },
-    /// The node had stopped by itself before it was asked to.
-    #[error("the node stopped by itself: {0}")]
-    Failed(String),
+#[error("unknown log format {0:?}: expected \"text\" or \"json\"")]
+pub struct ParseLogFormatError(String);
+
+impl FromStr for LogFormat {
+    type Err = ParseLogFormatError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            // Clipped: the message quotes what it refuses, which could be anything.
+            other => Err(ParseLogFormatError(other.chars().take(120).collect())),
+        }
+    }
 }
 
-impl Lifecycle {
-    /// A node with no tasks yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
+/// Log to standard error in `format`, at the level `RUST_LOG` says (default `info`).
+/// Call once, first thing; a second call leaves the first subscriber in place.
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // `try_init`: tests may run several nodes' command lines in one process.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
 
-    /// The node's cancellation token: cancelled when it stops (take `child_token()` for a
-    /// part that may stop earlier on its own).
-    pub fn token(&self) -> &CancellationToken {
-        &self.cancel
-    }
+/// Retry delays: exponential, capped, with full jitter between `min` and the current
+/// ceiling, so that the kiosks of a venue (or the hubs of an organisation) do not all come
+/// back at the same instant; [`Backoff::reset`] after a success.
+///
+/// The delay before retry `n` (0-based) is uniform in `[min, min(max, min·2ⁿ)]`. The floor
+/// of `min` keeps a node that fails at once from spinning.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+}
 
-    /// The node's task tracker.
-    pub fn tasks(&self) -> &TaskTracker {
-        &self.tasks
-    }
-
-    /// Run `task` on the node's tracker.
-    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        self.tasks.spawn(task);
-    }
-
-    /// Run `task`, which the node cannot do without, on the node's tracker: if it ends
-    /// (with an error, or at all) before the node is stopped, the node fails.
-    pub fn spawn_essential<E: std::fmt::Display>(
-        &self,
-        what: &'static str,
-        task: impl Future<Output = Result<(), E>> + Send + 'static,
-    ) {
-        let node = self.clone();
-        self.tasks.spawn(async move {
-            let ended = task.await;
-            if node.cancel.is_cancelled() {
-                return;
-            }
-            match ended {
-                Err(e) => node.fail(format!("{what} failed: {e}")),
-                Ok(()) => node.fail(format!("{what} stopped")),
-            }
-        });
-    }
-
-    /// Stop the node because of `why` (the first failure is the one reported).
-    pub fn fail(&self, why: String) {
-        tracing::error!(reason = %why, "stopping: a part the node cannot run without failed");
-        self.failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_or_insert(why);
-        self.cancel.cancel();
-    }
-
-    /// Everything is started: [`join`](Self::join) may return once all tasks have ended
-    /// (tasks may still be spawned afterwards).
-    pub fn started(&self) {
-        self.tasks.close();
-    }
-
-    /// Wait until every task has ended: after [`shutdown`](Self::shutdown) began, or after
-    /// a failure stopped the node by itself.
-    pub async fn join(&self) {
-        self.tasks.wait().await;
-    }
-
-    /// Stop: cancel every task and wait up to `grace` for them to finish their step. An
-    /// error if they did not, or if the node had already failed.
-    pub async fn shutdown(&self, grace: Duration) -> Result<(), ShutdownError> {
-        self.cancel.cancel();
-        self.tasks.close();
-        if tokio::time::timeout(grace, self.tasks.wait())
-            .await
-            .is_err()
-        {
-            return Err(ShutdownError::TimedOut {
-                grace,
-                pending: self.tasks.len(),
-            });
+impl Backoff {
+    /// A backoff from `min`, doubling up to `max` (raised to `min` if smaller).
+    pub fn new((min, max): (Duration, Duration)) -> Backoff {
+        Backoff {
+            min,
+            max: max.max(min),
+            attempt: 0,
         }
-        match self
-            .failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-        {
-            Some(why) => Err(ShutdownError::Failed(why)),
-            None => Ok(()),
-        }
+    }
+
+    /// The current ceiling: `min·2^attempt`, capped at `max`.
+    fn ceiling(&self) -> Duration {
+        let factor = 1u32.checked_shl(self.attempt.min(31)).unwrap_or(u32::MAX);
+        self.min.saturating_mul(factor).min(self.max)
+    }
+
+    /// The next delay, drawn with `rng` (for reproducible tests).
+    pub fn next_delay_with(&mut self, rng: &mut impl rand::Rng) -> Duration {
+        let ceiling = self.ceiling();
+        self.attempt = self.attempt.saturating_add(1);
+        rng.random_range(self.min..=ceiling)
+    }
+
+    /// The next delay.
+    pub fn next_delay(&mut self) -> Duration {
+        self.next_delay_with(&mut rand::rng())
+    }
+
+    /// Start again from `min` (after a success).
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// Sleep for `d` unless `cancel` fires first; whether the sleep completed.
+pub async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
     }
 }
 
@@ -165,52 +173,52 @@ async fn first_signal(
 
 #[cfg(test)]
 mod tests {
-    use super::{Lifecycle, ShutdownError};
-    use std::time::Duration;
+    use super::*;
+    use rand::SeedableRng;
 
-    /// A node whose essential task ends stops by itself, and says why when shut down; a
-    /// node stopped on request shuts down cleanly and waits for its tasks.
-    #[tokio::test]
-    async fn an_essential_task_that_ends_stops_the_node_and_is_reported() {
-        let node = Lifecycle::new();
-        let token = node.token().clone();
-        node.spawn(async move { token.cancelled().await });
-        node.spawn_essential("the HTTP API", async { Err::<(), _>("address in use") });
-        node.started();
-        tokio::time::timeout(Duration::from_secs(5), node.join())
-            .await
-            .expect("the node kept running without its API");
-        assert_eq!(
-            node.shutdown(Duration::from_secs(1)).await,
-            Err(ShutdownError::Failed(
-                "the HTTP API failed: address in use".into()
-            ))
-        );
+    /// The kiosk's old property: within `[min, ceiling]`, and `min` again after a reset.
+    #[test]
+    fn delays_grow_stay_within_bounds_and_reset() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_millis(1_000));
+        let mut b = Backoff::new((min, max));
+        for attempt in 0..20u32 {
+            let d = b.next_delay();
+            let ceiling = (min * 2u32.pow(attempt.min(10))).min(max);
+            assert!(d >= min && d <= ceiling, "attempt {attempt}: {d:?}");
+        }
+        b.reset();
+        assert_eq!(b.next_delay(), min, "the first delay after a reset is min");
+    }
 
-        let node = Lifecycle::new();
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let token = node.token().clone();
-        node.spawn_essential("the uplink", async move {
-            token.cancelled().await;
-            // A step in progress finishes before the task ends.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let _ = done_tx.send(());
-            Ok::<(), String>(())
-        });
-        node.started();
-        assert_eq!(node.shutdown(Duration::from_secs(5)).await, Ok(()));
-        assert!(
-            done_rx.await.is_ok(),
-            "shutdown returned before the task finished"
-        );
+    /// The hub uplink's old property: under an exponential, capped ceiling for any number
+    /// of attempts, and spread out (full jitter) at the cap.
+    #[test]
+    fn backoff_is_full_jitter_under_an_exponential_capped_ceiling() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let (min, max) = (Duration::from_millis(500), Duration::from_secs(60));
+        let mut b = Backoff::new((min, max));
+        for attempt in 0..40 {
+            let ceiling = (min * 2u32.pow(attempt.min(20))).min(max);
+            for _ in 0..50 {
+                let mut at = b.clone();
+                let d = at.next_delay_with(&mut rng);
+                assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
+            }
+            b.next_delay_with(&mut rng);
+        }
+        // Full jitter spreads retries: many distinct delays at the cap.
+        let delays: std::collections::BTreeSet<_> =
+            (0..100).map(|_| b.next_delay_with(&mut rng)).collect();
+        assert!(delays.len() > 90);
+    }
 
-        let node = Lifecycle::new();
-        node.spawn(std::future::pending());
-        node.started();
-        assert!(matches!(
-            node.shutdown(Duration::from_millis(50)).await,
-            Err(ShutdownError::TimedOut { pending: 1, .. })
-        ));
+    #[test]
+    fn log_formats_parse_from_flags_and_config_files() {
+        assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+        assert!("yaml".parse::<LogFormat>().is_err());
+        let f: LogFormat = serde_json::from_str("\"text\"").unwrap();
+        assert_eq!(f, LogFormat::Text);
+        assert_eq!(serde_json::to_string(&LogFormat::Json).unwrap(), "\"json\"");
     }
 
     /// A node whose SIGTERM cannot be watched still stops on Ctrl-C (it used to wait on a
