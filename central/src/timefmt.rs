@@ -20,7 +20,7 @@ pub(crate) fn from_unix_ms(ms: i64) -> Result<DateTime<Utc>, OutOfRange> {
 /// A stored time that is no date RFC 3339 can write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{0} ms from the Unix epoch is outside the years 0 to 9999")]
-pub struct OutOfRange(i64);
+pub(crate) struct OutOfRange(i64);
 
 /// `t` truncated to the millisecond, as it comes back from the registry.
 pub fn truncate_to_ms(t: DateTime<Utc>) -> DateTime<Utc> {

@@ -10,9 +10,6 @@
 //! caller, so tests and simulations control time. All cryptography uses the `ring`
 //! provider ([`tls::crypto_provider`]); aws-lc-rs is never linked.
 
-#![warn(missing_docs, unreachable_pub)]
-#![warn(clippy::unwrap_used)]
-
 mod ca;
 mod crl;
 mod fingerprint;

@@ -1,5 +1,10 @@
 //! taplink-central's integration tests: one binary, one module per area.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test that cannot go on fails by panicking; unwrap says where"
+)]
+
 mod cli;
 mod http;
 mod registry;

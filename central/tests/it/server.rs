@@ -123,7 +123,7 @@ async fn bind_names_a_missing_data_directory() {
     assert!(err.to_string().contains("taplink-central init"), "{err}");
 }
 
-pub async fn http_get(addr: std::net::SocketAddr, raw_request: &str) -> String {
+pub(crate) async fn http_get(addr: std::net::SocketAddr, raw_request: &str) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(raw_request.as_bytes()).await.unwrap();
     let mut response = String::new();

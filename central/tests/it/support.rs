@@ -16,35 +16,35 @@ use tempfile::TempDir;
 use tower::ServiceExt;
 
 /// A fixed instant (2026-03-01T12:00:00Z) so registry tests control time exactly.
-pub fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_772_366_400, 0).unwrap()
 }
 
 /// The system clock's now (init issues certificates that must be valid at present).
-pub fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     taplink_sync_proto::clock::Clock::now(&taplink_sync_proto::clock::SystemClock)
 }
 
-pub fn at(offset: TimeDelta) -> DateTime<Utc> {
+pub(crate) fn at(offset: TimeDelta) -> DateTime<Utc> {
     t0() + offset
 }
 
 /// A fresh registry in a temporary directory.
-pub fn registry() -> (TempDir, Registry) {
+pub(crate) fn registry() -> (TempDir, Registry) {
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::create(&dir.path().join("central.sqlite")).unwrap();
     (dir, registry)
 }
 
 /// A data directory made by `init` inside a temporary directory.
-pub struct Initialised {
+pub(crate) struct Initialised {
     pub _tmp: TempDir,
     pub data_dir: PathBuf,
     pub report: InitReport,
 }
 
 impl Initialised {
-    pub fn new() -> Initialised {
+    pub(crate) fn new() -> Initialised {
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
         let report = init(&InitOptions::new(&data_dir), crate::support::now()).unwrap();
@@ -55,31 +55,36 @@ impl Initialised {
         }
     }
 
-    pub fn config(&self) -> Config {
+    pub(crate) fn config(&self) -> Config {
         Config::load(&self.data_dir.join("config.json")).unwrap()
     }
 
-    pub fn state(&self) -> AppState {
+    pub(crate) fn state(&self) -> AppState {
         AppState::load(self.config()).unwrap()
     }
 
-    pub fn token(&self) -> String {
+    pub(crate) fn token(&self) -> String {
         self.report.admin_token.as_str().to_owned()
     }
 }
 
 /// A hub certificate's serial and fingerprint, distinct per `n`.
-pub fn cert_of(n: u8) -> (Serial, Fingerprint) {
+pub(crate) fn cert_of(n: u8) -> (Serial, Fingerprint) {
     let serial: Serial = format!("4{n:x}").repeat(8).parse().unwrap();
     (serial, Fingerprint::of(&[n; 8]))
 }
 
-pub fn hub(n: u8) -> HubId {
+pub(crate) fn hub(n: u8) -> HubId {
     HubId::from_bytes([n; 16])
 }
 
 /// A request with an optional bearer token and JSON body.
-pub fn request(method: &str, uri: &str, token: Option<&str>, json: Option<&str>) -> Request<Body> {
+pub(crate) fn request(
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    json: Option<&str>,
+) -> Request<Body> {
     let mut builder = Request::builder().method(method).uri(uri);
     if let Some(token) = token {
         builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
@@ -93,29 +98,29 @@ pub fn request(method: &str, uri: &str, token: Option<&str>, json: Option<&str>)
     }
 }
 
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
 }
 
 impl Answer {
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8(self.body.clone()).unwrap()
     }
 
     /// The `error` sentence of an error body.
-    pub fn error(&self) -> String {
+    pub(crate) fn error(&self) -> String {
         self.json()["error"].as_str().unwrap().to_owned()
     }
 }
 
-pub async fn call(app: &Router, req: Request<Body>) -> Answer {
+pub(crate) async fn call(app: &Router, req: Request<Body>) -> Answer {
     let response = app.clone().oneshot(req).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();

@@ -9,16 +9,16 @@ use taplink_sync_proto::ids::{HubId, VenueId};
 use time::{Duration, OffsetDateTime};
 
 /// The name central's test certificate is issued for.
-pub const CENTRAL_NAME: &str = "central.taplink.test";
+pub(crate) const CENTRAL_NAME: &str = "central.taplink.test";
 
 /// An org CA with central's server certificate.
-pub struct Org {
+pub(crate) struct Org {
     pub ca: OrgCa,
     pub central: CertAndKey,
 }
 
 impl Org {
-    pub fn new(name: &str) -> Org {
+    pub(crate) fn new(name: &str) -> Org {
         let ca = OrgCa::create(name, validity_days(3650)).unwrap();
         let central = ca
             .issue_server_cert(&[ServerSan::Dns(CENTRAL_NAME.into())], validity_days(365))
@@ -27,24 +27,24 @@ impl Org {
     }
 
     /// A hub certificate with a fresh key for a random hub in a random venue.
-    pub fn hub(&self) -> (HubIdentity, CertAndKey) {
+    pub(crate) fn hub(&self) -> (HubIdentity, CertAndKey) {
         let id = random_hub();
         (id, self.ca.issue_hub_cert(id, validity_days(90)).unwrap())
     }
 }
 
-pub fn now() -> OffsetDateTime {
+pub(crate) fn now() -> OffsetDateTime {
     // Real time: rustls checks the certificates against the system clock.
     taplink_certs::offset_date_time(taplink_sync_proto::clock::Clock::now(
         &taplink_sync_proto::clock::SystemClock,
     ))
 }
 
-pub fn validity_days(days: i64) -> Validity {
+pub(crate) fn validity_days(days: i64) -> Validity {
     Validity::new(now(), Duration::days(days)).unwrap()
 }
 
-pub fn random_hub() -> HubIdentity {
+pub(crate) fn random_hub() -> HubIdentity {
     HubIdentity {
         hub: HubId::random(),
         venue: VenueId::random(),
@@ -53,13 +53,13 @@ pub fn random_hub() -> HubIdentity {
 
 /// Which side of the handshake failed, and with what.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     Client(rustls::Error),
     Server(rustls::Error),
 }
 
 /// A connected pair that has exchanged a first application message.
-pub struct Connected {
+pub(crate) struct Connected {
     pub client: ClientConnection,
     pub server: ServerConnection,
 }
@@ -67,7 +67,7 @@ pub struct Connected {
 /// Run a TLS handshake in memory, then have the server send "hello" and the client read
 /// it: a client refused by the server only learns so after its own handshake finished,
 /// so a finished client handshake alone proves nothing.
-pub fn connect(
+pub(crate) fn connect(
     client: Arc<ClientConfig>,
     server: Arc<ServerConfig>,
     server_name: &str,

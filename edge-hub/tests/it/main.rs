@@ -3,6 +3,11 @@
 //! in the test's own process; `avahi` runs Debian's avahi-daemon and avahi-browse against
 //! the hub's mDNS advertisement. `security` is the hostile-LAN suite of docs/security.md.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test that cannot go on fails by panicking; unwrap says where"
+)]
+
 mod avahi;
 mod crash;
 mod kiosk_api;

@@ -1,6 +1,11 @@
 //! Integration tests of the kiosk agent: the player server through its router, an agent
 //! restarted without its hub, and mDNS discovery on loopback.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test that cannot go on fails by panicking; unwrap says where"
+)]
+
 mod discovery;
 mod player;
 mod restart;
@@ -14,7 +19,9 @@ use taplink_kiosk::store::Credentials;
 use taplink_sync_proto::ids::{ItemId, KioskId, MediaHash, PlaylistId};
 use taplink_sync_proto::manifest::{Manifest, ManifestItem, NextChange};
 
+/// The kiosk every test plays.
 pub const KIOSK: KioskId = KioskId::from_bytes([9; 16]);
+/// The playlist of the test manifests.
 pub const PLAYLIST: PlaylistId = PlaylistId::from_bytes([1; 16]);
 
 /// A config for a kiosk in `dir` whose hub, if it ever tries, is a closed loopback port.
@@ -34,10 +41,12 @@ pub fn closed_port() -> std::net::SocketAddr {
         .unwrap()
 }
 
+/// The kiosk's shared state over a data directory `dir`.
 pub fn shared(dir: &std::path::Path) -> Arc<Shared> {
     Arc::new(Shared::open(config(dir)).unwrap())
 }
 
+/// The credentials of a paired [`KIOSK`].
 pub fn credentials() -> Credentials {
     Credentials {
         kiosk: KIOSK,
@@ -56,6 +65,7 @@ pub fn set_paired(shared: &Shared) {
     });
 }
 
+/// Manifest item `n`, playing `media` for 5 s.
 pub fn item(n: u8, media: MediaHash, content_type: &str) -> ManifestItem {
     ManifestItem {
         item: ItemId::from_bytes([n; 16]),

@@ -1,5 +1,10 @@
 //! Integration tests of taplink-sync-io.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test that cannot go on fails by panicking; unwrap says where"
+)]
+
 mod blobs;
 mod docstore;
 mod outbox;
