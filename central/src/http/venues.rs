@@ -1,0 +1,179 @@
+//! `/api/v1/venues`: create, list and read venues, and their hub enrollment codes.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use taplink_sync_proto::ids::VenueId;
+
+use crate::config::Ttl;
+use crate::enroll_token::EnrollmentToken;
+use crate::state::AppState;
+use crate::store::Venue;
+use crate::timefmt::rfc3339;
+use crate::venue::create_venue;
+
+use super::BODY_LIMIT;
+use super::error::{ApiError, ApiJson, ApiPath, blocking};
+
+/// `POST /api/v1/venues` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVenueRequest {
+    /// Display name, 1 to 100 characters.
+    pub name: String,
+    /// IANA time zone name, e.g. `Europe/Berlin`.
+    pub timezone: String,
+}
+
+/// A venue as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VenueJson {
+    /// The venue id.
+    pub id: VenueId,
+    /// Display name.
+    pub name: String,
+    /// IANA time zone name.
+    pub timezone: String,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+}
+
+impl From<&Venue> for VenueJson {
+    fn from(v: &Venue) -> VenueJson {
+        VenueJson {
+            id: v.id,
+            name: v.name.clone(),
+            timezone: v.timezone.clone(),
+            created_at: rfc3339(v.created_at),
+        }
+    }
+}
+
+/// `GET /api/v1/venues` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VenueList {
+    /// Every venue, oldest first.
+    pub venues: Vec<VenueJson>,
+}
+
+pub(super) async fn post_venue(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateVenueRequest>,
+) -> Result<Response, ApiError> {
+    let registry = state.registry.clone();
+    let docs = state.docs.clone();
+    let now = state.now();
+    let new =
+        blocking(move || create_venue(&registry, &docs, &body.name, &body.timezone, now)).await?;
+    tracing::info!(venue = %new.id, name = %new.name, "venue created");
+    let location = format!("/api/v1/venues/{}", new.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(VenueJson::from(&new)),
+    )
+        .into_response())
+}
+
+pub(super) async fn list_venues(
+    State(state): State<AppState>,
+) -> Result<Json<VenueList>, ApiError> {
+    let registry = state.registry.clone();
+    let venues = blocking(move || registry.list_venues()).await?;
+    Ok(Json(VenueList {
+        venues: venues.iter().map(VenueJson::from).collect(),
+    }))
+}
+
+pub(super) async fn get_venue(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<VenueId>,
+) -> Result<Json<VenueJson>, ApiError> {
+    let registry = state.registry.clone();
+    blocking(move || registry.venue(id))
+        .await?
+        .map(|v| Json(VenueJson::from(&v)))
+        .ok_or(ApiError::NotFound {
+            what: format!("venue {id}"),
+        })
+}
+
+/// `POST /api/v1/venues/{id}/enrollment-codes` body: give `code` to whoever installs the hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentCodeJson {
+    /// The enrollment token (`tl1-...`, see [`EnrollmentToken`]); shown only this once.
+    pub code: String,
+    /// The venue the hub will join.
+    pub venue_id: VenueId,
+    /// The first instant the code is no longer accepted, RFC 3339.
+    pub expires_at: String,
+    /// Central's certificate fingerprint (`sha256:<hex>`), also inside `code`.
+    pub central_fingerprint: String,
+}
+
+/// `POST /api/v1/venues/{id}/enrollment-codes` body; optional (an empty body takes every
+/// default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEnrollmentCodeRequest {
+    /// How long the code stays valid: a whole number and a unit, e.g. `30m`, `24h`, `7d`
+    /// (default: the config's `enrollment_code_ttl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+}
+
+pub(super) async fn post_enrollment_code(
+    State(state): State<AppState>,
+    ApiPath(venue): ApiPath<VenueId>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::BodyTooLarge { limit: BODY_LIMIT }
+        } else {
+            ApiError::InvalidBody {
+                message: rejection.body_text(),
+            }
+        }
+    })?;
+    let request: CreateEnrollmentCodeRequest = if body.is_empty() {
+        CreateEnrollmentCodeRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody {
+            message: e.to_string(),
+        })?
+    };
+    let ttl = match request.ttl {
+        None => state.config.enrollment_code_ttl,
+        Some(ttl) => ttl.parse::<Ttl>().map_err(|e| ApiError::InvalidField {
+            field: "ttl",
+            message: e.to_string(),
+        })?,
+    }
+    .duration();
+    let registry = state.registry.clone();
+    let now = state.now();
+    let code = blocking(move || registry.create_enrollment_code(venue, ttl, now)).await?;
+    let central = state.pki.server_fingerprint;
+    let token = EnrollmentToken {
+        secret: code.secret,
+        central,
+    };
+    tracing::info!(%venue, expires_at = %rfc3339(code.expires_at), "enrollment code created");
+    Ok((
+        StatusCode::CREATED,
+        // The body holds a secret: no cache may keep it.
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(EnrollmentCodeJson {
+            code: token.to_string(),
+            venue_id: venue,
+            expires_at: rfc3339(code.expires_at),
+            central_fingerprint: central.to_string(),
+        }),
+    )
+        .into_response())
+}
