@@ -257,16 +257,7 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let registry = state.registry.clone();
     let counts = blocking(move || registry.counts()).await?;
     state.metrics.set_counts(counts);
-    let text = state
-        .metrics
-        .encode()
-        .map_err(|e| ApiError::internal("encoding metrics failed", e))?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
+    Ok(taplink_sync_io::web::metrics_response(
+        state.metrics.registry(),
+    ))
 }

@@ -180,11 +180,9 @@ impl Metrics {
             .set(saturating_i64(counts.revoked_hubs));
     }
 
-    /// Every metric in the OpenMetrics text format.
-    pub fn encode(&self) -> Result<String, fmt::Error> {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
-        Ok(text)
+    /// The registry `GET /metrics` encodes ([`taplink_sync_io::web::metrics_response`]).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 }
 
@@ -218,7 +216,8 @@ mod tests {
             revoked_hubs: 1,
         });
         m.telemetry_events.inc_by(5);
-        let text = m.encode().unwrap();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, m.registry()).unwrap();
         for line in [
             "taplink_central_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1",
             "taplink_central_venues 3",

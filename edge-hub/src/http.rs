@@ -361,13 +361,7 @@ async fn metrics(State(s): State<Arc<HubState>>) -> impl IntoResponse {
             .kiosks_paired
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.render(),
-    )
+    taplink_sync_io::web::metrics_response(s.metrics.registry())
 }
 
 async fn venue(State(s): State<Arc<HubState>>) -> Result<Json<serde_json::Value>, ApiError> {

@@ -1,6 +1,5 @@
 //! The hub's Prometheus metrics, served at `/metrics`.
 
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -150,12 +149,9 @@ impl Metrics {
         Self { registry, ..m }
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        // Writing to a String cannot fail.
-        encode(&mut out, &self.registry).expect("encoding metrics into a String");
-        out
+    /// The registry `GET /metrics` encodes ([`taplink_sync_io::web::metrics_response`]).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 }
 

@@ -1,7 +1,6 @@
 //! The agent's Prometheus metrics, served at `/metrics` on the player server.
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -154,12 +153,9 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        // Writing to a String cannot fail.
-        encode(&mut out, &self.registry).expect("encoding metrics into a String");
-        out
+    /// The registry `GET /metrics` encodes ([`taplink_sync_io::web::metrics_response`]).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 }
 

@@ -484,13 +484,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             .cache_bytes
             .set(i64::try_from(total).unwrap_or(i64::MAX));
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        shared.metrics.render(),
-    )
+    taplink_sync_io::web::metrics_response(shared.metrics.registry())
 }
 
 #[cfg(test)]

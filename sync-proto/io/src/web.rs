@@ -7,3 +7,29 @@ pub mod access;
 pub mod guard;
 pub mod listener;
 pub mod media;
+
+/// A node's `GET /metrics` answer: its registry in the OpenMetrics text format.
+pub fn metrics_response(
+    registry: &prometheus_client::registry::Registry,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, registry) {
+        Ok(()) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        // Writing into a String fails only if a metric's own encoding does.
+        Err(error) => {
+            tracing::error!(%error, "cannot encode the metrics");
+            guard::json_error(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "the metrics could not be encoded; the failure has been logged",
+            )
+        }
+    }
+}
