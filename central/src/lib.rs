@@ -24,8 +24,8 @@ pub mod sync;
 mod timefmt;
 pub mod venue;
 
-/// The enrollment token format, shared with hubs (it lives in `taplink-sync-io`).
-pub use taplink_sync_io::enroll_token;
+/// The enrollment token format, shared with hubs (it lives in `taplink-sync-proto`).
+pub use taplink_sync_proto::enroll_token;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -8,7 +8,6 @@ pub mod docs;
 pub mod docstore;
 pub mod driver;
 pub mod enroll;
-pub mod enroll_token;
 pub mod frames;
 pub mod net;
 pub mod netns;
