@@ -27,8 +27,8 @@ pub mod sync;
 mod timefmt;
 pub mod venue;
 
-/// The enrollment token format, shared with hubs (it lives in `taplink-sync-io`).
-pub use taplink_sync_io::enroll_token;
+/// The enrollment token format, shared with hubs (it lives in `taplink-sync-proto`).
+pub use taplink_sync_proto::enroll_token;
 
 pub use config::Config;
 pub use server::{BindError, Central, SHUTDOWN_TIMEOUT};

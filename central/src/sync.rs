@@ -476,7 +476,7 @@ impl From<crate::store::EnrollError> for Refusal {
 }
 
 fn redeem(state: &AppState, request: &EnrollRequest) -> Result<Enrolled, Refusal> {
-    let secret = taplink_sync_io::enroll_token::EnrollmentSecret::from_base32(&request.secret)
+    let secret = taplink_sync_proto::enroll_token::EnrollmentSecret::from_base32(&request.secret)
         .map_err(|_| Refusal::Malformed)?;
     let now = state.now();
     let hub = HubId::random();

@@ -9,7 +9,7 @@ use rcgen::{
 use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::fingerprint::Fingerprint;
+use crate::Fingerprint;
 use crate::key::{KeyError, PrivateKey};
 use crate::pem::{self, cert_der_from_pem};
 use crate::serial::Serial;

@@ -10,8 +10,8 @@ use rcgen::{
 };
 use rustls::pki_types::CertificateDer;
 
+use crate::Fingerprint;
 use crate::ca::OrgCa;
-use crate::fingerprint::Fingerprint;
 use crate::identity::HubIdentity;
 use crate::key::{KeyError, PrivateKey};
 use crate::pem;

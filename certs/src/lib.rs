@@ -12,7 +12,6 @@
 
 mod ca;
 mod crl;
-mod fingerprint;
 mod identity;
 mod issue;
 mod key;
@@ -24,11 +23,11 @@ mod validity;
 
 pub use ca::{CaError, OrgCa};
 pub use crl::{Crl, CrlError, Revocation};
-pub use fingerprint::{Fingerprint, ParseFingerprintError};
 pub use identity::{HubIdentity, IdentityError};
 pub use issue::{CertAndKey, IssueCertError, IssuedCert, ServerSan};
 pub use key::{KeyError, PrivateKey};
 pub use pem::{PemError, cert_der_from_pem};
 pub use serial::{ParseSerialError, Serial};
 pub use store::StoreError;
+pub use taplink_sync_proto::fingerprint::{Fingerprint, ParseFingerprintError};
 pub use validity::{Validity, ValidityError, offset_date_time};

@@ -22,7 +22,7 @@ use rustls::{
 };
 use taplink_sync_proto::wire::ALPN;
 
-use crate::fingerprint::Fingerprint;
+use crate::Fingerprint;
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]

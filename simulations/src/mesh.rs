@@ -11,9 +11,9 @@ use taplink_central::Central;
 use taplink_central::init::{InitOptions, init};
 use taplink_edge_hub::Hub;
 use taplink_sync_io::docs::EditError;
-use taplink_sync_io::enroll_token::EnrollmentToken;
 use taplink_sync_proto::clock::{Clock as _, SystemClock};
 use taplink_sync_proto::doc::{DocOpError, VenueDoc, load_venue};
+use taplink_sync_proto::enroll_token::EnrollmentToken;
 use taplink_sync_proto::ids::VenueId;
 use taplink_sync_proto::wire::DocId;
 

@@ -8,6 +8,8 @@
 
 pub mod clock;
 pub mod doc;
+pub mod enroll_token;
+pub mod fingerprint;
 pub mod ids;
 pub mod kiosk_code;
 pub mod manifest;

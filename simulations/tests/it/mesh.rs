@@ -105,9 +105,9 @@ mod refusals {
     use taplink_sync_io::docs::Documents;
     use taplink_sync_io::docstore::DocDb;
     use taplink_sync_io::driver::{AppLink, ConnectionParams, Inbound, drive};
-    use taplink_sync_io::enroll_token::{EnrollmentSecret, EnrollmentToken};
     use taplink_sync_io::net;
     use taplink_sync_proto::doc;
+    use taplink_sync_proto::enroll_token::{EnrollmentSecret, EnrollmentToken};
     use taplink_sync_proto::ids::KioskId;
     use taplink_sync_proto::session::{Access, SessionConfig};
     use taplink_sync_proto::wire::{DocId, ErrorCode, Message, PeerIdentity};

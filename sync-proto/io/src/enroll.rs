@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 use taplink_sync_proto::ids::{HubId, VenueId};
 
-pub use crate::enroll_token::{EnrollmentSecret, EnrollmentToken, ParseTokenError};
+pub use taplink_sync_proto::enroll_token::{EnrollmentSecret, EnrollmentToken, ParseTokenError};
 
 use crate::net::{ENROLL_ALPN, NetError, client_config};
 

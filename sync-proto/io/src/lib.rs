@@ -14,7 +14,6 @@ pub mod docstore;
 pub mod driver;
 #[cfg(feature = "quic")]
 pub mod enroll;
-pub mod enroll_token;
 #[cfg(feature = "quic")]
 pub mod frames;
 #[cfg(feature = "quic")]

@@ -22,8 +22,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use data_encoding::BASE32_DNSSEC;
-use rand::RngCore;
-use taplink_certs::Fingerprint;
+
+use crate::fingerprint::Fingerprint;
 
 /// Why a text is not an enrollment token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,7 +61,8 @@ impl EnrollmentSecret {
     /// A fresh secret from a cryptographically secure generator.
     pub fn random() -> EnrollmentSecret {
         let mut bytes = [0u8; Self::LEN];
-        rand::rng().fill_bytes(&mut bytes);
+        // As for ids: the OS random source fails only on a broken system.
+        getrandom::fill(&mut bytes).expect("operating system random source failed");
         EnrollmentSecret(bytes)
     }
 

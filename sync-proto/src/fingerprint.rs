@@ -1,7 +1,9 @@
 //! SHA-256 certificate fingerprints, printed as `sha256:<64 lowercase hex>`.
 //!
 //! A fingerprint pins central's certificate during enrollment (before the hub has the org
-//! CA) and is advertised in the hub's DNS-SD TXT record for kiosks.
+//! CA; the [`crate::enroll_token`] carries it) and is advertised in the hub's DNS-SD TXT
+//! record for kiosks. It is a plain value (SHA-256 of DER bytes, no certificate parsing),
+//! so it lives here; `taplink-certs` re-exports it as `taplink_certs::Fingerprint`.
 
 use std::fmt;
 use std::str::FromStr;

@@ -18,6 +18,7 @@ use taplink_certs::Fingerprint;
 use taplink_edge_hub::mdns::{
     API_VERSION, Advertisement, Advertiser, SERVICE_TYPE, restrict_to_interface,
 };
+use taplink_simulations::netns::Netns;
 use taplink_sync_proto::ids::{HubId, VenueId};
 
 /// The bound on every wait (a resolve on one host takes about a second).
@@ -33,7 +34,7 @@ async fn the_hub_is_found_on_loopback_with_its_txt_records() {
         interface: Some("lo".into()),
         addr: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
     };
-    let ns = taplink_simulations::netns::Netns::create("md").unwrap();
+    let ns = Netns::create("md").unwrap();
     let start = ad.clone();
     let advertiser = ns
         .run_in(move || Advertiser::start(&start))

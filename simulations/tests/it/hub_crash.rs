@@ -4,8 +4,8 @@
 //! partial blob may ever be served, a blob transfer resumes where the killed process left it
 //! instead of starting over, and an unacknowledged upload leaves nothing behind.
 //!
-//! Central runs inside the test process (`taplink_simulations::mesh`); the hub is the binary
-//! cargo built for this package, driven through its HTTP API by a tiny HTTP/1.1 client. Kill
+//! Central runs inside the test process (`taplink_simulations::mesh`); the hub is the
+//! `taplink-hub` binary cargo built next to this test (`bench::procs::binary`), driven through its HTTP API by a tiny HTTP/1.1 client. Kill
 //! moments come from seeded RNGs, so the schedule of a failing run can be replayed (the
 //! outcome must not depend on it: every schedule has to pass).
 
@@ -19,6 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
+use taplink_simulations::bench::procs::binary;
 use taplink_simulations::mesh::{CentralNode, enroll_hub, staff_token};
 use taplink_sync_io::blobs::BlobStore;
 use taplink_sync_io::docstore::DocDb;
@@ -637,7 +638,12 @@ impl HubProcess {
 
 /// `taplink-hub run --data DATA` with its stderr appended to `log` (stdout is the caller's).
 fn hub_command(data: &Path, log: &Path) -> Result<Command> {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_taplink-hub"));
+    // `cargo test --workspace` builds it (edge-hub has integration tests); `cargo test -p
+    // taplink-simulations` alone does not, nor rebuilds it after a change.
+    let hub = binary("taplink-hub").context(
+        "the crash tests run the real hub: run `cargo build -p taplink-edge-hub` (same profile) first",
+    )?;
+    let mut command = Command::new(hub);
     command
         .arg("run")
         .arg("--data")
