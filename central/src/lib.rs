@@ -1,8 +1,8 @@
-//! taplink-central: the central server: registry, org CA, admin HTTP API and (to come) the
-//! QUIC sync endpoint hubs connect to.
+//! taplink-central: the central server: registry, org CA, admin HTTP API and the QUIC sync
+//! endpoint hubs connect to.
 //!
-//! [`Central::bind`] opens everything a data directory holds (see [`config::DataDir`]) and
-//! starts serving; [`Central::shutdown`] stops it. `main.rs` is a thin CLI over this, and
+//! [`Central::bind`] (in [`server`]) opens everything a data directory holds (see
+//! [`config::DataDir`]) and starts serving; [`Central::shutdown`] stops it. `main.rs` is a thin CLI over this, and
 //! simulations run centrals in-process the same way.
 //!
 //! Modules: [`config`] (settings, data directory layout), [`store`] (the SQLite registry,
@@ -11,7 +11,8 @@
 //! [`enroll_token`] (the enrollment code format), [`venue`] (creating a venue),
 //! [`kiosk_codes`] (kiosk provisioning codes: pairings pre-approved in the venue document),
 //! [`admin_client`] (the CLI's client of the running server's admin API), [`cli`] (the
-//! command line's types and commands).
+//! command line's types and commands), [`sync`] (the QUIC endpoint: admission, enrollment,
+//! one `peer::run` per hub connection), [`server`] (the server shell).
 
 pub mod admin_client;
 pub mod cli;
