@@ -6,6 +6,7 @@
 //! simulations drive whole sync sessions deterministically. The one exception is
 //! `clock::SystemClock`, which the nodes are given; nothing in this crate calls it.
 
+pub mod authz;
 pub mod clock;
 pub mod doc;
 pub mod enroll_token;
