@@ -150,6 +150,17 @@ impl AdminClient {
             .ok_or_else(|| AdminClientError::Malformed("an empty answer".into()))
     }
 
+    /// `POST /users`.
+    pub async fn create_user(
+        &self,
+        request: &crate::http::CreateUserRequest,
+    ) -> Result<crate::http::UserJson, AdminClientError> {
+        let url = format!("{}/users", self.base);
+        self.send(self.http.post(&url).json(request), url)
+            .await?
+            .ok_or_else(|| AdminClientError::Malformed("an empty answer".into()))
+    }
+
     /// `GET /venues`.
     pub async fn list_venues(&self) -> Result<VenueList, AdminClientError> {
         let url = format!("{}/venues", self.base);

@@ -67,6 +67,12 @@ pub enum AdminCommand {
         #[arg(long)]
         ttl: Option<Ttl>,
     },
+    /// Manage the people who sign in to central, through the running server.
+    User {
+        /// What to do with users.
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Manage kiosk provisioning codes (pairings pre-approved by central) through the
     /// running server.
     KioskCode {
@@ -89,6 +95,37 @@ pub struct InitArgs {
     /// Default: localhost and 127.0.0.1.
     #[arg(long = "public-name", value_name = "NAME")]
     pub public_names: Vec<String>,
+}
+
+/// `user` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input (one line), never from the
+    /// command line.
+    Create {
+        /// Where central's configuration is.
+        #[command(flatten)]
+        location: Location,
+        /// The username (unique whatever the letter case).
+        #[arg(long)]
+        username: String,
+        /// The name shown to people (default: the username).
+        #[arg(long, default_value = "")]
+        display_name: String,
+        /// admin, technician, store_staff or viewer.
+        #[arg(long)]
+        role: taplink_sync_proto::authz::Role,
+        /// A venue the role applies to (repeat for several).
+        #[arg(long = "venue", value_name = "ID")]
+        venues: Vec<VenueId>,
+        /// A venue tag the role applies to, e.g. region:north (repeat for several).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<taplink_sync_proto::authz::VenueTag>,
+        /// Read the password from standard input (required: passwords never go on the
+        /// command line, where `ps` and shell history see them).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
 }
 
 /// `kiosk-code` subcommands.
@@ -187,6 +224,9 @@ pub enum CliError {
     /// The running server could not be asked, or refused.
     #[error(transparent)]
     Admin(#[from] AdminClientError),
+    /// Standard input could not be read.
+    #[error("cannot read the password from standard input: {0}")]
+    Stdin(#[source] std::io::Error),
     /// The async runtime could not be started.
     #[error("cannot start the tokio runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -259,6 +299,39 @@ pub async fn run_admin(command: AdminCommand) -> Result<(), CliError> {
             Ok(())
         }
         AdminCommand::KioskCode { command } => kiosk_code(command).await,
+        AdminCommand::User { command } => user(command).await,
+    }
+}
+
+async fn user(command: UserCommand) -> Result<(), CliError> {
+    match command {
+        UserCommand::Create {
+            location,
+            username,
+            display_name,
+            role,
+            venues,
+            tags,
+            password_stdin: _,
+        } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .map_err(CliError::Stdin)?;
+            let password = password.trim_end_matches(['\n', '\r']).to_owned();
+            let request = crate::http::CreateUserRequest {
+                username,
+                display_name,
+                role,
+                venues: venues.into_iter().collect(),
+                tags: tags.into_iter().collect(),
+                password,
+            };
+            let user = location.client()?.create_user(&request).await?;
+            println!("{}", user.id);
+            eprintln!("user {:?} created as {}", user.username, user.role);
+            Ok(())
+        }
     }
 }
 

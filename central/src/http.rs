@@ -21,7 +21,7 @@
 //! run in `spawn_blocking`.
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderMap, Method, Uri, header};
+use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
@@ -32,17 +32,24 @@ use taplink_sync_io::web::guard::{self, HostPolicy};
 
 use crate::state::AppState;
 
+mod auth;
 mod error;
 mod hubs;
 mod kiosk_codes;
+mod users;
 mod venues;
 
+use auth::Required;
+pub use auth::{
+    CSRF_HEADER, Caller, LoginRequest, LoginResponse, MeResponse, SESSION_COOKIE, UserJson,
+};
 use error::blocking;
 pub use error::{ApiError, ApiJson, ApiPath, ErrorBody};
 pub use hubs::{HubJson, HubList};
 use hubs::{get_hub, list_hubs, revoke_hub};
 pub use kiosk_codes::{CreateKioskCodeRequest, KioskCodeJson, KioskCodeList, KioskGrantJson};
 use kiosk_codes::{delete_kiosk_code, get_kiosk_codes, post_kiosk_code};
+pub use users::{CreateUserRequest, UserList};
 pub use venues::{
     CreateEnrollmentCodeRequest, CreateVenueRequest, EnrollmentCodeJson, VenueJson, VenueList,
 };
@@ -88,6 +95,28 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
             admin,
             delete(delete_kiosk_code),
         )
+        .route(
+            g,
+            "/api/v1/auth/login",
+            &["POST"],
+            Access::Secret,
+            post(auth::login),
+        )
+        .route(
+            g,
+            "/api/v1/auth/logout",
+            &["POST"],
+            Access::User,
+            post(auth::logout),
+        )
+        .route(g, "/api/v1/auth/me", &["GET"], Access::User, get(auth::me))
+        .route(
+            g,
+            "/api/v1/users",
+            &["GET", "POST"],
+            admin,
+            get(users::list_users).post(users::post_user),
+        )
         .route(g, "/api/v1/hubs", &["GET"], admin, get(list_hubs))
         .route(g, "/api/v1/hubs/{id}", &["GET"], admin, get(get_hub))
         .route(
@@ -110,9 +139,15 @@ impl Gate<AppState> for CentralGate {
             Access::Public => route,
             // `route_layer`: only requests that match a route are checked, so an unknown
             // path is a 404 rather than a 401.
+            // The handler checks the guessing throttle and counts each failure itself.
+            Access::Secret => route,
             Access::Admin => route.route_layer(middleware::from_fn_with_state(
-                self.0.clone(),
-                require_admin,
+                (self.0.clone(), Required::Admin),
+                auth::authenticate,
+            )),
+            Access::User => route.route_layer(middleware::from_fn_with_state(
+                (self.0.clone(), Required::User),
+                auth::authenticate,
             )),
             _ => route.route_layer(middleware::from_fn(|_req: Request, _next: Next| async {
                 ApiError::Unauthorized.into_response()
@@ -144,40 +179,6 @@ pub fn app(state: AppState) -> Router {
 // ---------------------------------------------------------------------------------------
 // Middleware
 // ---------------------------------------------------------------------------------------
-
-/// Admin routes: a valid admin token. A client that sends wrong tokens waits longer and
-/// longer before the next one is even checked (the guessing throttle).
-async fn require_admin(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let ip = guard::client_ip(&req);
-    let throttle = &state.metrics.throttle;
-    if let Err(wait) = throttle.check(ip) {
-        return Ok(guard::throttled_response(wait));
-    }
-    let token = bearer_token(req.headers())
-        .ok_or(ApiError::Unauthorized)?
-        .to_owned();
-    let registry = state.registry.clone();
-    if !blocking(move || registry.check_admin_token(&token)).await? {
-        throttle.fail(ip, "admin_token");
-        return Err(ApiError::Unauthorized);
-    }
-    throttle.succeed(ip);
-    Ok(next.run(req).await)
-}
-
-/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
 
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req

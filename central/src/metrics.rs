@@ -57,6 +57,10 @@ pub struct Metrics {
     /// The guessing throttle (`taplink_central_auth_failures_total{kind}`,
     /// `taplink_central_auth_throttled_total`).
     pub throttle: std::sync::Arc<taplink_sync_io::web::guard::Throttle>,
+    /// The same back-off per account (by lowercased username), so that a guessing run
+    /// spread over many addresses still slows down on the account it targets. Its failures
+    /// are counted in `throttle`'s metrics.
+    pub account_throttle: std::sync::Arc<taplink_sync_io::web::guard::Throttle<String>>,
 }
 
 /// Labels of the hubs gauge.
@@ -135,6 +139,7 @@ impl Metrics {
             telemetry_refused,
             listener,
             throttle,
+            account_throttle: std::sync::Arc::default(),
             http_requests,
             venues,
             hubs,

@@ -87,6 +87,33 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX telemetry_by_hub_time ON telemetry(hub_id, at_ms);
     ",
+    // 2: people. Users (usernames unique case-insensitively through `username_key`), their
+    // sign-in sessions (secrets stored as BLAKE3 hashes), and venue tags for scopes.
+    "
+    CREATE TABLE users (
+        id             TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 26),
+        username       TEXT NOT NULL,
+        username_key   TEXT NOT NULL UNIQUE,
+        display_name   TEXT NOT NULL,
+        role           TEXT NOT NULL,
+        scope_json     TEXT NOT NULL,
+        password_hash  TEXT NOT NULL,
+        disabled       INTEGER NOT NULL DEFAULT 0,
+        created_at     INTEGER NOT NULL,
+        last_login_at  INTEGER
+    ) STRICT;
+
+    CREATE TABLE sessions (
+        secret_hash   BLOB PRIMARY KEY NOT NULL CHECK (length(secret_hash) = 32),
+        user_id       TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        csrf_hash     BLOB NOT NULL CHECK (length(csrf_hash) = 32),
+        created_at    INTEGER NOT NULL,
+        last_seen_at  INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX sessions_by_user ON sessions(user_id);
+
+    ALTER TABLE venues ADD COLUMN tags_json TEXT NOT NULL DEFAULT '[]';
+    ",
 ];
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -298,6 +325,13 @@ impl fmt::Debug for AdminToken {
         f.write_str("AdminToken(<redacted>)")
     }
 }
+
+mod users;
+
+pub use users::{
+    ARGON2_MEMORY_KIB, ARGON2_PASSES, MAX_PASSWORD_BYTES, MAX_USERNAME_CHARS, MIN_PASSWORD_CHARS,
+    NewUser, SESSION_IDLE, SESSION_MAX, Session, User, UserError, check_password, hash_password,
+};
 
 /// Central's registry database. Cheap to share behind an `Arc`; every method blocks on
 /// SQLite (call it from `spawn_blocking` in async code).

@@ -31,6 +31,21 @@ pub enum ApiError {
          `taplink-central init` wrote to <data dir>/admin-token"
     )]
     Unauthorized,
+    /// 401: a route for signed-in people, asked without a live session or token.
+    #[error(
+        "sign in first (POST /api/v1/auth/login), or send `Authorization: Bearer <admin token>`"
+    )]
+    NotSignedIn,
+    /// 401: a failed sign-in. One sentence for an unknown user, a wrong password and a
+    /// disabled account, so that it does not tell which usernames exist.
+    #[error("wrong username or password")]
+    SignInFailed,
+    /// 403: signed in, but not allowed: the role, the scope, or a missing CSRF token.
+    #[error("{reason}")]
+    Forbidden {
+        /// Why, in a sentence.
+        reason: String,
+    },
     /// 400: the body is not JSON of the expected shape (the message names the field).
     #[error("invalid request body: {message}")]
     InvalidBody {
@@ -121,7 +136,10 @@ impl ApiError {
     /// The response status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::NotSignedIn | ApiError::SignInFailed => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::InvalidBody { .. }
             | ApiError::InvalidField { .. }
             | ApiError::InvalidPath { .. }
@@ -160,6 +178,23 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+impl From<crate::store::UserError> for ApiError {
+    fn from(e: crate::store::UserError) -> Self {
+        use crate::store::UserError;
+        match e {
+            UserError::Invalid { field, reason } => ApiError::InvalidField {
+                field,
+                message: reason,
+            },
+            e @ UserError::Taken(_) => ApiError::Conflict {
+                message: e.to_string(),
+            },
+            UserError::BadCredentials => ApiError::SignInFailed,
+            UserError::Registry(e) => ApiError::from(e),
+        }
     }
 }
 

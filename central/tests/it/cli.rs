@@ -369,3 +369,75 @@ async fn kiosk_codes_are_managed_through_the_running_server() {
     let err = String::from_utf8_lossy(&down.stderr);
     assert!(err.contains("taplink-central serve"), "{err}");
 }
+
+/// `user create … --password-stdin` makes the user through the running server (the
+/// password never on the command line); the user can then sign in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_made_through_the_running_server_with_the_password_on_stdin() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = init_with_free_port(&data);
+    let data_s = data.to_str().unwrap().to_owned();
+    let central = taplink_central::Central::bind(config).await.unwrap();
+    let venue = central
+        .state()
+        .registry
+        .create_venue("The Anchor", "Europe/London", crate::support::now())
+        .unwrap()
+        .id
+        .to_string();
+    let create = move |password: &'static str, username: &'static str| {
+        let (data_s, venue) = (data_s.clone(), venue.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_taplink-central"))
+                .args([
+                    "user",
+                    "create",
+                    "--data",
+                    &data_s,
+                    "--username",
+                    username,
+                    "--role",
+                    "technician",
+                    "--venue",
+                    &venue,
+                    "--tag",
+                    "region:north",
+                    "--password-stdin",
+                ])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+            child.wait_with_output().unwrap()
+        })
+    };
+    let made = create("a long enough secret", "tech1").await.unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let users = central.state().registry.list_users().unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].username, "tech1");
+    assert_eq!(
+        String::from_utf8(made.stdout).unwrap().trim(),
+        users[0].id.to_string()
+    );
+    assert_eq!(users[0].scope.tags.len(), 1);
+    central
+        .state()
+        .registry
+        .sign_in("tech1", "a long enough secret", crate::support::now())
+        .unwrap();
+    // A refused password is told, naming the field, and nothing is made.
+    let short = create("short", "tech2").await.unwrap();
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("password"));
+    assert_eq!(central.state().registry.list_users().unwrap().len(), 1);
+    central.shutdown().await.unwrap();
+}

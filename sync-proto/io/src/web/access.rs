@@ -24,8 +24,13 @@ pub enum Access {
     Kiosk,
     /// Venue staff with a staff token of this hub.
     Staff,
-    /// An admin with an admin token of central.
+    /// An admin of central: the bootstrap admin token, or the session of a user whose role
+    /// is `admin` (with the CSRF token on writes).
     Admin,
+    /// Any signed-in person of central (a session, with the CSRF token on writes), or the
+    /// admin token. What they may do there is decided by their role and scope
+    /// (`taplink_sync_proto::authz`).
+    User,
     /// Only processes on this machine (a loopback peer address): the kiosk's player page.
     Loopback,
 }
@@ -39,6 +44,7 @@ impl Access {
             Access::Kiosk => "kiosk",
             Access::Staff => "staff",
             Access::Admin => "admin",
+            Access::User => "user",
             Access::Loopback => "loopback",
         }
     }

@@ -102,16 +102,29 @@ impl Record {
 /// client's record. Attempts made while a client must wait are refused without being
 /// checked, so a guessing run gets a handful of tries per five minutes instead of
 /// thousands per second.
-#[derive(Debug, Default)]
-pub struct Throttle {
-    clients: Mutex<HashMap<IpAddr, Record>>,
+///
+/// Keyed by client address by default; central also keys one by account, so that a
+/// guessing run spread over many addresses still slows down on the account it targets.
+#[derive(Debug)]
+pub struct Throttle<K = IpAddr> {
+    clients: Mutex<HashMap<K, Record>>,
     /// `…_auth_failures_total{kind}`.
     pub failures: Family<SecretKind, Counter>,
     /// `…_auth_throttled_total`: attempts refused because the client had to wait.
     pub throttled: Counter,
 }
 
-impl Throttle {
+impl<K> Default for Throttle<K> {
+    fn default() -> Self {
+        Throttle {
+            clients: Mutex::new(HashMap::new()),
+            failures: Family::default(),
+            throttled: Counter::default(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Throttle<K> {
     /// A throttle with no records.
     pub fn new() -> Self {
         Self::default()
@@ -131,8 +144,8 @@ impl Throttle {
         );
     }
 
-    /// `Err(wait)` when `ip` must wait before its next attempt.
-    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+    /// `Err(wait)` when `ip` (the key) must wait before its next attempt.
+    pub fn check(&self, ip: K) -> Result<(), Duration> {
         let clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         match clients.get(&ip).map(Record::wait) {
             Some(wait) if !wait.is_zero() => {
@@ -144,13 +157,16 @@ impl Throttle {
     }
 
     /// Record a failed secret of `kind` from `ip`.
-    pub fn fail(&self, ip: IpAddr, kind: &'static str) {
+    pub fn fail(&self, ip: K, kind: &'static str) {
         self.failures.get_or_create(&SecretKind { kind }).inc();
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         if clients.len() >= MAX_CLIENTS && !clients.contains_key(&ip) {
             clients.retain(|_, r| r.last.elapsed() < FORGET_AFTER);
             if clients.len() >= MAX_CLIENTS
-                && let Some(oldest) = clients.iter().min_by_key(|(_, r)| r.last).map(|(k, _)| *k)
+                && let Some(oldest) = clients
+                    .iter()
+                    .min_by_key(|(_, r)| r.last)
+                    .map(|(k, _)| k.clone())
             {
                 clients.remove(&oldest);
             }
@@ -168,7 +184,7 @@ impl Throttle {
     }
 
     /// A secret from `ip` was right: its record is cleared.
-    pub fn succeed(&self, ip: IpAddr) {
+    pub fn succeed(&self, ip: K) {
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         clients.remove(&ip);
     }

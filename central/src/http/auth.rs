@@ -1,0 +1,295 @@
+//! Who is asking: sign-in sessions and the one authentication layer of central's routes.
+//!
+//! - `POST /api/v1/auth/login` `{"username","password"}` → `200` with the session cookie
+//!   (`taplink_session`: HttpOnly, SameSite=Strict, Secure unless central listens on
+//!   loopback) and `{"csrf_token", "user"}`. Failures answer one sentence whatever went
+//!   wrong, and count against both the client's address and the account in the guessing
+//!   throttle.
+//! - `POST /api/v1/auth/logout` ends the session; `GET /api/v1/auth/me` says who you are.
+//!
+//! [`authenticate`] is the layer behind [`Access::Admin`](taplink_sync_io::web::access::Access)
+//! and `Access::User` routes: the bootstrap admin token (`Authorization: Bearer`), or a
+//! live session whose writes carry the session's CSRF token in `X-CSRF-Token`. It puts the
+//! [`Caller`] into the request for handlers, which authorize actions on venues with
+//! `taplink_sync_proto::authz::authorize`.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use taplink_sync_io::web::guard;
+use taplink_sync_proto::authz::{Principal, Role, Scope};
+
+use crate::state::AppState;
+use crate::store::{User, UserError};
+
+use super::error::{ApiError, ApiJson, blocking};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "taplink_session";
+/// The header a cookie-authenticated write must carry.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Who is making a request, once [`authenticate`] let it through.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// The bootstrap admin token (`taplink-central init` wrote it; revoke it once a first
+    /// admin user exists).
+    AdminToken,
+    /// A signed-in user.
+    User(User),
+}
+
+impl Caller {
+    /// The caller as a principal for `authorize`.
+    pub fn principal(&self) -> Principal {
+        match self {
+            Caller::AdminToken => Principal {
+                role: Role::Admin,
+                scope: Scope::default(),
+            },
+            Caller::User(user) => user.principal(),
+        }
+    }
+}
+
+/// Which callers a route lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Required {
+    /// Admins only: the admin token or an admin's session.
+    Admin,
+    /// Anyone signed in (or the admin token).
+    User,
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
+pub(super) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The one authentication layer: see the module docs. A wrong admin token counts against
+/// the client in the guessing throttle; a client that must wait is refused unchecked.
+pub(super) async fn authenticate(
+    State((state, required)): State<(AppState, Required)>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let ip = guard::client_ip(&req);
+    let throttle = &state.metrics.throttle;
+    if let Err(wait) = throttle.check(ip) {
+        return Ok(guard::throttled_response(wait));
+    }
+    let caller = if let Some(token) = bearer_token(req.headers()) {
+        let token = token.to_owned();
+        let registry = state.registry.clone();
+        if !blocking(move || registry.check_admin_token(&token)).await? {
+            throttle.fail(ip, "admin_token");
+            return Err(ApiError::Unauthorized);
+        }
+        throttle.succeed(ip);
+        Caller::AdminToken
+    } else if let Some(secret) = cookie(req.headers(), SESSION_COOKIE) {
+        let secret = secret.to_owned();
+        let csrf = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let registry = state.registry.clone();
+        let now = state.now();
+        let found = blocking(move || registry.session_user(&secret, csrf.as_deref(), now)).await?;
+        let Some((user, csrf_ok)) = found else {
+            return Err(ApiError::NotSignedIn);
+        };
+        let safe = matches!(*req.method(), Method::GET | Method::HEAD);
+        if !safe && !csrf_ok {
+            return Err(ApiError::Forbidden {
+                reason: "a signed-in write must carry the session's csrf_token in the X-CSRF-Token header".into(),
+            });
+        }
+        Caller::User(user)
+    } else {
+        return Err(match required {
+            Required::Admin => ApiError::Unauthorized,
+            Required::User => ApiError::NotSignedIn,
+        });
+    };
+    if required == Required::Admin && caller.principal().role != Role::Admin {
+        return Err(ApiError::Forbidden {
+            reason: "only an admin may do this".into(),
+        });
+    }
+    req.extensions_mut().insert(caller);
+    Ok(next.run(req).await)
+}
+
+/// `POST /api/v1/auth/login` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The username (any letter case).
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+/// A user as the API shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserJson {
+    /// The id.
+    pub id: String,
+    /// The username.
+    pub username: String,
+    /// The display name.
+    pub display_name: String,
+    /// `admin`, `technician`, `store_staff` or `viewer`.
+    pub role: Role,
+    /// Venues and tags the role applies to (ignored for admins).
+    pub scope: Scope,
+    /// Whether the account is disabled.
+    pub disabled: bool,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+    /// Last sign-in, RFC 3339.
+    pub last_login_at: Option<String>,
+}
+
+impl From<&User> for UserJson {
+    fn from(u: &User) -> Self {
+        UserJson {
+            id: u.id.to_string(),
+            username: u.username.clone(),
+            display_name: u.display_name.clone(),
+            role: u.role,
+            scope: u.scope.clone(),
+            disabled: u.disabled,
+            created_at: crate::rfc3339(u.created_at),
+            last_login_at: u.last_login_at.map(crate::rfc3339),
+        }
+    }
+}
+
+/// `POST /api/v1/auth/login` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// Send it back in `X-CSRF-Token` on every write made with the session cookie.
+    pub csrf_token: String,
+    /// Who signed in.
+    pub user: UserJson,
+}
+
+/// `POST /api/v1/auth/login`.
+pub(super) async fn login(
+    State(state): State<AppState>,
+    guard::ClientIp(ip): guard::ClientIp,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let account = body.username.to_lowercase();
+    let (by_ip, by_account) = (&state.metrics.throttle, &state.metrics.account_throttle);
+    if let Err(wait) = by_ip.check(ip).and(by_account.check(account.clone())) {
+        return Ok(guard::throttled_response(wait));
+    }
+    let registry = state.registry.clone();
+    let now = state.now();
+    let LoginRequest { username, password } = body;
+    let signed = blocking(move || match registry.sign_in(&username, &password, now) {
+        Err(UserError::BadCredentials) => Ok(None),
+        other => other.map(Some),
+    })
+    .await?;
+    let Some(session) = signed else {
+        by_ip.fail(ip, "password");
+        by_account.fail(account, "password");
+        return Err(ApiError::SignInFailed);
+    };
+    by_ip.succeed(ip);
+    by_account.succeed(account);
+    tracing::info!(user = %session.user.username, "signed in");
+    let secure = if state.config.http_listen.ip().is_loopback() {
+        ""
+    } else {
+        "; Secure"
+    };
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        session.secret,
+        crate::store::SESSION_MAX.num_seconds()
+    );
+    let mut response = Json(LoginResponse {
+        csrf_token: session.csrf_token,
+        user: UserJson::from(&session.user),
+    })
+    .into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|e| ApiError::internal("session cookie", e))?,
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// `POST /api/v1/auth/logout`: the session ends and the cookie is cleared.
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(secret) = cookie(&headers, SESSION_COOKIE) {
+        let secret = secret.to_owned();
+        let registry = state.registry.clone();
+        blocking(move || registry.end_session(&secret)).await?;
+    }
+    let mut response = axum::http::StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("taplink_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    Ok(response)
+}
+
+/// `GET /api/v1/auth/me` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeResponse {
+    /// `user` or `admin_token`.
+    pub kind: String,
+    /// The user, when signed in as one.
+    pub user: Option<UserJson>,
+    /// The role in effect.
+    pub role: Role,
+}
+
+/// `GET /api/v1/auth/me`.
+pub(super) async fn me(Extension(caller): Extension<Caller>) -> Json<MeResponse> {
+    Json(match &caller {
+        Caller::AdminToken => MeResponse {
+            kind: "admin_token".into(),
+            user: None,
+            role: Role::Admin,
+        },
+        Caller::User(user) => MeResponse {
+            kind: "user".into(),
+            user: Some(UserJson::from(user)),
+            role: user.role,
+        },
+    })
+}

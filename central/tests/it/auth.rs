@@ -1,0 +1,283 @@
+//! People: users made by an admin, sign-in sessions with a cookie and a CSRF token, one
+//! answer for every failed sign-in, the guessing throttle per account, and admin routes
+//! closed to other roles.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::json;
+use taplink_central::http::app;
+use taplink_sync_io::web::guard::FREE_FAILURES;
+
+use crate::support::{Answer, Initialised, call, request};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A request carrying the session cookie and, if given, a CSRF token.
+fn with_session(
+    method: &str,
+    uri: &str,
+    cookie: &str,
+    csrf: Option<&str>,
+    json: Option<&str>,
+) -> Request<Body> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::COOKIE, cookie);
+    if let Some(csrf) = csrf {
+        builder = builder.header("X-CSRF-Token", csrf);
+    }
+    match json {
+        Some(body) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    }
+}
+
+async fn create_user(app: &Router, token: &str, body: serde_json::Value) -> Answer {
+    call(
+        app,
+        request(
+            "POST",
+            "/api/v1/users",
+            Some(token),
+            Some(&body.to_string()),
+        ),
+    )
+    .await
+}
+
+async fn login(app: &Router, username: &str, password: &str) -> Answer {
+    let body = json!({"username": username, "password": password}).to_string();
+    call(
+        app,
+        request("POST", "/api/v1/auth/login", None, Some(&body)),
+    )
+    .await
+}
+
+/// The `name=value` part of the session's `Set-Cookie`.
+fn session_cookie(answer: &Answer) -> String {
+    let set = answer.headers[header::SET_COOKIE].to_str().unwrap();
+    set.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_signed_in_admin_works_with_a_cookie_and_csrf_guards_every_write() {
+    let init = Initialised::new();
+    let app = app(init.state());
+    let made = create_user(
+        &app,
+        &init.token(),
+        json!({"username": "Ada", "role": "admin", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+    assert_eq!(made.json()["username"], "Ada");
+    assert!(made.json()["id"].is_string());
+    assert!(made.json().get("password").is_none() && !made.text().contains("argon2"));
+    // Usernames are unique whatever the letter case.
+    let again = create_user(
+        &app,
+        &init.token(),
+        json!({"username": "ada", "role": "viewer", "tags": ["region:north"], "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text());
+
+    let signed = login(&app, "ADA", PASSWORD).await;
+    assert_eq!(signed.status, StatusCode::OK, "{}", signed.text());
+    let set_cookie = signed.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for attribute in ["taplink_session=", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    // Central listens on loopback in this test: plain HTTP there, so no `Secure`.
+    assert!(!set_cookie.contains("Secure"), "{set_cookie}");
+    let csrf = signed.json()["csrf_token"].as_str().unwrap().to_owned();
+    assert_eq!(signed.json()["user"]["username"], "Ada");
+    let cookie = session_cookie(&signed);
+
+    let me = call(
+        &app,
+        with_session("GET", "/api/v1/auth/me", &cookie, None, None),
+    )
+    .await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text());
+    assert_eq!(me.json()["kind"], "user");
+    assert_eq!(me.json()["role"], "admin");
+    assert_eq!(me.json()["user"]["username"], "Ada");
+
+    // Reads need no CSRF token; writes do, and it must be this session's.
+    let venues = call(
+        &app,
+        with_session("GET", "/api/v1/venues", &cookie, None, None),
+    )
+    .await;
+    assert_eq!(venues.status, StatusCode::OK, "{}", venues.text());
+    let venue = r#"{"name":"The Anchor","timezone":"Europe/London"}"#;
+    for token in [None, Some("not-the-token")] {
+        let refused = call(
+            &app,
+            with_session("POST", "/api/v1/venues", &cookie, token, Some(venue)),
+        )
+        .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{token:?}");
+        assert!(
+            refused.error().contains("X-CSRF-Token"),
+            "{}",
+            refused.error()
+        );
+    }
+    let made = call(
+        &app,
+        with_session("POST", "/api/v1/venues", &cookie, Some(&csrf), Some(venue)),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+
+    // Signing out ends the session for good.
+    let out = call(
+        &app,
+        with_session("POST", "/api/v1/auth/logout", &cookie, Some(&csrf), None),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    assert!(
+        out.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let gone = call(
+        &app,
+        with_session("GET", "/api/v1/auth/me", &cookie, None, None),
+    )
+    .await;
+    assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
+    // A made-up cookie is no session either.
+    let forged = call(
+        &app,
+        with_session(
+            "GET",
+            "/api/v1/auth/me",
+            "taplink_session=forged",
+            None,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn failed_sign_ins_say_nothing_about_which_part_was_wrong_and_are_throttled() {
+    let init = Initialised::new();
+    let app = app(init.state());
+    let made = create_user(
+        &app,
+        &init.token(),
+        json!({"username": "grace", "role": "admin", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED);
+    let unknown = login(&app, "nobody", PASSWORD).await;
+    let wrong = login(&app, "grace", "not the password").await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown.error(), wrong.error());
+    assert_eq!(wrong.error(), "wrong username or password");
+    // Keep guessing: after the free failures the client (and the account) must wait, and
+    // even the right password is not checked until then.
+    let mut throttled = false;
+    for _ in 0..FREE_FAILURES + 2 {
+        let answer = login(&app, "grace", "still not it").await;
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(answer.headers.contains_key(header::RETRY_AFTER));
+            throttled = true;
+        }
+    }
+    assert!(throttled, "a guessing run was never slowed");
+    let right = login(&app, "grace", PASSWORD).await;
+    assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn other_roles_are_kept_off_admin_routes_and_users_are_checked_field_by_field() {
+    let init = Initialised::new();
+    let state = init.state();
+    let app = app(state.clone());
+    let token = init.token();
+    let venue = state
+        .registry
+        .create_venue("The Anchor", "Europe/London", crate::support::now())
+        .unwrap()
+        .id;
+    let made = create_user(
+        &app,
+        &token,
+        json!({"username": "sam", "role": "store_staff", "venues": [venue.to_string()], "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+    assert_eq!(made.json()["scope"]["venues"][0], venue.to_string());
+    let signed = login(&app, "sam", PASSWORD).await;
+    let cookie = session_cookie(&signed);
+    let me = call(
+        &app,
+        with_session("GET", "/api/v1/auth/me", &cookie, None, None),
+    )
+    .await;
+    assert_eq!(me.json()["role"], "store_staff");
+    for path in ["/api/v1/venues", "/api/v1/users", "/api/v1/hubs"] {
+        let refused = call(&app, with_session("GET", path, &cookie, None, None)).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
+    }
+
+    for (body, field) in [
+        (
+            json!({"username": "bo", "role": "admin", "password": PASSWORD}),
+            "username",
+        ),
+        (
+            json!({"username": "bob", "role": "admin", "password": "short"}),
+            "password",
+        ),
+        (
+            json!({"username": "bob", "role": "root", "password": PASSWORD}),
+            "role",
+        ),
+        (
+            json!({"username": "bob", "role": "viewer", "password": PASSWORD}),
+            "venues",
+        ),
+        (
+            json!({"username": "bob", "role": "viewer", "tags": ["Not A Tag"], "password": PASSWORD}),
+            "tag",
+        ),
+        (
+            json!({"username": "bob", "role": "viewer", "venues": ["aaaaaaaaaaaaaaaaaaaaaaaaaa"], "password": PASSWORD}),
+            "venue",
+        ),
+        (
+            json!({"username": "bob", "role": "admin", "password": PASSWORD, "extra": 1}),
+            "extra",
+        ),
+    ] {
+        let refused = create_user(&app, &token, body.clone()).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            refused.error().contains(field),
+            "{body}: {}",
+            refused.error()
+        );
+    }
+    let listed = call(&app, request("GET", "/api/v1/users", Some(&token), None)).await;
+    let users = listed.json()["users"].as_array().unwrap().clone();
+    assert_eq!(users.len(), 1, "nothing half-made: {users:?}");
+}
