@@ -48,7 +48,9 @@ fn create_migrates_to_the_current_schema_in_wal_mode_and_reopening_keeps_data() 
             "admin_tokens",
             "enrollment_codes",
             "hubs",
+            "sessions",
             "telemetry",
+            "users",
             "venues"
         ]
     );
