@@ -1,22 +1,28 @@
 //! Central's HTTP side: health, metrics and the admin REST API (`/api/v1`).
 //!
-//! | Method | Path                                   | Auth  | Success                      |
+//! | Method | Path                                   | Action | Success                      |
 //! |--------|----------------------------------------|-------|------------------------------|
-//! | GET    | `/healthz`                             | none  | 200 `{"status":"ok","db":"ok"}` (503 if the registry fails) |
-//! | GET    | `/metrics`                             | none  | 200 OpenMetrics text         |
-//! | POST   | `/api/v1/venues`                       | admin | 201 venue (`{name, timezone}` in) |
-//! | GET    | `/api/v1/venues`                       | admin | 200 `{"venues": [...]}`      |
-//! | GET    | `/api/v1/venues/{id}`                  | admin | 200 venue                    |
-//! | POST   | `/api/v1/venues/{id}/enrollment-codes` | admin | 201 `{code, venue_id, expires_at, central_fingerprint}` (optional `{ttl}` in, e.g. `"2h"`) |
-//! | POST   | `/api/v1/venues/{id}/kiosk-codes`      | admin | 201 `{id, venue_id, code, name, group, playlist, expires_at}` (`{name, expires_in_hours?, group?, playlist?}` in) |
-//! | GET    | `/api/v1/venues/{id}/kiosk-codes`      | admin | 200 `{"kiosk_codes": [...]}` (never the codes) |
-//! | DELETE | `/api/v1/venues/{id}/kiosk-codes/{code id}` | admin | 204 (revoked, or forgotten if used) |
-//! | GET    | `/api/v1/hubs[?venue=<id>]`            | admin | 200 `{"hubs": [...]}`        |
-//! | GET    | `/api/v1/hubs/{id}`                    | admin | 200 hub                      |
-//! | POST   | `/api/v1/hubs/{id}/revoke`             | admin | 200 hub (revoking twice keeps the first time) |
+//! | GET    | `/healthz`                             | public | 200 `{"status":"ok","db":"ok"}` (503 if the registry fails) |
+//! | GET    | `/metrics`                             | public | 200 OpenMetrics text         |
+//! | POST   | `/api/v1/venues`                       | venue_create | 201 venue (`{name, timezone}` in) |
+//! | GET    | `/api/v1/venues`                       | venue_read | 200 `{"venues": [...]}` (those in reach) |
+//! | GET    | `/api/v1/venues/{id}`                  | venue_read | 200 venue                    |
+//! | PATCH  | `/api/v1/venues/{id}`                  | venue_edit | 200 venue (`{tags}` in)      |
+//! | POST   | `/api/v1/venues/{id}/enrollment-codes` | hub_enroll | 201 `{code, venue_id, expires_at, central_fingerprint}` (optional `{ttl}` in, e.g. `"2h"`) |
+//! | POST   | `/api/v1/venues/{id}/kiosk-codes`      | kiosk_code_manage | 201 `{id, venue_id, code, name, group, playlist, expires_at}` (`{name, expires_in_hours?, group?, playlist?}` in) |
+//! | GET    | `/api/v1/venues/{id}/kiosk-codes`      | kiosk_code_manage | 200 `{"kiosk_codes": [...]}` (never the codes) |
+//! | DELETE | `/api/v1/venues/{id}/kiosk-codes/{code id}` | kiosk_code_manage | 204 (revoked, or forgotten if used) |
+//! | POST   | `/api/v1/auth/login`                   | secret | 200 `{csrf_token, user}` + session cookie |
+//! | POST   | `/api/v1/auth/logout`                  | user  | 204                          |
+//! | GET    | `/api/v1/auth/me`                      | user  | 200 `{kind, user, role}`     |
+//! | GET/POST | `/api/v1/users`                      | user_manage | 200 `{"users": [...]}` / 201 user |
+//! | GET    | `/api/v1/hubs[?venue=<id>]`            | health_read | 200 `{"hubs": [...]}` (those in reach) |
+//! | GET    | `/api/v1/hubs/{id}`                    | health_read | 200 hub                |
+//! | POST   | `/api/v1/hubs/{id}/revoke`             | hub_revoke | 200 hub (revoking twice keeps the first time) |
 //!
-//! "admin" means `Authorization: Bearer <admin token>`; without a valid one the answer is
-//! 401. Every error is JSON `{"error": "<sentence>"}` ([`ApiError`]). Bodies are limited to
+//! Callers: `Authorization: Bearer <admin token>` (acts as an admin), or a signed-in
+//! session (`http/auth.rs`); the action is checked with `authz::authorize` against the
+//! route's venue. Every error is JSON `{"error": "<sentence>"}` ([`ApiError`]). Bodies are limited to
 //! [`BODY_LIMIT`] bytes. Handlers never touch SQLite on the async runtime: registry calls
 //! run in `spawn_blocking`.
 
@@ -24,11 +30,12 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use taplink_sync_io::web::access::{Access, Gate, Routes};
 use taplink_sync_io::web::guard::{self, HostPolicy};
+use taplink_sync_proto::authz::Action;
 
 use crate::state::AppState;
 
@@ -51,7 +58,8 @@ pub use kiosk_codes::{CreateKioskCodeRequest, KioskCodeJson, KioskCodeList, Kios
 use kiosk_codes::{delete_kiosk_code, get_kiosk_codes, post_kiosk_code};
 pub use users::{CreateUserRequest, UserList};
 pub use venues::{
-    CreateEnrollmentCodeRequest, CreateVenueRequest, EnrollmentCodeJson, VenueJson, VenueList,
+    CreateEnrollmentCodeRequest, CreateVenueRequest, EnrollmentCodeJson, UpdateVenueRequest,
+    VenueJson, VenueList,
 };
 use venues::{get_venue, list_venues, post_enrollment_code, post_venue};
 
@@ -62,37 +70,57 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub fn routes(state: &AppState) -> Routes<AppState> {
     let gate = CentralGate(state.clone());
     let g = &gate;
-    let admin = Access::Admin;
+    let act = Access::Act;
     Routes::new()
         .route(g, "/healthz", &["GET"], Access::Public, get(healthz))
         .route(g, "/metrics", &["GET"], Access::Public, get(metrics))
         .route(
             g,
             "/api/v1/venues",
-            &["GET", "POST"],
-            admin,
-            get(list_venues).post(post_venue),
+            &["GET"],
+            act(Action::VenueRead),
+            get(list_venues),
         )
-        .route(g, "/api/v1/venues/{id}", &["GET"], admin, get(get_venue))
+        .route(
+            g,
+            "/api/v1/venues",
+            &["POST"],
+            act(Action::VenueCreate),
+            post(post_venue),
+        )
+        .route(
+            g,
+            "/api/v1/venues/{id}",
+            &["GET"],
+            act(Action::VenueRead),
+            get(get_venue),
+        )
+        .route(
+            g,
+            "/api/v1/venues/{id}",
+            &["PATCH"],
+            act(Action::VenueEdit),
+            patch(venues::patch_venue),
+        )
         .route(
             g,
             "/api/v1/venues/{id}/enrollment-codes",
             &["POST"],
-            admin,
+            act(Action::HubEnroll),
             post(post_enrollment_code),
         )
         .route(
             g,
             "/api/v1/venues/{id}/kiosk-codes",
             &["GET", "POST"],
-            admin,
+            act(Action::KioskCodeManage),
             get(get_kiosk_codes).post(post_kiosk_code),
         )
         .route(
             g,
             "/api/v1/venues/{id}/kiosk-codes/{code}",
             &["DELETE"],
-            admin,
+            act(Action::KioskCodeManage),
             delete(delete_kiosk_code),
         )
         .route(
@@ -114,16 +142,28 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
             g,
             "/api/v1/users",
             &["GET", "POST"],
-            admin,
+            act(Action::UserManage),
             get(users::list_users).post(users::post_user),
         )
-        .route(g, "/api/v1/hubs", &["GET"], admin, get(list_hubs))
-        .route(g, "/api/v1/hubs/{id}", &["GET"], admin, get(get_hub))
+        .route(
+            g,
+            "/api/v1/hubs",
+            &["GET"],
+            act(Action::HealthRead),
+            get(list_hubs),
+        )
+        .route(
+            g,
+            "/api/v1/hubs/{id}",
+            &["GET"],
+            act(Action::HealthRead),
+            get(get_hub),
+        )
         .route(
             g,
             "/api/v1/hubs/{id}/revoke",
             &["POST"],
-            admin,
+            act(Action::HubRevoke),
             post(revoke_hub),
         )
 }
@@ -147,6 +187,10 @@ impl Gate<AppState> for CentralGate {
             )),
             Access::User => route.route_layer(middleware::from_fn_with_state(
                 (self.0.clone(), Required::User),
+                auth::authenticate,
+            )),
+            Access::Act(action) => route.route_layer(middleware::from_fn_with_state(
+                (self.0.clone(), Required::Act(action)),
                 auth::authenticate,
             )),
             _ => route.route_layer(middleware::from_fn(|_req: Request, _next: Next| async {

@@ -240,6 +240,8 @@ pub struct Venue {
     pub timezone: String,
     /// When it was created (millisecond precision).
     pub created_at: DateTime<Utc>,
+    /// Its tags (`region:north`): scopes name venues by tag.
+    pub tags: std::collections::BTreeSet<taplink_sync_proto::authz::VenueTag>,
 }
 
 /// A newly created enrollment code. The secret exists only here; the registry keeps its hash.
@@ -426,6 +428,7 @@ impl Registry {
             name: name.to_owned(),
             timezone: timezone.to_owned(),
             created_at: crate::timefmt::truncate_to_ms(now),
+            tags: Default::default(),
         };
         self.lock()
             .execute(
@@ -446,7 +449,7 @@ impl Registry {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT id, name, timezone, created_at FROM venues ORDER BY created_at, id",
+                "SELECT id, name, timezone, created_at, tags_json FROM venues ORDER BY created_at, id",
             )
             .map_err(sql("list venues"))?;
         stmt.query_map([], read_venue)
@@ -457,6 +460,31 @@ impl Registry {
     /// One venue, if it exists.
     pub fn venue(&self, id: VenueId) -> Result<Option<Venue>, RegistryError> {
         venue_in(&self.lock(), id).map_err(sql("read venue"))
+    }
+
+    /// Replace a venue's tags.
+    pub fn set_venue_tags(
+        &self,
+        id: VenueId,
+        tags: &std::collections::BTreeSet<taplink_sync_proto::authz::VenueTag>,
+    ) -> Result<Venue, RegistryError> {
+        let json = serde_json::to_string(tags).map_err(|source| RegistryError::Encode {
+            what: "a venue's tags",
+            source,
+        })?;
+        let conn = self.lock();
+        let changed = conn
+            .execute(
+                "UPDATE venues SET tags_json = ?1 WHERE id = ?2",
+                params![json, id.to_string()],
+            )
+            .map_err(sql("set venue tags"))?;
+        if changed == 0 {
+            return Err(RegistryError::UnknownVenue { venue: id });
+        }
+        venue_in(&conn, id)
+            .map_err(sql("read venue"))?
+            .ok_or(RegistryError::UnknownVenue { venue: id })
     }
 
     // -----------------------------------------------------------------------------------
@@ -879,13 +907,17 @@ fn read_venue(row: &Row<'_>) -> rusqlite::Result<Venue> {
         name: row.get(1)?,
         timezone: row.get(2)?,
         created_at: time_col(row, 3)?,
+        tags: serde_json::from_str(&row.get::<_, String>(4)?)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, Type::Text, Box::new(e)))?,
     })
 }
 
 fn venue_in(conn: &Connection, id: VenueId) -> rusqlite::Result<Option<Venue>> {
-    conn.prepare_cached("SELECT id, name, timezone, created_at FROM venues WHERE id = ?1")?
-        .query_row(params![id.to_string()], read_venue)
-        .optional()
+    conn.prepare_cached(
+        "SELECT id, name, timezone, created_at, tags_json FROM venues WHERE id = ?1",
+    )?
+    .query_row(params![id.to_string()], read_venue)
+    .optional()
 }
 
 fn check_venue_name(name: &str) -> Result<(), RegistryError> {

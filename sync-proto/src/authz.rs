@@ -330,7 +330,7 @@ pub enum Target<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
     /// The role does not include the action.
-    #[error("your role ({role}) may not {action}")]
+    #[error("your role ({role}) does not allow {action}; ask an admin if you need it")]
     Role {
         /// The principal's role.
         role: Role,
@@ -338,7 +338,7 @@ pub enum Denied {
         action: Action,
     },
     /// The venue is outside the principal's scope.
-    #[error("this venue is outside your venues")]
+    #[error("this venue is outside your venues; ask an admin to add it to your scope")]
     OutOfScope,
     /// An organisation-wide action for a role that acts only in its venues.
     #[error("only an admin may {action}")]

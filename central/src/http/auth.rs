@@ -13,17 +13,19 @@
 //! [`Caller`] into the request for handlers, which authorize actions on venues with
 //! `taplink_sync_proto::authz::authorize`.
 
-use axum::extract::{Request, State};
+use axum::RequestExt as _;
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use taplink_sync_io::web::guard;
-use taplink_sync_proto::authz::{Principal, Role, Scope};
+use taplink_sync_proto::authz::{Action, Denied, Principal, Role, Scope, Target, authorize};
+use taplink_sync_proto::ids::{HubId, VenueId};
 
 use crate::state::AppState;
-use crate::store::{User, UserError};
+use crate::store::{User, UserError, Venue};
 
 use super::error::{ApiError, ApiJson, blocking};
 
@@ -62,6 +64,93 @@ pub(super) enum Required {
     Admin,
     /// Anyone signed in (or the admin token).
     User,
+    /// Callers whose role and scope allow this action on the route's venue (the `{id}` of
+    /// `/api/v1/venues/{id}…`, or the venue of the hub `/api/v1/hubs/{id}…`), or on the
+    /// organisation for routes without one.
+    Act(Action),
+}
+
+/// What a route's path says its request is about, for [`authorize`].
+enum Subject {
+    /// No venue in the path: the organisation (lists are filtered venue by venue).
+    Org,
+    /// This venue, with its tags.
+    Venue(Venue),
+    /// A venue or hub id that names nothing (or does not parse): non-admins are told it is
+    /// outside their venues, so that they learn nothing of other venues.
+    Unknown,
+}
+
+/// The venue a request is about, from its matched path and path parameters.
+async fn subject_of(state: &AppState, req: &mut Request) -> Result<Subject, ApiError> {
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let id = match req.extract_parts::<RawPathParams>().await {
+        Ok(params) => params
+            .iter()
+            .find(|(name, _)| *name == "id")
+            .map(|(_, value)| value.to_owned()),
+        Err(_) => None,
+    };
+    let registry = state.registry.clone();
+    let venue = if template.starts_with("/api/v1/venues/{id}") {
+        let Some(Ok(venue)) = id.map(|id| id.parse::<VenueId>()) else {
+            return Ok(Subject::Unknown);
+        };
+        blocking(move || registry.venue(venue)).await?
+    } else if template.starts_with("/api/v1/hubs/{id}") {
+        let Some(Ok(hub)) = id.map(|id| id.parse::<HubId>()) else {
+            return Ok(Subject::Unknown);
+        };
+        blocking(move || {
+            Ok::<_, crate::store::RegistryError>(match registry.hub(hub)? {
+                Some(hub) => registry.venue(hub.venue)?,
+                None => None,
+            })
+        })
+        .await?
+    } else {
+        return Ok(Subject::Org);
+    };
+    Ok(venue.map_or(Subject::Unknown, Subject::Venue))
+}
+
+/// Refuse a caller whose role or scope does not allow `action` on the request's subject.
+async fn check_action(
+    state: &AppState,
+    caller: &Caller,
+    action: Action,
+    req: &mut Request,
+) -> Result<(), ApiError> {
+    let principal = caller.principal();
+    if principal.role == Role::Admin {
+        // Admins act everywhere; the handler answers 404 for what does not exist.
+        return Ok(());
+    }
+    let denied = match subject_of(state, req).await? {
+        Subject::Org => authorize(&principal, action, Target::Org).err(),
+        Subject::Venue(venue) => authorize(
+            &principal,
+            action,
+            Target::Venue {
+                id: venue.id,
+                tags: &venue.tags,
+            },
+        )
+        .err(),
+        Subject::Unknown => authorize(&principal, action, Target::Org)
+            .err()
+            .or(Some(Denied::OutOfScope)),
+    };
+    match denied {
+        None => Ok(()),
+        Some(denied) => Err(ApiError::Forbidden {
+            reason: denied.to_string(),
+        }),
+    }
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
@@ -130,13 +219,17 @@ pub(super) async fn authenticate(
     } else {
         return Err(match required {
             Required::Admin => ApiError::Unauthorized,
-            Required::User => ApiError::NotSignedIn,
+            Required::User | Required::Act(_) => ApiError::NotSignedIn,
         });
     };
-    if required == Required::Admin && caller.principal().role != Role::Admin {
-        return Err(ApiError::Forbidden {
-            reason: "only an admin may do this".into(),
-        });
+    match required {
+        Required::Admin if caller.principal().role != Role::Admin => {
+            return Err(ApiError::Forbidden {
+                reason: "only an admin may do this".into(),
+            });
+        }
+        Required::Act(action) => check_action(&state, &caller, action, &mut req).await?,
+        _ => {}
     }
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::extract::{Query, State};
+use axum::{Extension, Json};
 use data_encoding::HEXLOWER;
 use serde::{Deserialize, Serialize};
 use taplink_sync_proto::ids::{HubId, VenueId};
@@ -101,6 +101,7 @@ pub(super) struct HubsQuery {
 
 pub(super) async fn list_hubs(
     State(state): State<AppState>,
+    Extension(caller): Extension<super::auth::Caller>,
     query: Result<Query<HubsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<HubList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::InvalidQuery {
@@ -122,12 +123,29 @@ pub(super) async fn list_hubs(
         {
             return Err(RegistryError::UnknownVenue { venue });
         }
-        registry.list_hubs(venue)
+        let venues: std::collections::BTreeMap<_, _> = registry
+            .list_venues()?
+            .into_iter()
+            .map(|v| (v.id, v))
+            .collect();
+        Ok((registry.list_hubs(venue)?, venues))
     })
     .await?;
+    let (hubs, venues) = hubs;
+    // Only the hubs of venues the caller may read the health of.
+    let principal = caller.principal();
     Ok(Json(HubList {
         hubs: hubs
             .iter()
+            .filter(|h| {
+                venues.get(&h.venue).is_some_and(|v| {
+                    super::venues::in_reach(
+                        &principal,
+                        taplink_sync_proto::authz::Action::HealthRead,
+                        v,
+                    )
+                })
+            })
             .map(|h| HubJson::from(h).online_in(&state))
             .collect(),
     }))

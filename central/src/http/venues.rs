@@ -1,12 +1,15 @@
 //! `/api/v1/venues`: create, list and read venues, and their hub enrollment codes.
 
-use axum::Json;
+use std::collections::BTreeSet;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
+use taplink_sync_proto::authz::{Action, Principal, Target, VenueTag, authorize};
 use taplink_sync_proto::ids::VenueId;
 
 use crate::config::Ttl;
@@ -17,6 +20,7 @@ use crate::timefmt::rfc3339;
 use crate::venue::create_venue;
 
 use super::BODY_LIMIT;
+use super::auth::Caller;
 use super::error::{ApiError, ApiJson, ApiPath, blocking};
 
 /// `POST /api/v1/venues` body.
@@ -40,6 +44,9 @@ pub struct VenueJson {
     pub timezone: String,
     /// Creation time, RFC 3339.
     pub created_at: String,
+    /// Its tags (`region:north`), which scopes name venues by.
+    #[serde(default)]
+    pub tags: BTreeSet<VenueTag>,
 }
 
 impl From<&Venue> for VenueJson {
@@ -49,6 +56,7 @@ impl From<&Venue> for VenueJson {
             name: v.name.clone(),
             timezone: v.timezone.clone(),
             created_at: rfc3339(v.created_at),
+            tags: v.tags.clone(),
         }
     }
 }
@@ -81,12 +89,58 @@ pub(super) async fn post_venue(
 
 pub(super) async fn list_venues(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
 ) -> Result<Json<VenueList>, ApiError> {
     let registry = state.registry.clone();
     let venues = blocking(move || registry.list_venues()).await?;
+    let principal = caller.principal();
     Ok(Json(VenueList {
-        venues: venues.iter().map(VenueJson::from).collect(),
+        venues: venues
+            .iter()
+            .filter(|v| in_reach(&principal, Action::VenueRead, v))
+            .map(VenueJson::from)
+            .collect(),
     }))
+}
+
+/// Whether `principal` may take `action` on `venue` (lists show only such venues).
+pub(super) fn in_reach(principal: &Principal, action: Action, venue: &Venue) -> bool {
+    authorize(
+        principal,
+        action,
+        Target::Venue {
+            id: venue.id,
+            tags: &venue.tags,
+        },
+    )
+    .is_ok()
+}
+
+/// `PATCH /api/v1/venues/{id}` body: what to change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateVenueRequest {
+    /// The venue's new tags (replacing the old ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeSet<VenueTag>>,
+}
+
+/// `PATCH /api/v1/venues/{id}`: change a venue's tags.
+pub(super) async fn patch_venue(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<VenueId>,
+    ApiJson(body): ApiJson<UpdateVenueRequest>,
+) -> Result<Json<VenueJson>, ApiError> {
+    let registry = state.registry.clone();
+    let venue = blocking(move || match body.tags {
+        Some(tags) => registry.set_venue_tags(id, &tags),
+        None => registry
+            .venue(id)?
+            .ok_or(crate::store::RegistryError::UnknownVenue { venue: id }),
+    })
+    .await?;
+    tracing::info!(venue = %id, tags = ?venue.tags, "venue updated");
+    Ok(Json(VenueJson::from(&venue)))
 }
 
 pub(super) async fn get_venue(

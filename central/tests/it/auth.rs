@@ -234,9 +234,25 @@ async fn other_roles_are_kept_off_admin_routes_and_users_are_checked_field_by_fi
     )
     .await;
     assert_eq!(me.json()["role"], "store_staff");
-    for path in ["/api/v1/venues", "/api/v1/users", "/api/v1/hubs"] {
-        let refused = call(&app, with_session("GET", path, &cookie, None, None)).await;
-        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
+    // Staff read their venues, but admin-only routes stay shut.
+    let venues = call(
+        &app,
+        with_session("GET", "/api/v1/venues", &cookie, None, None),
+    )
+    .await;
+    assert_eq!(venues.status, StatusCode::OK);
+    let csrf = signed.json()["csrf_token"].as_str().unwrap().to_owned();
+    for (method, path, body) in [
+        ("GET", "/api/v1/users", None),
+        (
+            "POST",
+            "/api/v1/venues",
+            Some(r#"{"name":"Mine","timezone":"UTC"}"#),
+        ),
+    ] {
+        let refused = call(&app, with_session(method, path, &cookie, Some(&csrf), body)).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{method} {path}");
+        assert!(refused.error().contains("admin"), "{}", refused.error());
     }
 
     for (body, field) in [

@@ -8,6 +8,7 @@
 mod auth;
 mod cli;
 mod http;
+mod rbac;
 mod registry;
 mod security;
 mod server;

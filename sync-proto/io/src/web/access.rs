@@ -28,17 +28,29 @@ pub enum Access {
     /// is `admin` (with the CSRF token on writes).
     Admin,
     /// Any signed-in person of central (a session, with the CSRF token on writes), or the
-    /// admin token. What they may do there is decided by their role and scope
-    /// (`taplink_sync_proto::authz`).
+    /// admin token, whatever their role.
     User,
+    /// A signed-in person whose role and scope allow this action on the route's venue
+    /// (`taplink_sync_proto::authz::authorize`), or the admin token. Written
+    /// `act:<action>` in the route tables.
+    Act(taplink_sync_proto::authz::Action),
     /// Only processes on this machine (a loopback peer address): the kiosk's player page.
     Loopback,
 }
 
 impl Access {
     /// The name used in docs and in the route table of `docs/security.md`.
+    pub fn name(self) -> String {
+        match self {
+            Access::Act(action) => format!("act:{action}"),
+            other => other.as_str().to_owned(),
+        }
+    }
+
+    /// The name of an access without an action (`act:…` gives `act`).
     pub fn as_str(self) -> &'static str {
         match self {
+            Access::Act(_) => "act",
             Access::Public => "public",
             Access::Secret => "secret",
             Access::Kiosk => "kiosk",
@@ -163,13 +175,9 @@ pub fn check_documented(
     let mut code: Vec<(String, String, String)> = declared
         .iter()
         .flat_map(|d| {
-            d.methods.iter().map(|m| {
-                (
-                    (*m).to_owned(),
-                    d.path.to_owned(),
-                    d.access.as_str().to_owned(),
-                )
-            })
+            d.methods
+                .iter()
+                .map(|m| ((*m).to_owned(), d.path.to_owned(), d.access.name()))
         })
         .collect();
     documented.sort();

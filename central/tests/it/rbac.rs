@@ -1,0 +1,247 @@
+//! The RBAC matrix: every route of central × every kind of caller × a venue in scope by
+//! id, one in scope by tag, and one out of scope. Zero unauthorized successes and zero
+//! wrongful refusals; the expected matrix is the table below, written for a reviewer.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::TimeDelta;
+use serde_json::json;
+use taplink_central::http::{app, routes};
+use taplink_sync_io::web::access::Access;
+use taplink_sync_proto::clock::ManualClock;
+use taplink_sync_proto::ids::{HubId, VenueId};
+
+use crate::support::{Initialised, call, cert_of, now, request};
+
+/// Who may use each route in a venue of their scope: `A`dmin, `T`echnician, `S`tore staff,
+/// `V`iewer. Out of scope only admins may; anonymous callers never.
+const EXPECTED: &[(&str, &str, &str)] = &[
+    ("GET", "/api/v1/venues", "ATSV"),
+    ("POST", "/api/v1/venues", "A"),
+    ("GET", "/api/v1/venues/{id}", "ATSV"),
+    ("PATCH", "/api/v1/venues/{id}", "A"),
+    ("POST", "/api/v1/venues/{id}/enrollment-codes", "AT"),
+    ("GET", "/api/v1/venues/{id}/kiosk-codes", "AT"),
+    ("POST", "/api/v1/venues/{id}/kiosk-codes", "AT"),
+    ("DELETE", "/api/v1/venues/{id}/kiosk-codes/{code}", "AT"),
+    ("GET", "/api/v1/users", "A"),
+    ("POST", "/api/v1/users", "A"),
+    ("GET", "/api/v1/hubs", "ATSV"),
+    ("GET", "/api/v1/hubs/{id}", "ATSV"),
+    ("POST", "/api/v1/hubs/{id}/revoke", "AT"),
+];
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A caller: how its requests are authenticated.
+#[derive(Clone)]
+struct Caller {
+    letter: char,
+    cookie: Option<String>,
+    csrf: Option<String>,
+    token: Option<String>,
+}
+
+impl Caller {
+    fn request(&self, method: &str, uri: &str) -> Request<Body> {
+        let mut b = Request::builder().method(method).uri(uri);
+        if let Some(token) = &self.token {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some(cookie) = &self.cookie {
+            b = b.header(header::COOKIE, cookie);
+        }
+        if let Some(csrf) = &self.csrf {
+            b = b.header("X-CSRF-Token", csrf);
+        }
+        if method == "GET" {
+            b.body(Body::empty()).unwrap()
+        } else {
+            b.header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{}"))
+                .unwrap()
+        }
+    }
+}
+
+async fn sign_in(
+    app: &Router,
+    token: &str,
+    username: &str,
+    role: &str,
+    scope: serde_json::Value,
+) -> (String, String) {
+    let mut body = json!({"username": username, "role": role, "password": PASSWORD});
+    body.as_object_mut()
+        .unwrap()
+        .extend(scope.as_object().unwrap().clone());
+    let made = call(
+        app,
+        request(
+            "POST",
+            "/api/v1/users",
+            Some(token),
+            Some(&body.to_string()),
+        ),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+    let login = json!({"username": username, "password": PASSWORD}).to_string();
+    let signed = call(
+        app,
+        request("POST", "/api/v1/auth/login", None, Some(&login)),
+    )
+    .await;
+    assert_eq!(signed.status, StatusCode::OK, "{}", signed.text());
+    let cookie = signed.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    (
+        cookie,
+        signed.json()["csrf_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn every_route_every_role_every_scope_as_the_matrix_says() {
+    let init = Initialised::new();
+    let clock = Arc::new(ManualClock::new(now()));
+    let state = init.state().with_clock(clock.clone());
+    let app = app(state.clone());
+    let token = init.token();
+    let registry = &state.registry;
+    let ours = registry.create_venue("Ours", "UTC", now()).unwrap().id;
+    let tagged = registry.create_venue("North", "UTC", now()).unwrap().id;
+    registry
+        .set_venue_tags(tagged, &["region:north".parse().unwrap()].into())
+        .unwrap();
+    let other = registry.create_venue("Other", "UTC", now()).unwrap().id;
+    let hub_of = |venue: VenueId, n: u8| {
+        let (serial, fp) = cert_of(n);
+        let hub = HubId::random();
+        registry.record_hub(hub, venue, &serial, fp, now()).unwrap();
+        hub
+    };
+    let hubs = [
+        (ours, hub_of(ours, 1)),
+        (tagged, hub_of(tagged, 2)),
+        (other, hub_of(other, 3)),
+    ];
+
+    let scope = json!({"venues": [ours.to_string()], "tags": ["region:north"]});
+    let mut callers = vec![
+        Caller {
+            letter: '-',
+            cookie: None,
+            csrf: None,
+            token: None,
+        },
+        Caller {
+            letter: 'A',
+            cookie: None,
+            csrf: None,
+            token: Some(token.clone()),
+        },
+    ];
+    for (letter, name, role) in [
+        ('A', "ada", "admin"),
+        ('T', "tom", "technician"),
+        ('S', "sue", "store_staff"),
+        ('V', "vic", "viewer"),
+    ] {
+        let (cookie, csrf) = sign_in(&app, &token, name, role, scope.clone()).await;
+        callers.push(Caller {
+            letter,
+            cookie: Some(cookie),
+            csrf: Some(csrf),
+            token: None,
+        });
+    }
+
+    let declared = routes(&state);
+    let mut checked = 0;
+    for route in declared.declared() {
+        let Access::Act(action) = route.access else {
+            continue;
+        };
+        for method in route.methods {
+            let allowed = EXPECTED
+                .iter()
+                .find(|(m, p, _)| m == method && *p == route.path)
+                .unwrap_or_else(|| {
+                    panic!("{method} {} ({action}) has no row in EXPECTED", route.path)
+                })
+                .2;
+            let venue_route = route.path.contains("{id}");
+            for (venue, hub) in hubs {
+                let in_scope = venue != other;
+                let id = if route.path.starts_with("/api/v1/hubs/") {
+                    hub.to_string()
+                } else {
+                    venue.to_string()
+                };
+                let path = route
+                    .path
+                    .replace("{id}", &id)
+                    .replace("{code}", "aaaaaaaaaaaaaaaaaaaaaaaaaa");
+                for caller in &callers {
+                    let answer = call(&app, caller.request(method, &path)).await;
+                    let expected_ok = match caller.letter {
+                        '-' => false,
+                        'A' => true,
+                        l => allowed.contains(l) && (in_scope || !venue_route),
+                    };
+                    let refused = matches!(
+                        answer.status,
+                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                    );
+                    assert_eq!(
+                        !refused,
+                        expected_ok,
+                        "{} {method} {path} ({action}, {}): {} {}",
+                        caller.letter,
+                        if in_scope { "in scope" } else { "out of scope" },
+                        answer.status,
+                        answer.text()
+                    );
+                    if caller.letter == '-' {
+                        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+                    }
+                    checked += 1;
+                }
+                if !venue_route {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} requests checked");
+
+    // Lists show only what is in reach.
+    let tom = &callers[3];
+    let listed = call(&app, tom.request("GET", "/api/v1/venues"))
+        .await
+        .json();
+    let mut names: Vec<&str> = listed["venues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["North", "Ours"]);
+    let hubs_listed = call(&app, tom.request("GET", "/api/v1/hubs")).await.json();
+    assert_eq!(hubs_listed["hubs"].as_array().unwrap().len(), 2);
+
+    // A session idle for longer than its limit is over.
+    clock.advance(TimeDelta::hours(2));
+    let expired = call(&app, tom.request("GET", "/api/v1/venues")).await;
+    assert_eq!(expired.status, StatusCode::UNAUTHORIZED);
+}
