@@ -16,6 +16,7 @@
 //! | POST   | `/api/v1/auth/logout`                  | user  | 204                          |
 //! | GET    | `/api/v1/auth/me`                      | user  | 200 `{kind, user, role}`     |
 //! | GET/POST | `/api/v1/users`                      | user_manage | 200 `{"users": [...]}` / 201 user |
+//! | PATCH/DELETE | `/api/v1/users/{id}`             | user_manage | 200 user (role, scope, `disabled`, password reset) / 204 |
 //! | GET    | `/api/v1/hubs[?venue=<id>]`            | health_read | 200 `{"hubs": [...]}` (those in reach) |
 //! | GET    | `/api/v1/hubs/{id}`                    | health_read | 200 hub                |
 //! | POST   | `/api/v1/hubs/{id}/revoke`             | hub_revoke | 200 hub (revoking twice keeps the first time) |
@@ -56,7 +57,7 @@ pub use hubs::{HubJson, HubList};
 use hubs::{get_hub, list_hubs, revoke_hub};
 pub use kiosk_codes::{CreateKioskCodeRequest, KioskCodeJson, KioskCodeList, KioskGrantJson};
 use kiosk_codes::{delete_kiosk_code, get_kiosk_codes, post_kiosk_code};
-pub use users::{CreateUserRequest, UserList};
+pub use users::{CreateUserRequest, UpdateUserRequest, UserList};
 pub use venues::{
     CreateEnrollmentCodeRequest, CreateVenueRequest, EnrollmentCodeJson, UpdateVenueRequest,
     VenueJson, VenueList,
@@ -144,6 +145,13 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
             &["GET", "POST"],
             act(Action::UserManage),
             get(users::list_users).post(users::post_user),
+        )
+        .route(
+            g,
+            "/api/v1/users/{id}",
+            &["PATCH", "DELETE"],
+            act(Action::UserManage),
+            patch(users::patch_user).delete(users::delete_user),
         )
         .route(
             g,

@@ -2,19 +2,19 @@
 
 use std::collections::BTreeSet;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use taplink_sync_proto::authz::{Role, Scope, VenueTag};
-use taplink_sync_proto::ids::VenueId;
+use taplink_sync_proto::ids::{UserId, VenueId};
 
 use crate::state::AppState;
-use crate::store::NewUser;
+use crate::store::{NewUser, UserPatch};
 
-use super::auth::UserJson;
-use super::error::{ApiError, ApiJson, blocking};
+use super::auth::{Caller, UserJson};
+use super::error::{ApiError, ApiJson, ApiPath, blocking};
 
 /// `POST /api/v1/users` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,4 +93,92 @@ pub(super) async fn list_users(State(state): State<AppState>) -> Result<Json<Use
     Ok(Json(UserList {
         users: users.iter().map(UserJson::from).collect(),
     }))
+}
+
+/// `PATCH /api/v1/users/{id}` body; a field left out is not changed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    /// A new display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// A new role (ends the user's sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// New venues of the scope (with `tags`, replaces the scope).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venues: Option<BTreeSet<VenueId>>,
+    /// New tags of the scope (with `venues`, replaces the scope).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeSet<VenueTag>>,
+    /// `true` disables the account (its sessions end at once), `false` enables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    /// A new password (a reset; the user's sessions end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// Refuse an admin's change that would lock themselves out.
+fn not_yourself(caller: &Caller, id: UserId, what: &str) -> Result<(), ApiError> {
+    match caller {
+        Caller::User(me) if me.id == id => Err(ApiError::Conflict {
+            message: format!("you cannot {what} your own account; another admin can"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `PATCH /api/v1/users/{id}`.
+pub(super) async fn patch_user(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<UserId>,
+    ApiJson(body): ApiJson<UpdateUserRequest>,
+) -> Result<Json<UserJson>, ApiError> {
+    if body.disabled == Some(true) {
+        not_yourself(&caller, id, "disable")?;
+    }
+    if body.role.is_some_and(|r| r != Role::Admin) {
+        not_yourself(&caller, id, "demote")?;
+    }
+    let scope = match (body.venues, body.tags) {
+        (None, None) => None,
+        (venues, tags) => Some(Scope {
+            venues: venues.unwrap_or_default(),
+            tags: tags.unwrap_or_default(),
+        }),
+    };
+    let patch = UserPatch {
+        display_name: body.display_name,
+        role: body.role,
+        scope,
+        disabled: body.disabled,
+        password: body.password,
+    };
+    let registry = state.registry.clone();
+    let user = blocking(move || registry.update_user(id, patch))
+        .await?
+        .ok_or(ApiError::NotFound {
+            what: format!("user {id}"),
+        })?;
+    tracing::info!(user = %user.username, role = %user.role, disabled = user.disabled, "user changed");
+    Ok(Json(UserJson::from(&user)))
+}
+
+/// `DELETE /api/v1/users/{id}`: the account and its sessions go.
+pub(super) async fn delete_user(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<UserId>,
+) -> Result<StatusCode, ApiError> {
+    not_yourself(&caller, id, "delete")?;
+    let registry = state.registry.clone();
+    if !blocking(move || registry.delete_user(id)).await? {
+        return Err(ApiError::NotFound {
+            what: format!("user {id}"),
+        });
+    }
+    tracing::info!(user = %id, "user deleted");
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -416,3 +416,109 @@ impl Registry {
         Ok(())
     }
 }
+
+/// Changes to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    /// A new display name.
+    pub display_name: Option<String>,
+    /// A new role.
+    pub role: Option<Role>,
+    /// A new scope.
+    pub scope: Option<Scope>,
+    /// Disable (`true`) or enable the account. Disabling ends its sessions.
+    pub disabled: Option<bool>,
+    /// A new password (reset by an admin). It ends the user's sessions.
+    pub password: Option<String>,
+}
+
+impl Registry {
+    /// One user.
+    pub fn user(&self, id: UserId) -> Result<Option<User>, RegistryError> {
+        self.lock()
+            .query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+                [id.to_string()],
+                user_of,
+            )
+            .optional()
+            .map_err(sql("read user"))
+    }
+
+    /// Change a user (slow when it sets a password: call from a blocking thread). A new
+    /// password or disabling ends every session of the user at once.
+    pub fn update_user(&self, id: UserId, patch: UserPatch) -> Result<Option<User>, UserError> {
+        if let Some(password) = &patch.password {
+            check_password(password)?;
+        }
+        if let Some(name) = &patch.display_name
+            && (name.trim().is_empty() || name.chars().count() > 100)
+        {
+            return Err(invalid("display_name", "must be 1 to 100 characters"));
+        }
+        let hash = patch.password.as_deref().map(hash_password).transpose()?;
+        let scope_json = patch
+            .scope
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|source| RegistryError::Encode {
+                what: "a user's scope",
+                source,
+            })?;
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql("begin user update"))?;
+        let changed = tx
+            .execute(
+                "UPDATE users SET
+                     display_name = coalesce(?2, display_name),
+                     role = coalesce(?3, role),
+                     scope_json = coalesce(?4, scope_json),
+                     disabled = coalesce(?5, disabled),
+                     password_hash = coalesce(?6, password_hash)
+                 WHERE id = ?1",
+                params![
+                    id.to_string(),
+                    patch.display_name.as_deref().map(str::trim),
+                    patch.role.map(Role::as_str),
+                    scope_json,
+                    patch.disabled.map(i64::from),
+                    hash
+                ],
+            )
+            .map_err(sql("update user"))?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        if patch.password.is_some() || patch.disabled == Some(true) || patch.role.is_some() {
+            tx.execute("DELETE FROM sessions WHERE user_id = ?1", [id.to_string()])
+                .map_err(sql("end the user's sessions"))?;
+        }
+        let user = tx
+            .query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+                [id.to_string()],
+                user_of,
+            )
+            .map_err(sql("read user"))?;
+        tx.commit().map_err(sql("commit user update"))?;
+        Ok(Some(user))
+    }
+
+    /// Delete a user and their sessions; whether there was one.
+    pub fn delete_user(&self, id: UserId) -> Result<bool, RegistryError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql("begin user deletion"))?;
+        tx.execute("DELETE FROM sessions WHERE user_id = ?1", [id.to_string()])
+            .map_err(sql("end the user's sessions"))?;
+        let deleted = tx
+            .execute("DELETE FROM users WHERE id = ?1", [id.to_string()])
+            .map_err(sql("delete user"))?;
+        tx.commit().map_err(sql("commit user deletion"))?;
+        Ok(deleted > 0)
+    }
+}

@@ -297,3 +297,113 @@ async fn other_roles_are_kept_off_admin_routes_and_users_are_checked_field_by_fi
     let users = listed.json()["users"].as_array().unwrap().clone();
     assert_eq!(users.len(), 1, "nothing half-made: {users:?}");
 }
+
+#[tokio::test]
+async fn disabling_resetting_and_deleting_a_user_take_effect_on_the_next_request() {
+    let init = Initialised::new();
+    let app = app(init.state());
+    let token = init.token();
+    let made = create_user(
+        &app,
+        &token,
+        json!({"username": "ada", "role": "admin", "password": PASSWORD}),
+    )
+    .await;
+    let ada = made.json()["id"].as_str().unwrap().to_owned();
+    let made = create_user(
+        &app,
+        &token,
+        json!({"username": "vic", "role": "viewer", "tags": ["region:north"], "password": PASSWORD}),
+    )
+    .await;
+    let vic = made.json()["id"].as_str().unwrap().to_owned();
+    let signed = login(&app, "ada", PASSWORD).await;
+    let (ada_cookie, ada_csrf) = (
+        session_cookie(&signed),
+        signed.json()["csrf_token"].as_str().unwrap().to_owned(),
+    );
+    let admin = |method: &'static str, uri: String, body: Option<serde_json::Value>| {
+        let (cookie, csrf) = (ada_cookie.clone(), ada_csrf.clone());
+        let body = body.map(|b| b.to_string());
+        with_session(method, &uri, &cookie, Some(&csrf), body.as_deref())
+    };
+    let vic_session = session_cookie(&login(&app, "vic", PASSWORD).await);
+    let vic_me = || with_session("GET", "/api/v1/auth/me", &vic_session, None, None);
+    assert_eq!(call(&app, vic_me()).await.status, StatusCode::OK);
+
+    // Disabled: the live session stops at once, and signing in fails like a wrong password.
+    let patched = call(
+        &app,
+        admin(
+            "PATCH",
+            format!("/api/v1/users/{vic}"),
+            Some(json!({"disabled": true})),
+        ),
+    )
+    .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
+    assert_eq!(patched.json()["disabled"], true);
+    assert_eq!(call(&app, vic_me()).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login(&app, "vic", PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Enabled again with a new password: only the new one opens a session.
+    let reset = call(
+        &app,
+        admin(
+            "PATCH",
+            format!("/api/v1/users/{vic}"),
+            Some(json!({"disabled": false, "password": "a brand new password"})),
+        ),
+    )
+    .await;
+    assert_eq!(reset.status, StatusCode::OK, "{}", reset.text());
+    assert_eq!(
+        login(&app, "vic", PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(&app, "vic", "a brand new password").await.status,
+        StatusCode::OK
+    );
+    let short = call(
+        &app,
+        admin(
+            "PATCH",
+            format!("/api/v1/users/{vic}"),
+            Some(json!({"password": "short"})),
+        ),
+    )
+    .await;
+    assert_eq!(short.status, StatusCode::BAD_REQUEST);
+    assert!(short.error().contains("password"));
+
+    // An admin cannot lock themselves out.
+    for body in [
+        json!({"disabled": true}),
+        json!({"role": "viewer", "tags": ["x"]}),
+    ] {
+        let refused = call(
+            &app,
+            admin("PATCH", format!("/api/v1/users/{ada}"), Some(body)),
+        )
+        .await;
+        assert_eq!(refused.status, StatusCode::CONFLICT);
+    }
+    let refused = call(&app, admin("DELETE", format!("/api/v1/users/{ada}"), None)).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+
+    // Deleted: gone from the list, cannot sign in.
+    let deleted = call(&app, admin("DELETE", format!("/api/v1/users/{vic}"), None)).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let again = call(&app, admin("DELETE", format!("/api/v1/users/{vic}"), None)).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        login(&app, "vic", "a brand new password").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let listed = call(&app, request("GET", "/api/v1/users", Some(&token), None)).await;
+    assert_eq!(listed.json()["users"].as_array().unwrap().len(), 1);
+}

@@ -29,6 +29,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("DELETE", "/api/v1/venues/{id}/kiosk-codes/{code}", "AT"),
     ("GET", "/api/v1/users", "A"),
     ("POST", "/api/v1/users", "A"),
+    ("PATCH", "/api/v1/users/{id}", "A"),
+    ("DELETE", "/api/v1/users/{id}", "A"),
     ("GET", "/api/v1/hubs", "ATSV"),
     ("GET", "/api/v1/hubs/{id}", "ATSV"),
     ("POST", "/api/v1/hubs/{id}/revoke", "AT"),
