@@ -17,6 +17,8 @@
 //! | GET    | `/api/v1/auth/me`                      | user  | 200 `{kind, user, role}`     |
 //! | GET/POST | `/api/v1/users`                      | user_manage | 200 `{"users": [...]}` / 201 user |
 //! | PATCH/DELETE | `/api/v1/users/{id}`             | user_manage | 200 user (role, scope, `disabled`, password reset) / 204 |
+//! | GET/POST | `/api/v1/tokens`                     | token_manage | 200 `{"tokens": [...]}` (yours) / 201 `{"token", "id", …}` shown once |
+//! | DELETE | `/api/v1/tokens/{id}`                  | token_manage | 204 (revoked) |
 //! | GET    | `/api/v1/hubs[?venue=<id>]`            | health_read | 200 `{"hubs": [...]}` (those in reach) |
 //! | GET    | `/api/v1/hubs/{id}`                    | health_read | 200 hub                |
 //! | POST   | `/api/v1/hubs/{id}/revoke`             | hub_revoke | 200 hub (revoking twice keeps the first time) |
@@ -44,6 +46,7 @@ mod auth;
 mod error;
 mod hubs;
 mod kiosk_codes;
+mod tokens;
 mod users;
 mod venues;
 
@@ -57,6 +60,7 @@ pub use hubs::{HubJson, HubList};
 use hubs::{get_hub, list_hubs, revoke_hub};
 pub use kiosk_codes::{CreateKioskCodeRequest, KioskCodeJson, KioskCodeList, KioskGrantJson};
 use kiosk_codes::{delete_kiosk_code, get_kiosk_codes, post_kiosk_code};
+pub use tokens::{CreateTokenRequest, CreatedToken, TokenJson, TokenList};
 pub use users::{CreateUserRequest, UpdateUserRequest, UserList};
 pub use venues::{
     CreateEnrollmentCodeRequest, CreateVenueRequest, EnrollmentCodeJson, UpdateVenueRequest,
@@ -152,6 +156,20 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
             &["PATCH", "DELETE"],
             act(Action::UserManage),
             patch(users::patch_user).delete(users::delete_user),
+        )
+        .route(
+            g,
+            "/api/v1/tokens",
+            &["GET", "POST"],
+            act(Action::TokenManage),
+            get(tokens::list_tokens).post(tokens::post_token),
+        )
+        .route(
+            g,
+            "/api/v1/tokens/{id}",
+            &["DELETE"],
+            act(Action::TokenManage),
+            delete(tokens::delete_token),
         )
         .route(
             g,

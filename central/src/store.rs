@@ -114,6 +114,22 @@ const MIGRATIONS: &[&str] = &[
 
     ALTER TABLE venues ADD COLUMN tags_json TEXT NOT NULL DEFAULT '[]';
     ",
+    // 3: API tokens for automation, each with a role and scope no wider than its maker's.
+    "
+    CREATE TABLE api_tokens (
+        id             TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 26),
+        token_hash     BLOB NOT NULL UNIQUE CHECK (length(token_hash) = 32),
+        name           TEXT NOT NULL,
+        owner_user_id  TEXT,
+        role           TEXT NOT NULL,
+        scope_json     TEXT NOT NULL,
+        created_at     INTEGER NOT NULL,
+        expires_at     INTEGER NOT NULL,
+        last_used_at   INTEGER,
+        revoked_at     INTEGER
+    ) STRICT;
+    CREATE INDEX api_tokens_by_owner ON api_tokens(owner_user_id);
+    ",
 ];
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -328,8 +344,10 @@ impl fmt::Debug for AdminToken {
     }
 }
 
+mod tokens;
 mod users;
 
+pub use tokens::{ApiToken, MAX_TOKEN_DAYS, NewApiToken, TOKEN_PREFIX};
 pub use users::{
     ARGON2_MEMORY_KIB, ARGON2_PASSES, MAX_PASSWORD_BYTES, MAX_USERNAME_CHARS, MIN_PASSWORD_CHARS,
     NewUser, SESSION_IDLE, SESSION_MAX, Session, User, UserError, UserPatch, check_password,

@@ -42,6 +42,8 @@ pub enum Caller {
     AdminToken,
     /// A signed-in user.
     User(User),
+    /// An API token (`tlt1-…`), acting with its own role and scope.
+    Token(crate::store::ApiToken),
 }
 
 impl Caller {
@@ -53,6 +55,7 @@ impl Caller {
                 scope: Scope::default(),
             },
             Caller::User(user) => user.principal(),
+            Caller::Token(token) => token.principal.clone(),
         }
     }
 }
@@ -189,13 +192,31 @@ pub(super) async fn authenticate(
     }
     let caller = if let Some(token) = bearer_token(req.headers()) {
         let token = token.to_owned();
+        let kind = if token.starts_with(crate::store::TOKEN_PREFIX) {
+            "api_token"
+        } else {
+            "admin_token"
+        };
         let registry = state.registry.clone();
-        if !blocking(move || registry.check_admin_token(&token)).await? {
-            throttle.fail(ip, "admin_token");
+        let now = state.now();
+        let found = blocking(move || {
+            if token.starts_with(crate::store::TOKEN_PREFIX) {
+                Ok::<_, crate::store::RegistryError>(
+                    registry.check_api_token(&token, now)?.map(Caller::Token),
+                )
+            } else {
+                Ok(registry
+                    .check_admin_token(&token)?
+                    .then_some(Caller::AdminToken))
+            }
+        })
+        .await?;
+        let Some(caller) = found else {
+            throttle.fail(ip, kind);
             return Err(ApiError::Unauthorized);
-        }
+        };
         throttle.succeed(ip);
-        Caller::AdminToken
+        caller
     } else if let Some(secret) = cookie(req.headers(), SESSION_COOKIE) {
         let secret = secret.to_owned();
         let csrf = req
@@ -363,7 +384,7 @@ pub(super) async fn logout(
 /// `GET /api/v1/auth/me` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MeResponse {
-    /// `user` or `admin_token`.
+    /// `user`, `token` or `admin_token`.
     pub kind: String,
     /// The user, when signed in as one.
     pub user: Option<UserJson>,
@@ -374,6 +395,11 @@ pub struct MeResponse {
 /// `GET /api/v1/auth/me`.
 pub(super) async fn me(Extension(caller): Extension<Caller>) -> Json<MeResponse> {
     Json(match &caller {
+        Caller::Token(token) => MeResponse {
+            kind: "token".into(),
+            user: None,
+            role: token.principal.role,
+        },
         Caller::AdminToken => MeResponse {
             kind: "admin_token".into(),
             user: None,

@@ -27,8 +27,8 @@ use super::BODY_LIMIT;
 pub enum ApiError {
     /// 401: no `Authorization: Bearer` header, or a token that is unknown or revoked.
     #[error(
-        "missing or wrong admin token: send `Authorization: Bearer <token>` with the token \
-         `taplink-central init` wrote to <data dir>/admin-token"
+        "missing or wrong token: send `Authorization: Bearer <token>` with an API token, or the \
+         admin token `taplink-central init` wrote to <data dir>/admin-token"
     )]
     Unauthorized,
     /// 401: a route for signed-in people, asked without a live session or token.

@@ -515,6 +515,12 @@ impl Registry {
             .map_err(sql("begin user deletion"))?;
         tx.execute("DELETE FROM sessions WHERE user_id = ?1", [id.to_string()])
             .map_err(sql("end the user's sessions"))?;
+        // Their API tokens die with the account.
+        tx.execute(
+            "DELETE FROM api_tokens WHERE owner_user_id = ?1",
+            [id.to_string()],
+        )
+        .map_err(sql("delete the user's tokens"))?;
         let deleted = tx
             .execute("DELETE FROM users WHERE id = ?1", [id.to_string()])
             .map_err(sql("delete user"))?;

@@ -407,3 +407,136 @@ async fn disabling_resetting_and_deleting_a_user_take_effect_on_the_next_request
     let listed = call(&app, request("GET", "/api/v1/users", Some(&token), None)).await;
     assert_eq!(listed.json()["users"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn api_tokens_act_within_their_makers_reach_and_stop_when_revoked() {
+    let init = Initialised::new();
+    let state = init.state();
+    let app = app(state.clone());
+    let token = init.token();
+    let ours = state
+        .registry
+        .create_venue("Ours", "UTC", crate::support::now())
+        .unwrap()
+        .id;
+    let theirs = state
+        .registry
+        .create_venue("Theirs", "UTC", crate::support::now())
+        .unwrap()
+        .id;
+    create_user(
+        &app,
+        &token,
+        json!({"username": "sue", "role": "store_staff", "venues": [ours.to_string()], "password": PASSWORD}),
+    )
+    .await;
+    let signed = login(&app, "sue", PASSWORD).await;
+    let (cookie, csrf) = (
+        session_cookie(&signed),
+        signed.json()["csrf_token"].as_str().unwrap().to_owned(),
+    );
+    let make = |body: serde_json::Value| {
+        with_session(
+            "POST",
+            "/api/v1/tokens",
+            &cookie,
+            Some(&csrf),
+            Some(&body.to_string()),
+        )
+    };
+    // Wider than the maker: refused, naming what is wrong.
+    let wider = call(
+        &app,
+        make(json!({"name": "ci", "venues": [ours.to_string(), theirs.to_string()]})),
+    )
+    .await;
+    assert_eq!(wider.status, StatusCode::FORBIDDEN);
+    assert!(wider.error().contains("venues"), "{}", wider.error());
+    let higher = call(&app, make(json!({"name": "ci", "role": "technician"}))).await;
+    assert_eq!(higher.status, StatusCode::FORBIDDEN);
+    assert!(higher.error().contains("role"), "{}", higher.error());
+    let bad_days = call(&app, make(json!({"name": "ci", "expires_in_days": 9999}))).await;
+    assert_eq!(bad_days.status, StatusCode::BAD_REQUEST);
+    assert!(bad_days.error().contains("expires_in_days"));
+
+    // Within: shown once, then works as a bearer token with the maker's reach.
+    let made = call(
+        &app,
+        make(json!({"name": "signage script", "role": "viewer"})),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+    let api_token = made.json()["token"].as_str().unwrap().to_owned();
+    assert!(api_token.starts_with("tlt1-"));
+    let id = made.json()["id"].as_str().unwrap().to_owned();
+    let venues = call(
+        &app,
+        request("GET", "/api/v1/venues", Some(&api_token), None),
+    )
+    .await;
+    assert_eq!(venues.status, StatusCode::OK, "{}", venues.text());
+    let names: Vec<String> = venues.json()["venues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["Ours"]);
+    let me = call(
+        &app,
+        request("GET", "/api/v1/auth/me", Some(&api_token), None),
+    )
+    .await;
+    assert_eq!(me.json()["kind"], "token");
+    assert_eq!(me.json()["role"], "viewer");
+    // A viewer token cannot write, even where its maker could.
+    let write = call(
+        &app,
+        request(
+            "POST",
+            &format!("/api/v1/venues/{ours}/kiosk-codes"),
+            Some(&api_token),
+            Some(r#"{"name":"x"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(write.status, StatusCode::FORBIDDEN);
+
+    // Listed without the token itself, with its last use; revoked, it stops at once.
+    let listed = call(
+        &app,
+        with_session("GET", "/api/v1/tokens", &cookie, None, None),
+    )
+    .await;
+    assert!(!listed.text().contains(&api_token));
+    assert!(listed.json()["tokens"][0]["last_used_at"].is_string());
+    let other = call(
+        &app,
+        request(
+            "DELETE",
+            "/api/v1/tokens/aaaaaaaaaaaaaaaaaaaaaaaaaa",
+            Some(&token),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+    let revoked = call(
+        &app,
+        with_session(
+            "DELETE",
+            &format!("/api/v1/tokens/{id}"),
+            &cookie,
+            Some(&csrf),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    let after = call(
+        &app,
+        request("GET", "/api/v1/venues", Some(&api_token), None),
+    )
+    .await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+}
