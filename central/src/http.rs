@@ -8,6 +8,8 @@
 //! | GET    | `/api/v1/venues`                       | venue_read | 200 `{"venues": [...]}` (those in reach) |
 //! | GET    | `/api/v1/venues/{id}`                  | venue_read | 200 venue                    |
 //! | PATCH  | `/api/v1/venues/{id}`                  | venue_edit | 200 venue (`{tags}` in)      |
+//! | GET    | `/api/v1/venues/{id}/document`         | venue_read | 200 the venue document |
+//! | POST   | `/api/v1/venues/{id}/ops`              | content_write (+ each op's own) | 200 (one `VenueCommand` or an array, all or nothing; 422 names the refused one) |
 //! | POST   | `/api/v1/venues/{id}/enrollment-codes` | hub_enroll | 201 `{code, venue_id, expires_at, central_fingerprint}` (optional `{ttl}` in, e.g. `"2h"`) |
 //! | POST   | `/api/v1/venues/{id}/kiosk-codes`      | kiosk_code_manage | 201 `{id, venue_id, code, name, group, playlist, expires_at}` (`{name, expires_in_hours?, group?, playlist?}` in) |
 //! | GET    | `/api/v1/venues/{id}/kiosk-codes`      | kiosk_code_manage | 200 `{"kiosk_codes": [...]}` (never the codes) |
@@ -43,6 +45,7 @@ use taplink_sync_proto::authz::Action;
 use crate::state::AppState;
 
 mod auth;
+mod content;
 mod error;
 mod hubs;
 mod kiosk_codes;
@@ -106,6 +109,20 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
             &["PATCH"],
             act(Action::VenueEdit),
             patch(venues::patch_venue),
+        )
+        .route(
+            g,
+            "/api/v1/venues/{id}/document",
+            &["GET"],
+            act(Action::VenueRead),
+            get(content::get_document),
+        )
+        .route(
+            g,
+            "/api/v1/venues/{id}/ops",
+            &["POST"],
+            act(Action::ContentWrite),
+            post(content::post_ops),
         )
         .route(
             g,

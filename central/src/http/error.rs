@@ -111,6 +111,12 @@ pub enum ApiError {
         /// What conflicts.
         message: String,
     },
+    /// 422: an operation was refused by the document's rules; nothing was applied.
+    #[error("{message}")]
+    Unprocessable {
+        /// Which operation and why.
+        message: String,
+    },
     /// 503: the registry cannot be used right now.
     #[error("central is unavailable: {reason}")]
     Unavailable {
@@ -149,6 +155,7 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

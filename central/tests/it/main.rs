@@ -7,6 +7,7 @@
 
 mod auth;
 mod cli;
+mod content;
 mod http;
 mod rbac;
 mod registry;

@@ -23,6 +23,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/venues", "A"),
     ("GET", "/api/v1/venues/{id}", "ATSV"),
     ("PATCH", "/api/v1/venues/{id}", "A"),
+    ("GET", "/api/v1/venues/{id}/document", "ATSV"),
+    ("POST", "/api/v1/venues/{id}/ops", "AS"),
     ("POST", "/api/v1/venues/{id}/enrollment-codes", "AT"),
     ("GET", "/api/v1/venues/{id}/kiosk-codes", "AT"),
     ("POST", "/api/v1/venues/{id}/kiosk-codes", "AT"),

@@ -164,6 +164,32 @@ pub enum VenueCommand {
 }
 
 impl VenueCommand {
+    /// What a person needs their role to allow to take this operation
+    /// ([`crate::authz::authorize`]).
+    pub fn action(&self) -> crate::authz::Action {
+        use crate::authz::Action;
+        use VenueCommand as C;
+        match self {
+            C::RenameVenue { .. } | C::SetTimezone { .. } => Action::VenueEdit,
+            C::AddKiosk { .. } | C::RemoveKiosk { .. } => Action::PairingManage,
+            C::RenameKiosk { .. } | C::SetKioskGroup { .. } | C::SetOrientation { .. } => {
+                Action::KioskEdit
+            }
+            C::AddMedia { .. } | C::RemoveMedia { .. } => Action::MediaWrite,
+            C::SetDefaultPlaylist { .. }
+            | C::AssignPlaylist { .. }
+            | C::AssignGroupPlaylist { .. }
+            | C::CreatePlaylist { .. }
+            | C::RenamePlaylist { .. }
+            | C::RemovePlaylist { .. }
+            | C::InsertItem { .. }
+            | C::MoveItem { .. }
+            | C::SetItemDuration { .. }
+            | C::SetItemWindow { .. }
+            | C::RemoveItem { .. } => Action::ContentWrite,
+        }
+    }
+
     /// Apply the operation (uncommitted; the caller commits and persists).
     pub fn apply(&self, doc: &mut AutoCommit) -> Result<(), DocOpError> {
         use VenueCommand as C;
