@@ -12,6 +12,7 @@
 )]
 
 mod bench;
+mod central_ops;
 mod demo;
 mod hub_avahi;
 mod hub_crash;
