@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod flood;
 pub mod hub_rig;
 pub mod load;
+pub mod login;
 pub mod manifest;
 pub mod memory;
 pub mod procs;
@@ -49,6 +50,8 @@ pub enum Bench {
     Discovery(discovery::Args),
     /// The hub under a flood of idle and slow connections and a guessing run.
     Flood(flood::Args),
+    /// What a sign-in at central costs (argon2id), and one permission check.
+    Login(login::Args),
 }
 
 /// The `q` quantile (0..=1) of `sorted` latencies (zero when there are none).
@@ -73,6 +76,9 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
         Bench::Screen(args) => screen::run(&args).await?.table(),
         Bench::Discovery(args) => discovery::run(&args).await?.table(),
         Bench::Flood(args) => flood::run(&args).await?.table(),
+        Bench::Login(args) => tokio::task::spawn_blocking(move || login::run(&args))
+            .await??
+            .table(),
     };
     println!("{table}");
     Ok(())

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use taplink_simulations::bench::{blob, reconnect, reconverge, warm};
+use taplink_simulations::bench::{blob, login, reconnect, reconverge, warm};
 
 #[test]
 fn reconverge_sends_the_offline_edits_not_the_history() {
@@ -79,4 +79,21 @@ async fn blob_bench_moves_the_blob_both_ways() {
     assert_eq!((report.tcp.len(), report.quic.len()), (1, 1));
     assert_eq!(report.size, 2 * 1024 * 1024);
     assert!(report.ratio() > 0.0);
+}
+
+#[test]
+fn login_bench_times_every_sign_in_and_the_permission_check() {
+    let report = login::run(&login::Args {
+        logins: 3,
+        checks: 1_000,
+    })
+    .unwrap();
+    assert_eq!(report.logins.len(), 3);
+    assert!(report.logins.windows(2).all(|w| w[0] <= w[1]), "sorted");
+    assert!(report.logins[0] > Duration::ZERO);
+    let table = report.table().to_string();
+    assert!(
+        table.contains("sign-in") && table.contains("authorize"),
+        "{table}"
+    );
 }
