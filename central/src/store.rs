@@ -349,9 +349,9 @@ mod users;
 
 pub use tokens::{ApiToken, MAX_TOKEN_DAYS, NewApiToken, TOKEN_PREFIX};
 pub use users::{
-    ARGON2_MEMORY_KIB, ARGON2_PASSES, MAX_PASSWORD_BYTES, MAX_USERNAME_CHARS, MIN_PASSWORD_CHARS,
-    NewUser, SESSION_IDLE, SESSION_MAX, Session, User, UserError, UserPatch, check_password,
-    hash_password,
+    ARGON2_CONCURRENCY, ARGON2_MEMORY_KIB, ARGON2_PASSES, MAX_PASSWORD_BYTES, MAX_USERNAME_CHARS,
+    MIN_PASSWORD_CHARS, NewUser, SESSION_IDLE, SESSION_MAX, Session, User, UserError, UserPatch,
+    check_password, hash_password,
 };
 
 /// Central's registry database. Cheap to share behind an `Arc`; every method blocks on

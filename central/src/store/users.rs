@@ -2,9 +2,9 @@
 //! sign-in sessions (a random secret in the cookie and a CSRF token, both stored only as
 //! BLAKE3 hashes).
 //!
-//! Passwords are hashed with argon2id, m = 19 MiB, t = 2, p = 1 (OWASP's floor; see
-//! docs/security.md for what a login costs here and on a Pi-class CPU). Hashing is slow on
-//! purpose: call these methods from a blocking thread.
+//! Passwords are hashed with argon2id, m = 19 MiB, t = 6, p = 1 (OWASP's floor is t = 2;
+//! see docs/performance.md for what a sign-in costs). Hashing is slow on purpose: call
+//! these methods from a blocking thread. At most [`ARGON2_CONCURRENCY`] run at once.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -18,8 +18,12 @@ use crate::timefmt::{from_unix_ms, to_unix_ms};
 
 /// argon2id memory cost in KiB (19 MiB).
 pub const ARGON2_MEMORY_KIB: u32 = 19 * 1024;
-/// argon2id passes.
-pub const ARGON2_PASSES: u32 = 2;
+/// argon2id passes: 6 at 19 MiB makes a sign-in take 60–65 ms on this machine
+/// (`taplink-sim bench login`; OWASP's floor is 2), a deliberate cost for a guesser.
+pub const ARGON2_PASSES: u32 = 6;
+/// argon2 computations at once: each takes 19 MiB and a core for tens of milliseconds, so
+/// a flood of sign-ins from many addresses queues here instead of exhausting memory.
+pub const ARGON2_CONCURRENCY: usize = 4;
 /// Shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 10;
 /// Longest password accepted (argon2 takes any length; this bounds the work per request).
@@ -119,6 +123,39 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> UserError {
     }
 }
 
+/// Waits for one of the [`ARGON2_CONCURRENCY`] argon2 slots; the slot is freed on drop.
+struct Argon2Slot;
+
+static ARGON2_SLOTS: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+impl Argon2Slot {
+    fn take() -> Argon2Slot {
+        let (busy, freed) = &ARGON2_SLOTS;
+        let mut busy = busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *busy >= ARGON2_CONCURRENCY {
+            busy = freed
+                .wait(busy)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *busy += 1;
+        Argon2Slot
+    }
+}
+
+impl Drop for Argon2Slot {
+    fn drop(&mut self) {
+        let (busy, freed) = &ARGON2_SLOTS;
+        let mut busy = busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *busy = busy.saturating_sub(1);
+        freed.notify_one();
+    }
+}
+
 fn argon2() -> Argon2<'static> {
     // The parameters are constants inside argon2's accepted ranges.
     let params = Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, 1, None)
@@ -132,6 +169,7 @@ pub fn hash_password(password: &str) -> Result<String, UserError> {
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
     let salt = SaltString::encode_b64(&salt)
         .map_err(|e| invalid("password", format!("cannot be salted: {e}")))?;
+    let _slot = Argon2Slot::take();
     argon2()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -140,6 +178,7 @@ pub fn hash_password(password: &str) -> Result<String, UserError> {
 
 /// Whether `password` matches the PHC string `hash` (constant time in the password).
 fn verify_password(password: &str, hash: &str) -> bool {
+    let _slot = Argon2Slot::take();
     PasswordHash::new(hash).is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
 }
 

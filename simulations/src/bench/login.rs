@@ -2,7 +2,7 @@
 //! price of a login by design — and what one permission check costs.
 //!
 //! A registry in a temporary directory with one user; `--logins` sign-ins in a row
-//! (`Registry::sign_in`: the user's row, argon2id verification at m = 19 MiB, t = 2, p = 1,
+//! (`Registry::sign_in`: the user's row, argon2id verification at m = 19 MiB, t = 6, p = 1,
 //! a session written), each timed; then `--checks` calls of `authz::authorize` for a
 //! technician scoped to 50 venues and a tag, over every action.
 
@@ -93,7 +93,7 @@ impl Report {
     pub fn table(&self) -> Table {
         let mut t = Table::new("bench login: a sign-in at central, and one permission check");
         t.note(format!(
-            "{} sign-ins in a row (argon2id m = 19 MiB, t = 2, p = 1, and the session written)",
+            "{} sign-ins in a row (argon2id m = 19 MiB, t = 6, p = 1, and the session written)",
             self.logins.len()
         ));
         let p50 = quantile(&self.logins, 0.5);
