@@ -3,39 +3,14 @@
 //! closed to other roles.
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{StatusCode, header};
 use serde_json::json;
 use taplink_central::http::app;
 use taplink_sync_io::web::guard::FREE_FAILURES;
 
-use crate::support::{Answer, Initialised, call, request};
+use crate::support::{Answer, Initialised, call, request, with_session};
 
 const PASSWORD: &str = "correct horse battery";
-
-/// A request carrying the session cookie and, if given, a CSRF token.
-fn with_session(
-    method: &str,
-    uri: &str,
-    cookie: &str,
-    csrf: Option<&str>,
-    json: Option<&str>,
-) -> Request<Body> {
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::COOKIE, cookie);
-    if let Some(csrf) = csrf {
-        builder = builder.header("X-CSRF-Token", csrf);
-    }
-    match json {
-        Some(body) => builder
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_owned()))
-            .unwrap(),
-        None => builder.body(Body::empty()).unwrap(),
-    }
-}
 
 async fn create_user(app: &Router, token: &str, body: serde_json::Value) -> Answer {
     call(

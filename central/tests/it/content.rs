@@ -6,7 +6,7 @@ use serde_json::json;
 use taplink_central::http::app;
 use taplink_sync_proto::ids::{KioskId, PlaylistId};
 
-use crate::support::{Initialised, call, now, request};
+use crate::support::{Initialised, call, now, request, user_session, with_session};
 
 #[tokio::test]
 async fn operations_apply_all_or_nothing_and_each_needs_its_own_permission() {
@@ -86,39 +86,9 @@ async fn operations_apply_all_or_nothing_and_each_needs_its_own_permission() {
 
     // Store staff of the venue change content and kiosk names, not the venue's settings.
     let body = json!({"username": "sue", "role": "store_staff", "venues": [venue.to_string()], "password": "correct horse battery"});
-    call(
-        &app,
-        request(
-            "POST",
-            "/api/v1/users",
-            Some(&token),
-            Some(&body.to_string()),
-        ),
-    )
-    .await;
-    let login = json!({"username": "sue", "password": "correct horse battery"}).to_string();
-    let signed = call(
-        &app,
-        request("POST", "/api/v1/auth/login", None, Some(&login)),
-    )
-    .await;
-    let cookie = signed.headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let csrf = signed.json()["csrf_token"].as_str().unwrap().to_owned();
+    let (cookie, csrf) = user_session(&app, &token, body).await;
     let as_sue = |body: serde_json::Value| {
-        axum::http::Request::builder()
-            .method("POST")
-            .uri(&ops)
-            .header("cookie", &cookie)
-            .header("x-csrf-token", &csrf)
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from(body.to_string()))
-            .unwrap()
+        with_session("POST", &ops, &cookie, Some(&csrf), Some(&body.to_string()))
     };
     let ok = call(
         &app,

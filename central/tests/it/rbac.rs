@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::TimeDelta;
@@ -14,7 +13,7 @@ use taplink_sync_io::web::access::Access;
 use taplink_sync_proto::clock::ManualClock;
 use taplink_sync_proto::ids::{HubId, VenueId};
 
-use crate::support::{Initialised, call, cert_of, now, request};
+use crate::support::{Initialised, call, cert_of, now, user_session};
 
 /// Who may use each route in a venue of their scope: `A`dmin, `T`echnician, `S`tore staff,
 /// `V`iewer. Out of scope only admins may; anonymous callers never.
@@ -74,48 +73,6 @@ impl Caller {
     }
 }
 
-async fn sign_in(
-    app: &Router,
-    token: &str,
-    username: &str,
-    role: &str,
-    scope: serde_json::Value,
-) -> (String, String) {
-    let mut body = json!({"username": username, "role": role, "password": PASSWORD});
-    body.as_object_mut()
-        .unwrap()
-        .extend(scope.as_object().unwrap().clone());
-    let made = call(
-        app,
-        request(
-            "POST",
-            "/api/v1/users",
-            Some(token),
-            Some(&body.to_string()),
-        ),
-    )
-    .await;
-    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
-    let login = json!({"username": username, "password": PASSWORD}).to_string();
-    let signed = call(
-        app,
-        request("POST", "/api/v1/auth/login", None, Some(&login)),
-    )
-    .await;
-    assert_eq!(signed.status, StatusCode::OK, "{}", signed.text());
-    let cookie = signed.headers[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    (
-        cookie,
-        signed.json()["csrf_token"].as_str().unwrap().to_owned(),
-    )
-}
-
 #[tokio::test]
 async fn every_route_every_role_every_scope_as_the_matrix_says() {
     let init = Initialised::new();
@@ -163,7 +120,11 @@ async fn every_route_every_role_every_scope_as_the_matrix_says() {
         ('S', "sue", "store_staff"),
         ('V', "vic", "viewer"),
     ] {
-        let (cookie, csrf) = sign_in(&app, &token, name, role, scope.clone()).await;
+        let mut body = json!({"username": name, "role": role, "password": PASSWORD});
+        body.as_object_mut()
+            .unwrap()
+            .extend(scope.as_object().unwrap().clone());
+        let (cookie, csrf) = user_session(&app, &token, body).await;
         callers.push(Caller {
             letter,
             cookie: Some(cookie),

@@ -137,3 +137,63 @@ pub(crate) async fn call(app: &Router, req: Request<Body>) -> Answer {
         body,
     }
 }
+
+/// A request carrying the session cookie and, if given, a CSRF token.
+pub(crate) fn with_session(
+    method: &str,
+    uri: &str,
+    cookie: &str,
+    csrf: Option<&str>,
+    json: Option<&str>,
+) -> Request<Body> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::COOKIE, cookie);
+    if let Some(csrf) = csrf {
+        builder = builder.header("X-CSRF-Token", csrf);
+    }
+    match json {
+        Some(body) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    }
+}
+
+/// Make a user as the admin (`body` has at least `username`, `role` and `password`), sign
+/// them in, and return the session's cookie (`name=value`) and CSRF token.
+pub(crate) async fn user_session(
+    app: &Router,
+    admin_token: &str,
+    body: serde_json::Value,
+) -> (String, String) {
+    let made = call(
+        app,
+        request(
+            "POST",
+            "/api/v1/users",
+            Some(admin_token),
+            Some(&body.to_string()),
+        ),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+    let login = serde_json::json!({"username": body["username"], "password": body["password"]});
+    let signed = call(
+        app,
+        request("POST", "/api/v1/auth/login", None, Some(&login.to_string())),
+    )
+    .await;
+    assert_eq!(signed.status, StatusCode::OK, "{}", signed.text());
+    let cookie = signed.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = signed.json()["csrf_token"].as_str().unwrap().to_owned();
+    (cookie, csrf)
+}
