@@ -224,10 +224,6 @@ impl Gate<AppState> for CentralGate {
             // path is a 404 rather than a 401.
             // The handler checks the guessing throttle and counts each failure itself.
             Access::Secret => route,
-            Access::Admin => route.route_layer(middleware::from_fn_with_state(
-                (self.0.clone(), Required::Admin),
-                auth::authenticate,
-            )),
             Access::User => route.route_layer(middleware::from_fn_with_state(
                 (self.0.clone(), Required::User),
                 auth::authenticate,

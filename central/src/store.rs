@@ -321,9 +321,7 @@ impl AdminToken {
     const MAX_LEN: usize = 128;
 
     fn generate() -> AdminToken {
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        AdminToken(format!("{}{}", Self::PREFIX, BASE32_DNSSEC.encode(&bytes)))
+        AdminToken(format!("{}{}", Self::PREFIX, random_secret(32)))
     }
 
     /// The token text, to print once or write to a 0600 file.
@@ -353,6 +351,20 @@ pub use users::{
     MIN_PASSWORD_CHARS, NewUser, SESSION_IDLE, SESSION_MAX, Session, User, UserError, UserPatch,
     check_password, hash_password,
 };
+
+/// A fresh secret: `bytes` random bytes in lowercase base32 (the alphabet of Taplink ids).
+/// Admin tokens, API tokens, session cookies and CSRF tokens are made of these.
+fn random_secret(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    BASE32_DNSSEC.encode(&buf)
+}
+
+/// The BLAKE3 hash a session or API-token secret is stored and looked up as. Looking up by
+/// hash makes the comparison independent of how much of a guess matched.
+fn secret_hash(text: &str) -> [u8; 32] {
+    *blake3::hash(text.as_bytes()).as_bytes()
+}
 
 /// Central's registry database. Cheap to share behind an `Arc`; every method blocks on
 /// SQLite (call it from `spawn_blocking` in async code).

@@ -290,22 +290,16 @@ async fn staff_gate(State(s): State<Arc<HubState>>, mut req: Request, next: Next
 /// The token of an `Authorization: Bearer <token>` header; `what` names the credential in
 /// the refusal.
 pub(crate) fn bearer<'h>(headers: &'h HeaderMap, what: &str) -> Result<&'h str, ApiError> {
-    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
-        ApiError::Unauthorized(format!(
+    if !headers.contains_key(header::AUTHORIZATION) {
+        return Err(ApiError::Unauthorized(format!(
             "this endpoint needs an `Authorization: Bearer <{what}>` header"
-        ))
-    })?;
-    let malformed = || {
+        )));
+    }
+    taplink_sync_io::web::guard::bearer_token(headers).ok_or_else(|| {
         ApiError::Unauthorized(format!(
             "the Authorization header must be `Bearer <{what}>`"
         ))
-    };
-    let value = value.to_str().map_err(|_| malformed())?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or_else(malformed)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(malformed());
-    }
-    Ok(token.trim())
+    })
 }
 
 /// `GET /healthz` (public): whether the hub runs and is in touch with central; nothing

@@ -7,8 +7,8 @@
 //!   throttle.
 //! - `POST /api/v1/auth/logout` ends the session; `GET /api/v1/auth/me` says who you are.
 //!
-//! [`authenticate`] is the layer behind [`Access::Admin`](taplink_sync_io::web::access::Access)
-//! and `Access::User` routes: the bootstrap admin token (`Authorization: Bearer`), or a
+//! [`authenticate`] is the layer behind `Access::User` and `Access::Act` routes
+//! ([`Access`](taplink_sync_io::web::access::Access)): the bootstrap admin token (`Authorization: Bearer`), or a
 //! live session whose writes carry the session's CSRF token in `X-CSRF-Token`. It puts the
 //! [`Caller`] into the request for handlers, which authorize actions on venues with
 //! `taplink_sync_proto::authz::authorize`.
@@ -63,8 +63,6 @@ impl Caller {
 /// Which callers a route lets through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Required {
-    /// Admins only: the admin token or an admin's session.
-    Admin,
     /// Anyone signed in (or the admin token).
     User,
     /// Callers whose role and scope allow this action on the route's venue (the `{id}` of
@@ -168,16 +166,6 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
-pub(super) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-        .filter(|t| !t.is_empty())
-}
-
 /// The one authentication layer: see the module docs. A wrong admin token counts against
 /// the client in the guessing throttle; a client that must wait is refused unchecked.
 pub(super) async fn authenticate(
@@ -190,7 +178,7 @@ pub(super) async fn authenticate(
     if let Err(wait) = throttle.check(ip) {
         return Ok(guard::throttled_response(wait));
     }
-    let caller = if let Some(token) = bearer_token(req.headers()) {
+    let caller = if let Some(token) = guard::bearer_token(req.headers()) {
         let token = token.to_owned();
         let kind = if token.starts_with(crate::store::TOKEN_PREFIX) {
             "api_token"
@@ -238,19 +226,10 @@ pub(super) async fn authenticate(
         }
         Caller::User(user)
     } else {
-        return Err(match required {
-            Required::Admin => ApiError::Unauthorized,
-            Required::User | Required::Act(_) => ApiError::NotSignedIn,
-        });
+        return Err(ApiError::NotSignedIn);
     };
-    match required {
-        Required::Admin if caller.principal().role != Role::Admin => {
-            return Err(ApiError::Forbidden {
-                reason: "only an admin may do this".into(),
-            });
-        }
-        Required::Act(action) => check_action(&state, &caller, action, &mut req).await?,
-        _ => {}
+    if let Required::Act(action) = required {
+        check_action(&state, &caller, action, &mut req).await?;
     }
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)

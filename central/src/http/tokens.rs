@@ -176,12 +176,11 @@ pub(super) async fn list_tokens(
     let registry = state.registry.clone();
     let all = caller.principal().role == Role::Admin;
     let owner = owner_of(&caller);
-    let tokens = blocking(move || registry.list_api_tokens(if all { None } else { owner })).await?;
-    // A non-admin without an account (cannot happen: tokens have owners) sees nothing.
-    let tokens = if all || owner.is_some() {
-        tokens
-    } else {
-        Vec::new()
+    // A non-admin token made with the bootstrap admin token has no owner, and no tokens.
+    let tokens = match (all, owner) {
+        (true, _) => blocking(move || registry.list_api_tokens(None)).await?,
+        (false, Some(owner)) => blocking(move || registry.list_api_tokens(Some(owner))).await?,
+        (false, None) => Vec::new(),
     };
     Ok(Json(TokenList {
         tokens: tokens.iter().map(TokenJson::from).collect(),

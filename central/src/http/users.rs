@@ -59,15 +59,21 @@ pub(super) async fn post_user(
             ),
         });
     }
-    for venue in &body.venues {
-        let registry = state.registry.clone();
-        let id = *venue;
-        if blocking(move || registry.venue(id)).await?.is_none() {
-            return Err(ApiError::InvalidField {
-                field: "venues",
-                message: format!("venue {venue} does not exist"),
-            });
+    let (registry, venues) = (state.registry.clone(), body.venues.clone());
+    let missing = blocking(move || {
+        for venue in venues {
+            if registry.venue(venue)?.is_none() {
+                return Ok(Some(venue));
+            }
         }
+        Ok::<_, crate::store::RegistryError>(None)
+    })
+    .await?;
+    if let Some(venue) = missing {
+        return Err(ApiError::InvalidField {
+            field: "venues",
+            message: format!("venue {venue} does not exist"),
+        });
     }
     let new = NewUser {
         username: body.username,

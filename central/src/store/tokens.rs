@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension, params};
 use taplink_sync_proto::authz::{Principal, Role, Scope};
 use taplink_sync_proto::ids::UserId;
 
-use super::{Registry, RegistryError, sql};
+use super::{Registry, RegistryError, random_secret, secret_hash, sql};
 use crate::timefmt::{from_unix_ms, to_unix_ms};
 
 /// Every API token starts with this.
@@ -47,16 +47,6 @@ pub struct NewApiToken {
     pub principal: Principal,
     /// Its lifetime.
     pub lifetime: TimeDelta,
-}
-
-fn random_text(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut buf);
-    data_encoding::BASE32_DNSSEC.encode(&buf)
-}
-
-fn hash_of(token: &str) -> Vec<u8> {
-    blake3::hash(token.as_bytes()).as_bytes().to_vec()
 }
 
 const COLUMNS: &str = "id, name, owner_user_id, role, scope_json, created_at, expires_at, \
@@ -109,9 +99,9 @@ impl Registry {
                 reason: "a token's name must be 1 to 100 characters".into(),
             });
         }
-        let token = format!("{TOKEN_PREFIX}{}", random_text(32));
+        let token = format!("{TOKEN_PREFIX}{}", random_secret(32));
         let record = ApiToken {
-            id: random_text(16),
+            id: random_secret(16),
             name,
             owner: new.owner,
             principal: new.principal,
@@ -133,7 +123,7 @@ impl Registry {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     record.id,
-                    hash_of(&token),
+                    secret_hash(&token).to_vec(),
                     record.name,
                     record.owner.map(|o| o.to_string()),
                     record.principal.role.as_str(),
@@ -165,7 +155,7 @@ impl Registry {
                        AND (owner_user_id IS NULL OR EXISTS (
                             SELECT 1 FROM users u WHERE u.id = t.owner_user_id AND u.disabled = 0))"
                 ),
-                params![hash_of(text), to_unix_ms(now)],
+                params![secret_hash(text).to_vec(), to_unix_ms(now)],
                 token_of,
             )
             .optional()

@@ -13,7 +13,7 @@ use rusqlite::{OptionalExtension, params};
 use taplink_sync_proto::authz::{Principal, Role, Scope};
 use taplink_sync_proto::ids::UserId;
 
-use super::{Registry, RegistryError, sql};
+use super::{Registry, RegistryError, random_secret, secret_hash, sql};
 use crate::timefmt::{from_unix_ms, to_unix_ms};
 
 /// argon2id memory cost in KiB (19 MiB).
@@ -228,16 +228,6 @@ pub fn check_password(password: &str) -> Result<(), UserError> {
     Ok(())
 }
 
-fn random_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-    data_encoding::BASE32_DNSSEC.encode(&bytes)
-}
-
-fn hash_secret(secret: &str) -> [u8; 32] {
-    *blake3::hash(secret.as_bytes()).as_bytes()
-}
-
 const USER_COLUMNS: &str =
     "id, username, display_name, role, scope_json, disabled, created_at, last_login_at";
 
@@ -356,16 +346,16 @@ impl Registry {
         if !verify_password(password, &hash) || user.disabled {
             return Err(UserError::BadCredentials);
         }
-        let (secret, csrf_token) = (random_secret(), random_secret());
+        let (secret, csrf_token) = (random_secret(32), random_secret(32));
         let at = to_unix_ms(now);
         let conn = self.lock();
         conn.execute(
             "INSERT INTO sessions (secret_hash, user_id, csrf_hash, created_at, last_seen_at)
              VALUES (?1, ?2, ?3, ?4, ?4)",
             params![
-                hash_secret(&secret).to_vec(),
+                secret_hash(&secret).to_vec(),
                 user.id.to_string(),
-                hash_secret(&csrf_token).to_vec(),
+                secret_hash(&csrf_token).to_vec(),
                 at
             ],
         )
@@ -396,7 +386,7 @@ impl Registry {
         csrf: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Option<(User, bool)>, RegistryError> {
-        let key = hash_secret(secret).to_vec();
+        let key = secret_hash(secret).to_vec();
         let conn = self.lock();
         let found: Option<(User, Vec<u8>, i64, i64)> = conn
             .query_row(
@@ -431,16 +421,7 @@ impl Registry {
             params![at, key],
         )
         .map_err(sql("touch session"))?;
-        let csrf_ok = csrf.is_some_and(|c| {
-            // Both sides are hashes of the same length: compare without an early exit.
-            let given = hash_secret(c);
-            given.len() == csrf_hash.len()
-                && given
-                    .iter()
-                    .zip(&csrf_hash)
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        });
+        let csrf_ok = csrf.is_some_and(|c| secret_hash(c)[..] == csrf_hash[..]);
         Ok(Some((user, csrf_ok)))
     }
 
@@ -449,7 +430,7 @@ impl Registry {
         self.lock()
             .execute(
                 "DELETE FROM sessions WHERE secret_hash = ?1",
-                [hash_secret(secret).to_vec()],
+                [secret_hash(secret).to_vec()],
             )
             .map_err(sql("end session"))?;
         Ok(())

@@ -197,6 +197,7 @@ pub async fn drive(
     let mut liveness = tokio::time::interval(LIVENESS_CHECK);
     liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = (conn.stats().udp_rx.datagrams, now());
+    let mut recheck = true;
     let started = now();
     let mut ever_synced = false;
     let mut frames_in = 0u64;
@@ -232,49 +233,53 @@ pub async fn drive(
                 return DriverEnd::Failed(e.to_string());
             }
         }
-        let heads = docs.with_locked(&doc_ids, |locked| {
-            let synced = doc_ids.iter().all(|d| session.is_synced(*d, locked));
-            synced.then(|| {
-                doc_ids
-                    .iter()
-                    .filter_map(|d| {
-                        locked
-                            .doc_mut(*d)
-                            .map(|am| (*d, am.get_heads().iter().map(|h| h.0).collect()))
-                    })
-                    .collect::<BTreeMap<DocId, Vec<ChangeHash>>>()
-            })
-        });
-        if let Some(heads) = heads {
-            if !ever_synced {
-                let stats = conn.stats();
-                info!(
-                    peer = %params.peer_key,
-                    elapsed_ms = now().duration_since(started).as_millis() as u64,
-                    frames_in,
-                    bytes_in = stats.udp_rx.bytes,
-                    bytes_out = stats.udp_tx.bytes,
-                    "initial sync complete"
-                );
-                ever_synced = true;
-            }
-            if !state.synced || state.heads != heads {
-                debug!(peer = %params.peer_key, "in sync");
-                state = SyncState {
-                    synced: true,
-                    heads,
-                };
-                let _ = app.from_peer.send(Inbound::Sync(state.clone())).await;
-            }
-        } else {
-            if state.synced {
-                state.synced = false;
-                let _ = app.from_peer.send(Inbound::Sync(state.clone())).await;
-            }
-            if now().duration_since(last_report) >= PROGRESS_EVERY {
-                // A long (initial or catch-up) sync reports that it is moving.
-                last_report = now();
-                info!(peer = %params.peer_key, frames_in, bytes_in = conn.stats().udp_rx.bytes, "sync in progress");
+        // The sync state can only have moved if something happened (a liveness tick is not
+        // something).
+        if recheck {
+            let heads = docs.with_locked(&doc_ids, |locked| {
+                let synced = doc_ids.iter().all(|d| session.is_synced(*d, locked));
+                synced.then(|| {
+                    doc_ids
+                        .iter()
+                        .filter_map(|d| {
+                            locked
+                                .doc_mut(*d)
+                                .map(|am| (*d, am.get_heads().iter().map(|h| h.0).collect()))
+                        })
+                        .collect::<BTreeMap<DocId, Vec<ChangeHash>>>()
+                })
+            });
+            if let Some(heads) = heads {
+                if !ever_synced {
+                    let stats = conn.stats();
+                    info!(
+                        peer = %params.peer_key,
+                        elapsed_ms = now().duration_since(started).as_millis() as u64,
+                        frames_in,
+                        bytes_in = stats.udp_rx.bytes,
+                        bytes_out = stats.udp_tx.bytes,
+                        "initial sync complete"
+                    );
+                    ever_synced = true;
+                }
+                if !state.synced || state.heads != heads {
+                    debug!(peer = %params.peer_key, "in sync");
+                    state = SyncState {
+                        synced: true,
+                        heads,
+                    };
+                    let _ = app.from_peer.send(Inbound::Sync(state.clone())).await;
+                }
+            } else {
+                if state.synced {
+                    state.synced = false;
+                    let _ = app.from_peer.send(Inbound::Sync(state.clone())).await;
+                }
+                if now().duration_since(last_report) >= PROGRESS_EVERY {
+                    // A long (initial or catch-up) sync reports that it is moving.
+                    last_report = now();
+                    info!(peer = %params.peer_key, frames_in, bytes_in = conn.stats().udp_rx.bytes, "sync in progress");
+                }
             }
         }
 
@@ -311,6 +316,7 @@ pub async fn drive(
             _ = liveness.tick() => Step::Liveness,
         };
         let now = now();
+        recheck = !matches!(step, Step::Liveness | Step::Nothing);
         match step {
             Step::Nothing => {}
             Step::Gone => {

@@ -24,9 +24,6 @@ pub enum Access {
     Kiosk,
     /// Venue staff with a staff token of this hub.
     Staff,
-    /// An admin of central: the bootstrap admin token, or the session of a user whose role
-    /// is `admin` (with the CSRF token on writes).
-    Admin,
     /// Any signed-in person of central (a session, with the CSRF token on writes), or the
     /// admin token, whatever their role.
     User,
@@ -55,7 +52,6 @@ impl Access {
             Access::Secret => "secret",
             Access::Kiosk => "kiosk",
             Access::Staff => "staff",
-            Access::Admin => "admin",
             Access::User => "user",
             Access::Loopback => "loopback",
         }

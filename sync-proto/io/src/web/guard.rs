@@ -38,6 +38,18 @@ fn ip_of(extensions: &axum::http::Extensions) -> IpAddr {
         .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
 }
 
+/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive), if the
+/// header is there and well formed.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// [`client_ip`] as an extractor, for handlers that count failed secrets themselves.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
