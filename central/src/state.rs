@@ -106,6 +106,15 @@ pub struct CentralPki {
 }
 
 impl CentralPki {
+    /// The automerge actor of central's own document changes: derived from the org CA, so
+    /// it is the same across restarts and names central in every change it writes.
+    pub fn actor(&self) -> automerge::ActorId {
+        let hash = blake3::derive_key("taplink central actor v1", self.ca.cert_der());
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&hash[..16]);
+        taplink_sync_proto::note::node_actor(id)
+    }
+
     /// Load the CA from `ca/` and the server certificate and key from `server.pem` and
     /// `server.key` (which must be 0600).
     pub fn load(data: &DataDir) -> Result<CentralPki, LoadError> {
@@ -207,7 +216,9 @@ impl AppState {
                 .map_err(|source| LoadError::Docs { source })?
                 .with_clock(clock.clone()),
         );
-        let docs = Arc::new(Documents::open(db).map_err(|source| LoadError::Documents { source })?);
+        let docs = Arc::new(
+            Documents::open(db, pki.actor()).map_err(|source| LoadError::Documents { source })?,
+        );
         if !docs.contains(DocId::Org) {
             // The org document is created once, here, on central's first start.
             let org = new_org_doc("UTC", 10_000).map_err(|e| LoadError::OrgDoc {

@@ -115,7 +115,11 @@ fn open_stores(config: Config, clock: Arc<dyn Clock>) -> Result<Stores, BindErro
         Ok(path)
     };
     let db = Arc::new(DocDb::open(&config.data_dir.join("docs.sqlite"))?.with_clock(clock.clone()));
-    let docs = Arc::new(Documents::open(db)?);
+    // The hub's own changes carry its id as their automerge actor.
+    let docs = Arc::new(Documents::open(
+        db,
+        taplink_sync_proto::note::node_actor(*ids.hub.as_bytes()),
+    )?);
     // The hub never creates document content: it starts from empty documents and
     // receives central's by sync, so both replicas share one origin.
     for doc in [DocId::Venue(ids.venue), DocId::Org] {

@@ -169,7 +169,7 @@ mod tests {
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(DocDb::open(&dir.path().join("docs.sqlite")).unwrap());
-        let docs = Documents::open(db).unwrap();
+        let docs = Documents::open(db, automerge::ActorId::random()).unwrap();
         let venue = DocId::Venue(VenueId::random());
         let (kiosk, playlist, item) = (KioskId::random(), PlaylistId::random(), ItemId::random());
         let mut am = doc::new_venue_doc("Bar", "Europe/London").unwrap();

@@ -14,6 +14,7 @@ pub mod fingerprint;
 pub mod ids;
 pub mod kiosk_code;
 pub mod manifest;
+pub mod note;
 pub mod schedule;
 pub mod session;
 pub mod wire;

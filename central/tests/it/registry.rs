@@ -148,7 +148,11 @@ fn venues_are_validated_listed_in_creation_order_and_fetched() {
 fn creating_a_venue_checks_the_time_zone_database_and_makes_its_document() {
     let (dir, reg) = registry();
     let db = taplink_sync_io::docstore::DocDb::open(&dir.path().join("docs.sqlite")).unwrap();
-    let docs = taplink_sync_io::docs::Documents::open(std::sync::Arc::new(db)).unwrap();
+    let docs = taplink_sync_io::docs::Documents::open(
+        std::sync::Arc::new(db),
+        automerge::ActorId::random(),
+    )
+    .unwrap();
     let err = create_venue(&reg, &docs, "Bar", "Mars/Olympus_Mons", t0()).unwrap_err();
     assert!(
         matches!(

@@ -75,7 +75,7 @@ impl TestHub {
     pub(crate) fn with_doc(venue: VenueId, doc: &mut AutoCommit) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(DocDb::open(&dir.path().join("docs.sqlite")).unwrap());
-        let docs = Arc::new(Documents::open(db).unwrap());
+        let docs = Arc::new(Documents::open(db, automerge::ActorId::random()).unwrap());
         docs.create(DocId::Venue(venue), doc.fork()).unwrap();
         let blobs = Arc::new(BlobStore::open(&dir.path().join("media")).unwrap());
         let store = Arc::new(Store::open(&dir.path().join(STORE_FILE)).unwrap());

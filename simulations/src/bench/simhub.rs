@@ -74,7 +74,7 @@ impl SimHub {
         let client = taplink_sync_io::net::client_config(tls)?;
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let db = Arc::new(DocDb::open(&dir.join("docs.sqlite"))?);
-        let docs = Arc::new(Documents::open(db)?);
+        let docs = Arc::new(Documents::open(db, automerge::ActorId::random())?);
         // A hub never creates content: it starts empty and receives central's documents.
         for doc in [DocId::Venue(venue), DocId::Org] {
             if !docs.contains(doc) {

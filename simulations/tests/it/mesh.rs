@@ -233,7 +233,7 @@ mod refusals {
 
     fn scratch_docs(dir: &std::path::Path, ids: &[DocId]) -> Arc<Documents> {
         let db = DocDb::open(&dir.join("rogue.sqlite")).unwrap();
-        let docs = Arc::new(Documents::open(Arc::new(db)).unwrap());
+        let docs = Arc::new(Documents::open(Arc::new(db), automerge::ActorId::random()).unwrap());
         for id in ids {
             docs.create(*id, automerge::AutoCommit::new()).unwrap();
         }

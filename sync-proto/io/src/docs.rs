@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use automerge::AutoCommit;
+use automerge::{ActorId, AutoCommit, transaction::CommitOptions};
+use taplink_sync_proto::note::ChangeNote;
 use taplink_sync_proto::session::DocStore;
 use taplink_sync_proto::wire::DocId;
 use tokio::sync::broadcast;
@@ -65,6 +66,7 @@ type Shared = Arc<Mutex<AutoCommit>>;
 #[derive(Debug)]
 pub struct Documents {
     db: Arc<DocDb>,
+    actor: ActorId,
     docs: RwLock<BTreeMap<DocId, Shared>>,
     changes: broadcast::Sender<DocChange>,
 }
@@ -76,17 +78,20 @@ fn lock(doc: &Shared) -> MutexGuard<'_, AutoCommit> {
 }
 
 impl Documents {
-    /// Load every document stored in `db`.
-    pub fn open(db: Arc<DocDb>) -> Result<Self, DocumentsError> {
+    /// Load every document stored in `db`; this node's own changes carry `actor`
+    /// (`taplink_sync_proto::note::node_actor` of the node's id).
+    pub fn open(db: Arc<DocDb>, actor: ActorId) -> Result<Self, DocumentsError> {
         let mut docs = BTreeMap::new();
         for id in db.list()? {
-            if let Some(am) = db.load(id)? {
+            if let Some(mut am) = db.load(id)? {
+                am.set_actor(actor.clone());
                 docs.insert(id, Arc::new(Mutex::new(am)));
             }
         }
         let (changes, _) = broadcast::channel(1024);
         Ok(Self {
             db,
+            actor,
             docs: RwLock::new(docs),
             changes,
         })
@@ -97,8 +102,14 @@ impl Documents {
         &self.db
     }
 
+    /// The actor of this node's own changes.
+    pub fn actor(&self) -> &ActorId {
+        &self.actor
+    }
+
     /// Store a new document (durably) and announce it.
     pub fn create(&self, doc: DocId, mut am: AutoCommit) -> Result<(), DocumentsError> {
+        am.set_actor(self.actor.clone());
         let mut docs = self.docs.write().unwrap_or_else(PoisonError::into_inner);
         if docs.contains_key(&doc) {
             return Err(DocumentsError::Exists(doc));
@@ -135,7 +146,8 @@ impl Documents {
             return Some(shared.clone());
         }
         // Another process (the CLI) may have created it in the database since we loaded.
-        let am = self.db.load(doc).ok().flatten()?;
+        let mut am = self.db.load(doc).ok().flatten()?;
+        am.set_actor(self.actor.clone());
         let mut docs = self.docs.write().unwrap_or_else(PoisonError::into_inner);
         Some(
             docs.entry(doc)
@@ -155,18 +167,42 @@ impl Documents {
         Ok(f(&mut am))
     }
 
-    /// Apply a local edit: on `Ok` it is committed, stored durably and announced before this
-    /// returns; on `Err` it is rolled back and nothing changed.
+    /// Apply a local edit made by the node itself (no author): on `Ok` it is committed,
+    /// stored durably and announced before this returns; on `Err` it is rolled back and
+    /// nothing changed.
     pub fn edit<R, E>(
         &self,
         doc: DocId,
+        f: impl FnOnce(&mut AutoCommit) -> Result<R, E>,
+    ) -> Result<R, EditError<E>> {
+        self.commit_edit(doc, CommitOptions::default(), f)
+    }
+
+    /// [`edit`](Self::edit) on someone's behalf: the change carries `note` as its message
+    /// (and the note's time), so its author travels with it through sync.
+    pub fn edit_noted<R, E>(
+        &self,
+        doc: DocId,
+        note: &ChangeNote,
+        f: impl FnOnce(&mut AutoCommit) -> Result<R, E>,
+    ) -> Result<R, EditError<E>> {
+        let options = CommitOptions::default()
+            .with_message(note.to_message())
+            .with_time(note.at_ms.div_euclid(1000));
+        self.commit_edit(doc, options, f)
+    }
+
+    fn commit_edit<R, E>(
+        &self,
+        doc: DocId,
+        options: CommitOptions,
         f: impl FnOnce(&mut AutoCommit) -> Result<R, E>,
     ) -> Result<R, EditError<E>> {
         let shared = self.get(doc).ok_or(DocumentsError::Unknown(doc))?;
         let mut am = lock(&shared);
         match f(&mut am) {
             Ok(value) => {
-                am.commit();
+                am.commit_with(options);
                 self.db.append(doc, &mut am).map_err(DocumentsError::from)?;
                 drop(am);
                 let _ = self.changes.send(DocChange { doc, origin: LOCAL });

@@ -33,7 +33,7 @@ struct Node {
 fn node() -> Node {
     let dir = tempfile::tempdir().unwrap();
     let db = Arc::new(DocDb::open(&dir.path().join("docs.sqlite")).unwrap());
-    let docs = Arc::new(Documents::open(db).unwrap());
+    let docs = Arc::new(Documents::open(db, automerge::ActorId::random()).unwrap());
     let blobs = Arc::new(BlobStore::open(&dir.path().join("media")).unwrap());
     Node {
         _dir: dir,
