@@ -92,7 +92,11 @@ impl AdminClient {
             .no_proxy()
             .use_preconfigured_tls(taplink_certs::tls::plain_http_client_config())
             .timeout(TIMEOUT)
-            .user_agent(concat!("taplink-central-cli/", env!("CARGO_PKG_VERSION")))
+            .user_agent(format!(
+                "{}{}",
+                crate::http::CLI_USER_AGENT,
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()
             // With a given TLS configuration, no proxies and no system configuration,
             // building cannot fail.

@@ -55,7 +55,8 @@ mod venues;
 
 use auth::Required;
 pub use auth::{
-    CSRF_HEADER, Caller, LoginRequest, LoginResponse, MeResponse, SESSION_COOKIE, UserJson,
+    CLI_USER_AGENT, CSRF_HEADER, Caller, LoginRequest, LoginResponse, MeResponse, SESSION_COOKIE,
+    UserJson,
 };
 use error::blocking;
 pub use error::{ApiError, ApiJson, ApiPath, ErrorBody};

@@ -7,7 +7,8 @@
 //!
 //! Modules: [`config`] (settings, data directory layout), [`store`] (the SQLite registry,
 //! the only module that touches rusqlite), [`init`] (creating a data directory),
-//! [`http`] (health, metrics, admin API), [`metrics`], [`state`] (what handlers share),
+//! [`http`] (health, metrics, admin API), [`audit`] (recording document changes in the
+//! audit log), [`metrics`], [`state`] (what handlers share),
 //! [`enroll_token`] (the enrollment code format), [`venue`] (creating a venue),
 //! [`kiosk_codes`] (kiosk provisioning codes: pairings pre-approved in the venue document),
 //! [`admin_client`] (the CLI's client of the running server's admin API), [`cli`] (the
@@ -15,6 +16,7 @@
 //! one `peer::run` per hub connection), [`server`] (the server shell).
 
 pub mod admin_client;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod http;

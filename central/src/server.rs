@@ -129,6 +129,8 @@ impl Central {
             sync_endpoint.await;
             Ok::<(), std::convert::Infallible>(())
         });
+        // Every document change, made here or brought by a hub, goes into the audit log.
+        tasks.spawn(crate::audit::follow(state.clone(), cancel.child_token()));
         tasks.spawn(
             state
                 .docs

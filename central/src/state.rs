@@ -185,6 +185,9 @@ pub struct AppState {
     pub admission: Arc<crate::sync::Admission>,
     /// Hubs with a sync connection right now.
     pub online: Arc<crate::sync::OnlineHubs>,
+    /// Held while changes are recorded in the audit log ([`crate::audit`]), so two
+    /// recorders never read the same cursor.
+    pub audit_lock: Arc<std::sync::Mutex<()>>,
 }
 
 impl AppState {
@@ -236,6 +239,7 @@ impl AppState {
             blobs,
             admission: Arc::default(),
             online: Arc::default(),
+            audit_lock: Arc::default(),
             registry: Arc::new(registry),
             metrics: Arc::new(Metrics::new()),
             pki: Arc::new(pki),

@@ -130,6 +130,35 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX api_tokens_by_owner ON api_tokens(owner_user_id);
     ",
+    // 4: the audit log, hash-chained (`store/audit.rs`), and how far each document's
+    // changes are in it.
+    "
+    CREATE TABLE audit (
+        seq          INTEGER PRIMARY KEY NOT NULL,
+        at_ms        INTEGER NOT NULL,
+        recorded_ms  INTEGER NOT NULL,
+        actor        TEXT NOT NULL,
+        via          TEXT NOT NULL,
+        origin       TEXT NOT NULL,
+        venue_id     TEXT,
+        action       TEXT NOT NULL,
+        detail_json  TEXT NOT NULL,
+        heads_json   TEXT NOT NULL,
+        flag         TEXT,
+        prev_hash    BLOB NOT NULL CHECK (length(prev_hash) = 32),
+        hash         BLOB NOT NULL CHECK (length(hash) = 32)
+    ) STRICT;
+    CREATE INDEX audit_by_venue ON audit(venue_id, seq);
+    CREATE INDEX audit_by_actor ON audit(actor, seq);
+    CREATE INDEX audit_by_time ON audit(at_ms, seq);
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+    CREATE TABLE audit_cursors (
+        doc         TEXT PRIMARY KEY NOT NULL,
+        heads_json  TEXT NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    ",
 ];
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -215,6 +244,14 @@ pub enum RegistryError {
         /// serde_json's report.
         #[source]
         source: serde_json::Error,
+    },
+    /// A stored value does not parse (the database was edited by hand).
+    #[error("registry: the stored {what} is corrupt: {reason}")]
+    Corrupt {
+        /// What was read.
+        what: &'static str,
+        /// Why it does not parse.
+        reason: String,
     },
 }
 
@@ -342,9 +379,11 @@ impl fmt::Debug for AdminToken {
     }
 }
 
+mod audit;
 mod tokens;
 mod users;
 
+pub use audit::{AuditEntry, AuditQuery, AuditRecord, AuditVerdict};
 pub use tokens::{ApiToken, MAX_TOKEN_DAYS, NewApiToken, TOKEN_PREFIX};
 pub use users::{
     ARGON2_CONCURRENCY, ARGON2_MEMORY_KIB, ARGON2_PASSES, MAX_PASSWORD_BYTES, MAX_USERNAME_CHARS,

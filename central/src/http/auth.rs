@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use taplink_sync_io::web::guard;
 use taplink_sync_proto::authz::{Action, Denied, Principal, Role, Scope, Target, authorize};
 use taplink_sync_proto::ids::{HubId, VenueId};
+use taplink_sync_proto::note::{Author, Via};
 
 use crate::state::AppState;
 use crate::store::{User, UserError, Venue};
@@ -58,6 +59,40 @@ impl Caller {
             Caller::Token(token) => token.principal.clone(),
         }
     }
+
+    /// The caller as the author of a change ([`taplink_sync_proto::note`]) or an audit
+    /// entry: ids, never names.
+    pub fn author(&self) -> Author {
+        match self {
+            Caller::AdminToken => Author::AdminToken,
+            Caller::User(user) => Author::User {
+                id: user.id.to_string(),
+            },
+            Caller::Token(token) => Author::Token {
+                id: token.id.clone(),
+            },
+        }
+    }
+}
+
+/// The `User-Agent` prefix of central's own command line.
+pub const CLI_USER_AGENT: &str = "taplink-central-cli/";
+
+/// Through what a request came: the command line (its user agent), a browser session, or
+/// the API.
+fn via(req: &Request, caller: &Caller) -> Via {
+    let agent = req
+        .headers()
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if agent.starts_with(CLI_USER_AGENT) {
+        Via::Cli
+    } else if matches!(caller, Caller::User(_)) && cookie(req.headers(), SESSION_COOKIE).is_some() {
+        Via::Web
+    } else {
+        Via::Api
+    }
 }
 
 /// Which callers a route lets through.
@@ -66,8 +101,8 @@ pub(super) enum Required {
     /// Anyone signed in (or the admin token).
     User,
     /// Callers whose role and scope allow this action on the route's venue (the `{id}` of
-    /// `/api/v1/venues/{id}…`, or the venue of the hub `/api/v1/hubs/{id}…`), or on the
-    /// organisation for routes without one.
+    /// `/api/v1/venues/{id}…`, the venue of the hub `/api/v1/hubs/{id}…`, or the `venue`
+    /// query parameter of other routes), or on the organisation for routes without one.
     Act(Action),
 }
 
@@ -113,10 +148,25 @@ async fn subject_of(state: &AppState, req: &mut Request) -> Result<Subject, ApiE
             })
         })
         .await?
+    } else if let Some(venue) = venue_query(req.uri().query()) {
+        // Routes without a venue in the path (media, reports, audit) name one in the query.
+        let Ok(venue) = venue.parse::<VenueId>() else {
+            return Ok(Subject::Unknown);
+        };
+        blocking(move || registry.venue(venue)).await?
     } else {
         return Ok(Subject::Org);
     };
     Ok(venue.map_or(Subject::Unknown, Subject::Venue))
+}
+
+/// The `venue` query parameter, if the query has one (percent-decoded).
+fn venue_query(query: Option<&str>) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query?).ok()?;
+    pairs
+        .into_iter()
+        .find(|(name, _)| name == "venue")
+        .map(|(_, value)| value)
 }
 
 /// Refuse a caller whose role or scope does not allow `action` on the request's subject.
@@ -231,6 +281,8 @@ pub(super) async fn authenticate(
     if let Required::Act(action) = required {
         check_action(&state, &caller, action, &mut req).await?;
     }
+    let via = via(&req, &caller);
+    req.extensions_mut().insert(via);
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
 }

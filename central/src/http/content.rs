@@ -13,10 +13,11 @@
 use axum::extract::State;
 use axum::{Extension, Json};
 use serde_json::json;
-use taplink_sync_io::docs::EditError;
+use taplink_sync_io::docs::{DocumentsError, EditError};
 use taplink_sync_proto::authz::{Target, authorize};
 use taplink_sync_proto::doc::{VenueCommand, load_venue};
 use taplink_sync_proto::ids::VenueId;
+use taplink_sync_proto::note::{ChangeNote, Via};
 use taplink_sync_proto::wire::DocId;
 
 use crate::state::AppState;
@@ -75,10 +76,25 @@ fn operations(body: serde_json::Value) -> Result<Vec<VenueCommand>, ApiError> {
 pub(super) async fn post_ops(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    Extension(via): Extension<Via>,
     ApiPath(id): ApiPath<VenueId>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let commands = operations(body)?;
+    let count = apply_venue_commands(&state, &caller, via, id, commands).await?;
+    Ok(Json(json!({ "status": "applied", "operations": count })))
+}
+
+/// Apply `commands` to venue `id` on `caller`'s behalf: each authorized for its own action
+/// on the venue, all applied as one noted change or none (422 names the refused one), then
+/// recorded in the audit log. The one way central changes a venue document.
+pub(super) async fn apply_venue_commands(
+    state: &AppState,
+    caller: &Caller,
+    via: Via,
+    id: VenueId,
+    commands: Vec<VenueCommand>,
+) -> Result<usize, ApiError> {
     let registry = state.registry.clone();
     let venue = blocking(move || registry.venue(id))
         .await?
@@ -95,29 +111,75 @@ pub(super) async fn post_ops(
             reason: format!("operation {i}: {denied}"),
         })?;
     }
-    let docs = state.docs.clone();
+    let ops = serde_json::to_value(&commands)
+        .map_err(|e| ApiError::internal("encoding venue operations", e))?;
     let count = commands.len();
-    let applied = tokio::task::spawn_blocking(move || {
-        docs.edit(DocId::Venue(id), |am| {
-            for (i, command) in commands.iter().enumerate() {
-                command.apply(am).map_err(|e| (i, e))?;
-            }
-            Ok(())
-        })
+    edit_noted(state, caller, via, DocId::Venue(id), ops, move |am| {
+        for (i, command) in commands.iter().enumerate() {
+            command.apply(am).map_err(|e| (i, e))?;
+        }
+        Ok(())
     })
     .await
-    .map_err(|e| ApiError::internal("applying venue operations", e))?;
-    match applied {
-        Ok(()) => {
-            tracing::info!(venue = %id, operations = count, "venue operations applied");
-            Ok(Json(json!({ "status": "applied", "operations": count })))
-        }
-        Err(EditError::Refused((i, e))) => Err(ApiError::Unprocessable {
+    .map_err(|refused| match refused {
+        Refused::Op((i, e)) => ApiError::Unprocessable {
             message: format!("operation {i}: {e}; nothing was applied"),
-        }),
-        Err(other) => Err(ApiError::internal(
-            "editing a venue document",
-            format!("{other:?}"),
-        )),
+        },
+        Refused::Api(e) => e,
+    })?;
+    tracing::info!(venue = %id, operations = count, "venue operations applied");
+    Ok(count)
+}
+
+/// Why [`edit_noted`] changed nothing.
+pub(super) enum Refused<E> {
+    /// The edit itself refused.
+    Op(E),
+    /// The document is unknown, or storage failed.
+    Api(ApiError),
+}
+
+/// Edit `doc` on `caller`'s behalf (already authorized): the change carries a
+/// [`ChangeNote`] with `ops` (what was asked, as JSON), is durable before this returns,
+/// and is in the audit log.
+pub(super) async fn edit_noted<E: Send + 'static>(
+    state: &AppState,
+    caller: &Caller,
+    via: Via,
+    doc: DocId,
+    ops: serde_json::Value,
+    f: impl FnOnce(&mut automerge::AutoCommit) -> Result<(), E> + Send + 'static,
+) -> Result<(), Refused<E>> {
+    let note = ChangeNote::new(caller.author(), via, state.now().timestamp_millis(), ops);
+    let docs = state.docs.clone();
+    let edited = tokio::task::spawn_blocking(move || docs.edit_noted(doc, &note, f))
+        .await
+        .map_err(|e| Refused::Api(ApiError::internal("editing a document", e)))?;
+    match edited {
+        Ok(()) => {}
+        Err(EditError::Refused(e)) => return Err(Refused::Op(e)),
+        Err(EditError::Documents(DocumentsError::Unknown(_))) => {
+            return Err(Refused::Api(ApiError::NotFound {
+                what: format!("document {doc}"),
+            }));
+        }
+        Err(EditError::Documents(e)) => {
+            return Err(Refused::Api(ApiError::internal("editing a document", e)));
+        }
+        Err(_) => {
+            return Err(Refused::Api(ApiError::internal(
+                "editing a document",
+                "an edit error of an unknown kind",
+            )));
+        }
     }
+    crate::audit::catch_up(state.clone(), doc)
+        .await
+        .map(drop)
+        .map_err(|e| {
+            Refused::Api(ApiError::internal(
+                "recording the change in the audit log",
+                e,
+            ))
+        })
 }

@@ -221,9 +221,9 @@ impl From<RegistryError> for ApiError {
             e @ RegistryError::HubExists { .. } => ApiError::Conflict {
                 message: e.to_string(),
             },
-            e @ (RegistryError::Sqlite { .. } | RegistryError::Encode { .. }) => {
-                ApiError::internal("registry operation failed", e)
-            }
+            e @ (RegistryError::Sqlite { .. }
+            | RegistryError::Encode { .. }
+            | RegistryError::Corrupt { .. }) => ApiError::internal("registry operation failed", e),
         }
     }
 }
