@@ -41,6 +41,20 @@ pub enum Command {
     /// The commands that ask the running server.
     #[command(flatten)]
     Admin(AdminCommand),
+    /// Check the audit log (reads the registry; works while the server runs).
+    Audit {
+        /// What to do with the audit log.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// `audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check that every entry of the audit log chains to the one before it: exits non-zero
+    /// and names the first entry that was edited, removed or reordered.
+    Verify(Location),
 }
 
 /// The commands that ask the running server's admin API, with the admin token from
@@ -230,6 +244,20 @@ pub enum CliError {
     /// The async runtime could not be started.
     #[error("cannot start the tokio runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The registry could not be opened or read.
+    #[error(transparent)]
+    Registry(#[from] crate::store::RegistryError),
+    /// The registry database could not be opened.
+    #[error(transparent)]
+    Open(#[from] crate::store::OpenError),
+    /// `audit verify` found the chain broken.
+    #[error("the audit log is NOT intact: entry {seq}: {reason}")]
+    AuditBroken {
+        /// The first entry that does not chain.
+        seq: i64,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl Location {
@@ -272,6 +300,27 @@ pub fn run_init(args: InitArgs) -> Result<(), CliError> {
     println!("Admin API token (shown once; also in admin-token, mode 0600):");
     println!("  {}", report.admin_token.as_str());
     Ok(())
+}
+
+/// `audit verify`: walk the chain and report.
+pub fn run_audit(command: AuditCommand) -> Result<(), CliError> {
+    match command {
+        AuditCommand::Verify(location) => {
+            let config = location.load()?;
+            let registry = crate::store::Registry::open(
+                &crate::config::DataDir::new(&config.data_dir).registry_db(),
+            )?;
+            match registry.verify_audit()? {
+                crate::store::AuditVerdict::Intact { entries } => {
+                    println!("audit log intact: {entries} entries, each chained to the one before");
+                    Ok(())
+                }
+                crate::store::AuditVerdict::Broken { seq, reason } => {
+                    Err(CliError::AuditBroken { seq, reason })
+                }
+            }
+        }
+    }
 }
 
 /// A command that asks the running server; fails with [`AdminClientError::Unreachable`]

@@ -21,6 +21,7 @@
 //! | PATCH/DELETE | `/api/v1/users/{id}`             | user_manage | 200 user (role, scope, `disabled`, password reset) / 204 |
 //! | GET/POST | `/api/v1/tokens`                     | token_manage | 200 `{"tokens": [...]}` (yours) / 201 `{"token", "id", …}` shown once |
 //! | DELETE | `/api/v1/tokens/{id}`                  | token_manage | 204 (revoked) |
+//! | GET    | `/api/v1/audit?venue=&actor=&from=&to=&cursor=&limit=&format=json\|csv` | audit_read | 200 `{entries, next_cursor}` newest first, or a streamed CSV (venues in reach) |
 //! | GET    | `/api/v1/hubs[?venue=<id>]`            | health_read | 200 `{"hubs": [...]}` (those in reach) |
 //! | GET    | `/api/v1/hubs/{id}`                    | health_read | 200 hub                |
 //! | POST   | `/api/v1/hubs/{id}/revoke`             | hub_revoke | 200 hub (revoking twice keeps the first time) |
@@ -44,6 +45,7 @@ use taplink_sync_proto::authz::Action;
 
 use crate::state::AppState;
 
+mod audit;
 mod auth;
 mod content;
 mod error;
@@ -53,13 +55,14 @@ mod tokens;
 mod users;
 mod venues;
 
+pub use audit::{AuditEntryJson, AuditPage};
 use auth::Required;
 pub use auth::{
     CLI_USER_AGENT, CSRF_HEADER, Caller, LoginRequest, LoginResponse, MeResponse, SESSION_COOKIE,
     UserJson,
 };
 use error::blocking;
-pub use error::{ApiError, ApiJson, ApiPath, ErrorBody};
+pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 pub use hubs::{HubJson, HubList};
 use hubs::{get_hub, list_hubs, revoke_hub};
 pub use kiosk_codes::{CreateKioskCodeRequest, KioskCodeJson, KioskCodeList, KioskGrantJson};
@@ -188,6 +191,13 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
             &["DELETE"],
             act(Action::TokenManage),
             delete(tokens::delete_token),
+        )
+        .route(
+            g,
+            "/api/v1/audit",
+            &["GET"],
+            act(Action::AuditRead),
+            get(audit::get_audit),
         )
         .route(
             g,

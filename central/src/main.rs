@@ -29,6 +29,10 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })?;
         }
+        Command::Audit { command } => {
+            init_logging(cli.log_format.unwrap_or_default());
+            cli::run_audit(command)?;
+        }
         Command::Admin(command) => {
             init_logging(cli.log_format.unwrap_or_default());
             runtime()?.block_on(cli::run_admin(command))?;

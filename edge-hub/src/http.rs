@@ -44,6 +44,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::uplink::UplinkStatus;
 use taplink_sync_proto::clock::Clock;
+use taplink_sync_proto::note::{Author, ChangeNote, Via};
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -248,6 +249,21 @@ pub struct Staff {
     pub name: String,
 }
 
+impl Staff {
+    /// The change note of an edit this staff member makes (carried to central, whose
+    /// audit log attributes it).
+    pub fn note(&self, s: &HubState, ops: serde_json::Value) -> ChangeNote {
+        ChangeNote::new(
+            Author::HubStaff {
+                name: self.name.clone(),
+            },
+            Via::Api,
+            s.clock.now().timestamp_millis(),
+            ops,
+        )
+    }
+}
+
 impl FromRequestParts<Arc<HubState>> for Staff {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &Arc<HubState>) -> Result<Self, ApiError> {
@@ -385,8 +401,9 @@ async fn apply_op(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let command: VenueCommand = parse_json(&limited(body)?)?;
     ensure_synced(&s)?;
+    let note = staff.note(&s, serde_json::to_value(&command).unwrap_or_default());
     s.docs
-        .edit(s.venue, |am| command.apply(am))
+        .edit_noted(s.venue, &note, |am| command.apply(am))
         .map_err(edit_error)?;
     s.metrics.local_edits.inc();
     info!(staff = %staff.name, "venue operation applied");
@@ -509,8 +526,12 @@ async fn upload(
         content_type: declared.to_owned(),
         size,
     };
+    let note = staff.note(
+        &s,
+        json!({ "op": "add_media", "hash": hash.to_string(), "meta": &meta }),
+    );
     s.docs
-        .edit(s.venue, |am| add_media(am, hash, &meta))
+        .edit_noted(s.venue, &note, |am| add_media(am, hash, &meta))
         .map_err(edit_error)?;
     s.metrics.local_edits.inc();
     info!(staff = %staff.name, %hash, size, content_type = declared, "media uploaded");

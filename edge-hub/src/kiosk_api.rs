@@ -293,8 +293,11 @@ async fn redeem(
     )
     .await?;
     let (docs, venue_id, kiosk) = (s.docs.clone(), s.venue, granted.kiosk);
+    let note = kiosk_note(kiosk, now_ms, "redeem_kiosk_code");
     let redeemed = tokio::task::spawn_blocking(move || {
-        docs.edit(venue_id, |am| redeem_kiosk_grant(am, grant, kiosk, now_ms))
+        docs.edit_noted(venue_id, &note, |am| {
+            redeem_kiosk_grant(am, grant, kiosk, now_ms)
+        })
     })
     .await
     .map_err(internal("redeeming a kiosk code in the venue document"))?;
@@ -340,10 +343,12 @@ pub(crate) async fn approve(
             }
         })?;
     let (docs, venue, kiosk) = (s.docs.clone(), s.venue, approval.kiosk);
-    let added =
-        tokio::task::spawn_blocking(move || docs.edit(venue, |am| add_kiosk(am, kiosk, &req.name)))
-            .await
-            .map_err(internal("adding the kiosk to the venue document"))?;
+    let note = kiosk_note(kiosk, s.clock.now().timestamp_millis(), "pair_kiosk");
+    let added = tokio::task::spawn_blocking(move || {
+        docs.edit_noted(venue, &note, |am| add_kiosk(am, kiosk, &req.name))
+    })
+    .await
+    .map_err(internal("adding the kiosk to the venue document"))?;
     match added {
         Ok(()) => {
             s.metrics.local_edits.inc();
@@ -879,6 +884,19 @@ pub(crate) async fn events(
         s.outbox_ready.notify_one();
     }
     Ok(Json(json!({ "accepted": total, "new": added })))
+}
+
+/// The change note of a kiosk pairing itself (approved by staff or a kiosk code).
+fn kiosk_note(kiosk: KioskId, at_ms: i64, op: &str) -> taplink_sync_proto::note::ChangeNote {
+    taplink_sync_proto::note::ChangeNote::new(
+        taplink_sync_proto::note::Author::Device {
+            device: "kiosk".to_owned(),
+            id: kiosk.to_string(),
+        },
+        taplink_sync_proto::note::Via::System,
+        at_ms,
+        serde_json::json!({ "op": op, "kiosk": kiosk.to_string() }),
+    )
 }
 
 #[cfg(test)]

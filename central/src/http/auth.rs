@@ -26,7 +26,7 @@ use taplink_sync_proto::ids::{HubId, VenueId};
 use taplink_sync_proto::note::{Author, Via};
 
 use crate::state::AppState;
-use crate::store::{User, UserError, Venue};
+use crate::store::{AuditRecord, User, UserError, Venue};
 
 use super::error::{ApiError, ApiJson, blocking};
 
@@ -283,8 +283,113 @@ pub(super) async fn authenticate(
     }
     let via = via(&req, &caller);
     req.extensions_mut().insert(via);
-    req.extensions_mut().insert(caller);
-    Ok(next.run(req).await)
+    req.extensions_mut().insert(caller.clone());
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return Ok(next.run(req).await);
+    }
+    // A write: keep what was asked (a JSON body, within the body limit) for the audit log.
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let venue = request_venue(&template, &mut req).await;
+    let method = req.method().clone();
+    let query = req.uri().query().map(str::to_owned);
+    let (req, body) = if is_json(req.headers()) {
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, super::BODY_LIMIT)
+            .await
+            .map_err(|_| ApiError::BodyTooLarge {
+                limit: super::BODY_LIMIT,
+            })?;
+        let body = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+        (
+            Request::from_parts(parts, axum::body::Body::from(bytes)),
+            body,
+        )
+    } else {
+        (req, None)
+    };
+    let response = next.run(req).await;
+    if response.status().is_success() && response.extensions().get::<ChangeAudited>().is_none() {
+        let record = AuditRecord {
+            at_ms: state.now().timestamp_millis(),
+            actor: actor_of(&caller),
+            via,
+            origin: "central".to_owned(),
+            venue,
+            action: format!("{method} {template}"),
+            detail: serde_json::json!({
+                "query": query,
+                "body": body.map(redact),
+                "status": response.status().as_u16(),
+            }),
+            heads: Vec::new(),
+            flag: None,
+        };
+        let registry = state.registry.clone();
+        let now = state.now();
+        if let Err(e) = blocking(move || registry.record_audit(&record, now)).await {
+            // The change is made and durable; say loudly that its record is missing.
+            tracing::error!(error = ?e, action = %format!("{method} {template}"), "could not record a change in the audit log");
+        }
+    }
+    Ok(response)
+}
+
+/// Marks a response whose change is recorded by the document's audit (its change note),
+/// so the request is not recorded twice.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ChangeAudited;
+
+/// The audit log's actor for a caller.
+pub(super) fn actor_of(caller: &Caller) -> String {
+    match caller.author() {
+        Author::User { id } => format!("user:{id}"),
+        Author::Token { id } => format!("token:{id}"),
+        _ => "admin_token".to_owned(),
+    }
+}
+
+/// Fields never written to the audit log: secrets, and personal data (the log is kept
+/// after a person is deleted; data-policy.md).
+const REDACTED: &[&str] = &["password", "token", "username", "display_name"];
+
+/// `value` with every [`REDACTED`] field's value replaced.
+fn redact(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| {
+                if REDACTED.contains(&k.as_str()) {
+                    (k, serde_json::Value::from("(redacted)"))
+                } else {
+                    (k, redact(v))
+                }
+            })
+            .collect(),
+        serde_json::Value::Array(items) => items.into_iter().map(redact).collect(),
+        other => other,
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// The venue a write names in its path (`/api/v1/venues/{id}…`) or query.
+async fn request_venue(template: &str, req: &mut Request) -> Option<VenueId> {
+    if template.starts_with("/api/v1/venues/{id}") {
+        let params = req.extract_parts::<RawPathParams>().await.ok()?;
+        let id = params.iter().find(|(name, _)| *name == "id")?.1.to_owned();
+        id.parse().ok()
+    } else {
+        venue_query(req.uri().query())?.parse().ok()
+    }
 }
 
 /// `POST /api/v1/auth/login` body.

@@ -22,7 +22,7 @@ use taplink_sync_proto::wire::DocId;
 
 use crate::state::AppState;
 
-use super::auth::Caller;
+use super::auth::{Caller, ChangeAudited};
 use super::error::{ApiError, ApiJson, ApiPath, blocking};
 
 /// Most operations in one request.
@@ -79,10 +79,13 @@ pub(super) async fn post_ops(
     Extension(via): Extension<Via>,
     ApiPath(id): ApiPath<VenueId>,
     ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<(Extension<ChangeAudited>, Json<serde_json::Value>), ApiError> {
     let commands = operations(body)?;
     let count = apply_venue_commands(&state, &caller, via, id, commands).await?;
-    Ok(Json(json!({ "status": "applied", "operations": count })))
+    Ok((
+        Extension(ChangeAudited),
+        Json(json!({ "status": "applied", "operations": count })),
+    ))
 }
 
 /// Apply `commands` to venue `id` on `caller`'s behalf: each authorized for its own action

@@ -362,6 +362,67 @@ where
     }
 }
 
+/// The query string as `T` (its fields `Option`s, unknown ones refused); a bad one is a 400
+/// naming the parameter serde names.
+#[derive(Debug, Clone)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+            .map(ApiQuery)
+            .map_err(|e| ApiError::InvalidQuery {
+                param: "query",
+                message: e.to_string(),
+            })
+    }
+}
+
+/// Parse the query parameter `param`, if given; a bad value is a 400 naming it.
+pub(super) fn param<T: FromStr>(
+    param: &'static str,
+    value: Option<&str>,
+) -> Result<Option<T>, ApiError>
+where
+    T::Err: Display,
+{
+    value
+        .map(|v| {
+            v.parse().map_err(|e: T::Err| ApiError::InvalidQuery {
+                param,
+                message: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
+/// An instant given as RFC 3339 (`2026-12-01T08:00:00Z`) or a UTC date (`2026-12-01`).
+pub(super) fn instant_param(
+    param: &'static str,
+    value: Option<&str>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    value
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .or_else(|_| {
+                    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+                })
+                .map_err(|_| ApiError::InvalidQuery {
+                    param,
+                    message: format!("{v:?} is neither an RFC 3339 time nor a YYYY-MM-DD date"),
+                })
+        })
+        .transpose()
+}
+
 /// Run a blocking registry call off the async runtime.
 pub(super) async fn blocking<T, E>(
     f: impl FnOnce() -> Result<T, E> + Send + 'static,

@@ -178,6 +178,22 @@ async fn venues_and_enrollment_codes_are_made_through_the_running_server() {
     .await;
     assert!(shown.starts_with("HTTP/1.1 200 OK\r\n"), "{shown}");
     assert!(shown.contains(r#""name":"Bar One""#), "{shown}");
+    // The CLI's change is in the audit log, marked as made through the command line.
+    let registry = taplink_central::store::Registry::open(&data.join("central.sqlite")).unwrap();
+    let log = registry
+        .list_audit(&taplink_central::store::AuditQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    let created = log
+        .iter()
+        .find(|e| e.action == "POST /api/v1/venues")
+        .expect("the venue's creation is recorded");
+    assert_eq!(
+        (created.via.as_str(), created.actor.as_str()),
+        ("cli", "admin_token")
+    );
 
     let bad_tz = cli(&[
         "venue",

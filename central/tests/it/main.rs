@@ -5,6 +5,7 @@
     reason = "a test that cannot go on fails by panicking; unwrap says where"
 )]
 
+mod audit;
 mod auth;
 mod cli;
 mod content;

@@ -38,7 +38,12 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/hubs", "ATSV"),
     ("GET", "/api/v1/hubs/{id}", "ATSV"),
     ("POST", "/api/v1/hubs/{id}/revoke", "AT"),
+    ("GET", "/api/v1/audit", "ATV"),
 ];
+
+/// Routes without a venue in the path that take one as `?venue=`: checked without it, and
+/// with each venue (in scope, by tag, out of scope).
+const VENUE_QUERY: &[&str] = &["/api/v1/hubs", "/api/v1/audit"];
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -149,6 +154,33 @@ async fn every_route_every_role_every_scope_as_the_matrix_says() {
                 .2;
             let venue_route = route.path.starts_with("/api/v1/venues/{id}")
                 || route.path.starts_with("/api/v1/hubs/{id}");
+            let query_route = VENUE_QUERY.contains(&route.path);
+            if query_route {
+                for (venue, _) in hubs {
+                    let path = format!("{}?venue={venue}", route.path);
+                    for caller in &callers {
+                        let answer = call(&app, caller.request(method, &path)).await;
+                        let expected_ok = match caller.letter {
+                            '-' => false,
+                            'A' => true,
+                            l => allowed.contains(l) && venue != other,
+                        };
+                        let refused = matches!(
+                            answer.status,
+                            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                        );
+                        assert_eq!(
+                            !refused,
+                            expected_ok,
+                            "{} {method} {path} ({action}): {} {}",
+                            caller.letter,
+                            answer.status,
+                            answer.text()
+                        );
+                        checked += 1;
+                    }
+                }
+            }
             for (venue, hub) in hubs {
                 let in_scope = venue != other;
                 let id = if route.path.starts_with("/api/v1/hubs/") {

@@ -8,10 +8,14 @@ use taplink_kiosk::Kiosk;
 use taplink_kiosk::state::Phase;
 use taplink_simulations::demo::furnish;
 use taplink_simulations::mesh::{
-    CentralNode, approve_pairing, enroll_hub, eventually, hub_venue_doc, staff_token, start_hub,
-    test_kiosk_config,
+    CentralNode, approve_pairing, enroll_hub, eventually, hub_venue_doc, staff_http, staff_token,
+    start_hub, test_kiosk_config,
 };
-use taplink_sync_proto::ids::ItemId;
+use taplink_simulations::wan_proxy::WanProxy;
+use taplink_sync_proto::clock::{Clock, SystemClock};
+use taplink_sync_proto::ids::{ItemId, PlaylistId};
+use taplink_sync_proto::note::{Author, ChangeNote, Via};
+use taplink_sync_proto::wire::DocId;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -92,5 +96,130 @@ async fn an_operation_made_at_central_reaches_the_hub_and_the_kiosks_manifest() 
     );
     kiosk.shutdown().await.unwrap();
     hub.shutdown().await.unwrap();
+    central.central.shutdown().await.unwrap();
+}
+
+/// Changes made at a hub while its WAN is down reach central's audit log when the link
+/// returns, attributed to the hub and to who made them, with the time they were made; a
+/// change claiming a person the venue's roster does not allow is recorded and flagged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hubs_offline_changes_are_audited_with_their_author_and_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let central = CentralNode::start(&tmp.path().join("central"))
+        .await
+        .unwrap();
+    let venue = central.create_venue("The Anchor", "Europe/London").unwrap();
+    let elsewhere = central.create_venue("The Crown", "Europe/London").unwrap();
+    let hub_dir = tmp.path().join("hub");
+    let proxy = WanProxy::start("127.0.0.1:0".parse().unwrap(), central.quic_addr(), 7)
+        .await
+        .unwrap();
+    enroll_hub(
+        &hub_dir,
+        central.quic_addr(),
+        &central.enrollment_token(venue).unwrap(),
+    )
+    .await
+    .unwrap();
+    let staff = staff_token(&hub_dir).unwrap();
+    let hub = start_hub(&hub_dir, Some(proxy.local_addr())).await.unwrap();
+    eventually(WAIT, || hub_venue_doc(&hub)).await.unwrap();
+    // A store_staff user of another venue: not on this venue's roster.
+    let (status, outsider) = central
+        .admin(
+            "POST",
+            "/api/v1/users",
+            Some(&json!({"username": "outsider", "role": "store_staff",
+                         "venues": [elsewhere.to_string()], "password": "a long enough secret"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{outsider}");
+    let outsider = outsider["id"].as_str().unwrap().to_owned();
+
+    proxy.cut();
+    let playlist = PlaylistId::random();
+    let op = json!({"op": "create_playlist", "id": playlist.to_string(), "name": "Offline"});
+    let before_edit = SystemClock.now().timestamp_millis();
+    let (status, answer) = staff_http(
+        hub.http_addr(),
+        &staff,
+        "POST",
+        "/api/v1/venue/ops",
+        op.to_string().as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    // A change whose note claims the outsider, written by the hub itself.
+    let note = ChangeNote::new(
+        Author::User {
+            id: outsider.clone(),
+        },
+        Via::Api,
+        SystemClock.now().timestamp_millis(),
+        json!({"op": "rename_playlist", "id": playlist.to_string(), "name": "Sneaky"}),
+    );
+    hub.docs()
+        .edit_noted(DocId::Venue(venue), &note, |am| {
+            taplink_sync_proto::doc::rename_playlist(am, playlist, "Sneaky")
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.heal();
+
+    let audit = || async {
+        let (status, log) = central
+            .admin("GET", &format!("/api/v1/audit?venue={venue}"), None)
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{log}");
+        log["entries"].as_array().unwrap().clone()
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let entries = loop {
+        let entries = audit().await;
+        if entries
+            .iter()
+            .filter(|e| e["origin"].as_str().unwrap_or("").starts_with("hub:"))
+            .count()
+            >= 2
+        {
+            break entries;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "hub changes never audited: {entries:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let hub_origin = format!("hub:{}", hub.ids().hub);
+    let made = entries
+        .iter()
+        .find(|e| e["detail"]["ops"]["name"] == "Offline")
+        .expect("the staff edit is audited");
+    assert_eq!(made["origin"], hub_origin.as_str(), "{made}");
+    assert!(
+        made["actor"].as_str().unwrap().starts_with("hub_staff:"),
+        "{made}"
+    );
+    assert!(made["flag"].is_null(), "{made}");
+    // The time it was made at the hub, not when central heard of it (1.5 s later).
+    let at = chrono::DateTime::parse_from_rfc3339(made["at"].as_str().unwrap()).unwrap();
+    let recorded =
+        chrono::DateTime::parse_from_rfc3339(made["recorded_at"].as_str().unwrap()).unwrap();
+    assert!(at.timestamp_millis() >= before_edit - 1, "{made}");
+    assert!((recorded - at).num_milliseconds() >= 1000, "{made}");
+    let sneaky = entries
+        .iter()
+        .find(|e| e["detail"]["ops"]["name"] == "Sneaky")
+        .expect("the claimed change is audited");
+    assert_eq!(sneaky["actor"], format!("user:{outsider}"));
+    assert!(
+        sneaky["flag"].as_str().unwrap().contains("roster"),
+        "{sneaky}"
+    );
+    hub.shutdown().await.unwrap();
+    proxy.shutdown().await;
     central.central.shutdown().await.unwrap();
 }
