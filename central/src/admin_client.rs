@@ -165,12 +165,28 @@ impl AdminClient {
             .ok_or_else(|| AdminClientError::Malformed("an empty answer".into()))
     }
 
-    /// `GET /venues`.
+    /// `GET /venues`, every page.
     pub async fn list_venues(&self) -> Result<VenueList, AdminClientError> {
-        let url = format!("{}/venues", self.base);
-        self.send(self.http.get(&url), url)
-            .await?
-            .ok_or_else(|| AdminClientError::Malformed("an empty answer".into()))
+        let mut all = VenueList {
+            venues: Vec::new(),
+            next_cursor: None,
+        };
+        let mut cursor: Option<String> = None;
+        loop {
+            let url = match &cursor {
+                None => format!("{}/venues?limit=1000", self.base),
+                Some(c) => format!("{}/venues?limit=1000&cursor={c}", self.base),
+            };
+            let page: VenueList = self
+                .send(self.http.get(&url), url)
+                .await?
+                .ok_or_else(|| AdminClientError::Malformed("an empty answer".into()))?;
+            all.venues.extend(page.venues);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(all),
+            }
+        }
     }
 
     /// `POST /venues/{venue}/enrollment-codes`.

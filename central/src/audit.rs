@@ -4,7 +4,8 @@
 //! (an API or CLI request, committed with a [`ChangeNote`]) or arrived from a hub. The
 //! recorder reads the changes made since the heads it last recorded for that document
 //! ([`Registry::audit_cursor`]) and appends one entry per change, with the cursor moved in
-//! the same transaction, so a crash neither loses nor doubles an entry.
+//! the same transaction, so a crash neither loses nor doubles an entry. `crate::observe`
+//! runs it after every change.
 //!
 //! Attribution: the *device* is the change's automerge actor (central's own, or a hub's
 //! id — [`taplink_sync_proto::note::node_actor`]); the *person* is the note's author. A
@@ -40,38 +41,6 @@ pub async fn catch_up(state: AppState, doc: DocId) -> Result<usize, AuditError> 
     tokio::task::spawn_blocking(move || catch_up_blocking(&state, doc))
         .await
         .map_err(|e| AuditError::Task(e.to_string()))?
-}
-
-/// [`catch_up`] for every document.
-pub async fn catch_up_all(state: AppState) -> Result<usize, AuditError> {
-    let mut total = 0;
-    for doc in state.docs.list() {
-        total += catch_up(state.clone(), doc).await?;
-    }
-    Ok(total)
-}
-
-/// Until `cancel`: record the changes that hubs bring, as their sessions persist them.
-pub async fn follow(state: AppState, cancel: tokio_util::sync::CancellationToken) {
-    let mut changes = state.docs.subscribe();
-    if let Err(e) = catch_up_all(state.clone()).await {
-        tracing::error!(error = %e, "audit: recording earlier changes failed; will retry on the next change");
-    }
-    loop {
-        let docs = tokio::select! {
-            _ = cancel.cancelled() => return,
-            change = changes.recv() => match change {
-                Ok(change) => vec![change.doc],
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => state.docs.list(),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            },
-        };
-        for doc in docs {
-            if let Err(e) = catch_up(state.clone(), doc).await {
-                tracing::error!(error = %e, %doc, "audit: recording changes failed; will retry on the next change");
-            }
-        }
-    }
 }
 
 fn catch_up_blocking(state: &AppState, doc: DocId) -> Result<usize, AuditError> {

@@ -5,11 +5,19 @@
 //! | GET    | `/healthz`                             | public | 200 `{"status":"ok","db":"ok"}` (503 if the registry fails) |
 //! | GET    | `/metrics`                             | public | 200 OpenMetrics text         |
 //! | POST   | `/api/v1/venues`                       | venue_create | 201 venue (`{name, timezone}` in) |
-//! | GET    | `/api/v1/venues`                       | venue_read | 200 `{"venues": [...]}` (those in reach) |
+//! | GET    | `/api/v1/venues[?tag=&q=&hub_state=&cursor=&limit=]` | venue_read | 200 `{venues, next_cursor}` (those in reach, each with `hub_state`) |
 //! | GET    | `/api/v1/venues/{id}`                  | venue_read | 200 venue                    |
-//! | PATCH  | `/api/v1/venues/{id}`                  | venue_edit | 200 venue (`{tags}` in)      |
+//! | PATCH  | `/api/v1/venues/{id}`                  | venue_edit | 200 venue (`{name?, timezone?, tags?}` in; name and time zone through the document) |
 //! | GET    | `/api/v1/venues/{id}/document`         | venue_read | 200 the venue document |
 //! | POST   | `/api/v1/venues/{id}/ops`              | content_write (+ each op's own) | 200 (one `VenueCommand` or an array, all or nothing; 422 names the refused one) |
+//! | PATCH/DELETE | `/api/v1/venues/{id}/kiosks/{kiosk}` | kiosk_edit / pairing_manage | 200 / 204 (`{name?, group?, orientation?}` in; `http/resources.rs`) |
+//! | POST   | `/api/v1/venues/{id}/playlists`        | content_write | 201 `{id}` (`{name}` in) |
+//! | PATCH/DELETE | `/api/v1/venues/{id}/playlists/{playlist}` | content_write | 200 / 204 (`{name}` in) |
+//! | POST   | `/api/v1/venues/{id}/playlists/{playlist}/items` | content_write | 201 `{item}` (`{media, duration_ms, at?, window?}` in) |
+//! | PATCH/DELETE | `/api/v1/venues/{id}/playlists/{playlist}/items/{item}` | content_write | 200 / 204 (`{duration_ms?, window?, at?}` in) |
+//! | PUT    | `/api/v1/venues/{id}/assignments`      | content_write | 200 (`{kiosks?, groups?, default?}` in) |
+//! | GET    | `/api/v1/kiosks[?venue=&cursor=&limit=]` | venue_read | 200 `{kiosks, next_cursor}` (catalog, venues in reach) |
+//! | GET    | `/api/v1/media[?venue=&cursor=&limit=]` | venue_read | 200 `{media, next_cursor}` with `used_by` (the org library without `venue`) |
 //! | POST   | `/api/v1/venues/{id}/enrollment-codes` | hub_enroll | 201 `{code, venue_id, expires_at, central_fingerprint}` (optional `{ttl}` in, e.g. `"2h"`) |
 //! | POST   | `/api/v1/venues/{id}/kiosk-codes`      | kiosk_code_manage | 201 `{id, venue_id, code, name, group, playlist, expires_at}` (`{name, expires_in_hours?, group?, playlist?}` in) |
 //! | GET    | `/api/v1/venues/{id}/kiosk-codes`      | kiosk_code_manage | 200 `{"kiosk_codes": [...]}` (never the codes) |
@@ -36,7 +44,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, patch, post};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use taplink_sync_io::web::access::{Access, Gate, Routes};
@@ -51,6 +59,8 @@ mod content;
 mod error;
 mod hubs;
 mod kiosk_codes;
+mod lists;
+mod resources;
 mod tokens;
 mod users;
 mod venues;
@@ -67,6 +77,8 @@ pub use hubs::{HubJson, HubList};
 use hubs::{get_hub, list_hubs, revoke_hub};
 pub use kiosk_codes::{CreateKioskCodeRequest, KioskCodeJson, KioskCodeList, KioskGrantJson};
 use kiosk_codes::{delete_kiosk_code, get_kiosk_codes, post_kiosk_code};
+pub use lists::{KioskList, MediaList};
+pub use resources::{Assignments, ItemPatch, KioskPatch, NewItem, PlaylistBody};
 pub use tokens::{CreateTokenRequest, CreatedToken, TokenJson, TokenList};
 pub use users::{CreateUserRequest, UpdateUserRequest, UserList};
 pub use venues::{
@@ -127,6 +139,55 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
             &["POST"],
             act(Action::ContentWrite),
             post(content::post_ops),
+        )
+        .route(
+            g,
+            "/api/v1/venues/{id}/kiosks/{kiosk}",
+            &["PATCH"],
+            act(Action::KioskEdit),
+            patch(resources::patch_kiosk),
+        )
+        .route(
+            g,
+            "/api/v1/venues/{id}/kiosks/{kiosk}",
+            &["DELETE"],
+            act(Action::PairingManage),
+            delete(resources::delete_kiosk),
+        )
+        .route(
+            g,
+            "/api/v1/venues/{id}/playlists",
+            &["POST"],
+            act(Action::ContentWrite),
+            post(resources::post_playlist),
+        )
+        .route(
+            g,
+            "/api/v1/venues/{id}/playlists/{playlist}",
+            &["PATCH", "DELETE"],
+            act(Action::ContentWrite),
+            patch(resources::patch_playlist).delete(resources::delete_playlist),
+        )
+        .route(
+            g,
+            "/api/v1/venues/{id}/playlists/{playlist}/items",
+            &["POST"],
+            act(Action::ContentWrite),
+            post(resources::post_item),
+        )
+        .route(
+            g,
+            "/api/v1/venues/{id}/playlists/{playlist}/items/{item}",
+            &["PATCH", "DELETE"],
+            act(Action::ContentWrite),
+            patch(resources::patch_item).delete(resources::delete_item),
+        )
+        .route(
+            g,
+            "/api/v1/venues/{id}/assignments",
+            &["PUT"],
+            act(Action::ContentWrite),
+            put(resources::put_assignments),
         )
         .route(
             g,
@@ -191,6 +252,20 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
             &["DELETE"],
             act(Action::TokenManage),
             delete(tokens::delete_token),
+        )
+        .route(
+            g,
+            "/api/v1/kiosks",
+            &["GET"],
+            act(Action::VenueRead),
+            get(lists::list_kiosks),
+        )
+        .route(
+            g,
+            "/api/v1/media",
+            &["GET"],
+            act(Action::VenueRead),
+            get(lists::list_media),
         )
         .route(
             g,

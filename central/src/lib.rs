@@ -8,7 +8,7 @@
 //! Modules: [`config`] (settings, data directory layout), [`store`] (the SQLite registry,
 //! the only module that touches rusqlite), [`init`] (creating a data directory),
 //! [`http`] (health, metrics, admin API), [`audit`] (recording document changes in the
-//! audit log), [`metrics`], [`state`] (what handlers share),
+//! audit log), [`observe`] (audit and catalog after every document change), [`metrics`], [`state`] (what handlers share),
 //! [`enroll_token`] (the enrollment code format), [`venue`] (creating a venue),
 //! [`kiosk_codes`] (kiosk provisioning codes: pairings pre-approved in the venue document),
 //! [`admin_client`] (the CLI's client of the running server's admin API), [`cli`] (the
@@ -23,6 +23,7 @@ pub mod http;
 pub mod init;
 pub mod kiosk_codes;
 pub mod metrics;
+pub mod observe;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -129,8 +129,9 @@ impl Central {
             sync_endpoint.await;
             Ok::<(), std::convert::Infallible>(())
         });
-        // Every document change, made here or brought by a hub, goes into the audit log.
-        tasks.spawn(crate::audit::follow(state.clone(), cancel.child_token()));
+        // Every document change, made here or brought by a hub, goes into the audit log and
+        // the catalog.
+        tasks.spawn(crate::observe::follow(state.clone(), cancel.child_token()));
         tasks.spawn(
             state
                 .docs

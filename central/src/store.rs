@@ -159,6 +159,41 @@ const MIGRATIONS: &[&str] = &[
         heads_json  TEXT NOT NULL
     ) STRICT, WITHOUT ROWID;
     ",
+    // 5: the catalog (`store/catalog.rs`): kiosks and media as the documents say, for
+    // paged lists; and keyset indexes for venue and hub pages.
+    "
+    CREATE TABLE catalog_kiosks (
+        kiosk_id     TEXT PRIMARY KEY NOT NULL,
+        venue_id     TEXT NOT NULL,
+        name         TEXT NOT NULL,
+        group_name   TEXT,
+        orientation  TEXT NOT NULL,
+        playlist_id  TEXT
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX catalog_kiosks_by_venue ON catalog_kiosks(venue_id, kiosk_id);
+
+    CREATE TABLE catalog_media (
+        owner         TEXT NOT NULL,
+        hash          TEXT NOT NULL,
+        name          TEXT NOT NULL,
+        content_type  TEXT NOT NULL,
+        size          INTEGER NOT NULL,
+        PRIMARY KEY (owner, hash)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE catalog_media_uses (
+        venue_id       TEXT NOT NULL,
+        playlist_id    TEXT NOT NULL,
+        item_id        TEXT NOT NULL,
+        hash           TEXT NOT NULL,
+        playlist_name  TEXT NOT NULL,
+        PRIMARY KEY (venue_id, playlist_id, item_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX catalog_media_uses_by_hash ON catalog_media_uses(hash, venue_id);
+
+    CREATE INDEX venues_by_age ON venues(created_at, id);
+    CREATE INDEX hubs_by_age ON hubs(enrolled_at, id);
+    ",
 ];
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -380,10 +415,12 @@ impl fmt::Debug for AdminToken {
 }
 
 mod audit;
+mod catalog;
 mod tokens;
 mod users;
 
 pub use audit::{AuditEntry, AuditQuery, AuditRecord, AuditVerdict};
+pub use catalog::{HubState, KioskRow, MediaRow, MediaUse, Page, Reach, VenueFilter};
 pub use tokens::{ApiToken, MAX_TOKEN_DAYS, NewApiToken, TOKEN_PREFIX};
 pub use users::{
     ARGON2_CONCURRENCY, ARGON2_MEMORY_KIB, ARGON2_PASSES, MAX_PASSWORD_BYTES, MAX_USERNAME_CHARS,
@@ -943,10 +980,10 @@ impl Registry {
     }
 }
 
-const HUB_COLUMNS: &str = "id, venue_id, cert_serial, cert_fingerprint, enrolled_at, revoked_at, \
+pub(crate) const HUB_COLUMNS: &str = "id, venue_id, cert_serial, cert_fingerprint, enrolled_at, revoked_at, \
                            last_seen, last_sync, software, heads_json";
 
-fn read_hub(row: &Row<'_>) -> rusqlite::Result<HubRecord> {
+pub(crate) fn read_hub(row: &Row<'_>) -> rusqlite::Result<HubRecord> {
     let heads: Option<String> = row.get(9)?;
     Ok(HubRecord {
         id: parse_col(row, 0)?,
@@ -971,7 +1008,7 @@ fn hub_in(conn: &Connection, id: HubId) -> rusqlite::Result<Option<HubRecord>> {
         .optional()
 }
 
-fn read_venue(row: &Row<'_>) -> rusqlite::Result<Venue> {
+pub(crate) fn read_venue(row: &Row<'_>) -> rusqlite::Result<Venue> {
     Ok(Venue {
         id: parse_col(row, 0)?,
         name: row.get(1)?,

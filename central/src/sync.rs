@@ -91,6 +91,11 @@ impl OnlineHubs {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The hubs connected now.
+    pub fn ids(&self) -> Vec<HubId> {
+        self.lock().keys().copied().collect()
+    }
+
     /// Whether `hub` has a sync connection.
     pub fn contains(&self, hub: HubId) -> bool {
         self.lock().contains_key(&hub)

@@ -176,9 +176,8 @@ pub(super) async fn edit_noted<E: Send + 'static>(
             )));
         }
     }
-    crate::audit::catch_up(state.clone(), doc)
+    crate::observe::after_change(state.clone(), doc)
         .await
-        .map(drop)
         .map_err(|e| {
             Refused::Api(ApiError::internal(
                 "recording the change in the audit log",

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::{Extension, Json};
 use data_encoding::HEXLOWER;
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,8 @@ use crate::state::AppState;
 use crate::store::{HubRecord, RegistryError};
 use crate::timefmt::rfc3339;
 
-use super::error::{ApiError, ApiPath, blocking};
+use super::error::{ApiError, ApiPath, ApiQuery, blocking, param};
+use super::lists::{list_error, page_limit, reach_of};
 
 /// A hub as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,66 +89,51 @@ impl From<&HubRecord> for HubJson {
 /// `GET /api/v1/hubs` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HubList {
-    /// The hubs, in enrollment order.
+    /// The hubs of this page, in enrollment order.
     pub hubs: Vec<HubJson>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /api/v1/hubs` query.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct HubsQuery {
     /// Only this venue's hubs.
     venue: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
 }
 
+/// `GET /api/v1/hubs[?venue=&cursor=&limit=]`: a page of the hubs of venues in reach.
 pub(super) async fn list_hubs(
     State(state): State<AppState>,
     Extension(caller): Extension<super::auth::Caller>,
-    query: Result<Query<HubsQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<HubsQuery>,
 ) -> Result<Json<HubList>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::InvalidQuery {
-        param: "query",
-        message: e.body_text(),
-    })?;
-    let venue = query
-        .venue
-        .map(|v| v.parse::<VenueId>())
-        .transpose()
-        .map_err(|e| ApiError::InvalidQuery {
-            param: "venue",
-            message: e.to_string(),
-        })?;
+    let venue: Option<VenueId> = param("venue", query.venue.as_deref())?;
+    let limit = page_limit(query.limit.as_deref())?;
+    let reach = reach_of(&caller);
     let registry = state.registry.clone();
-    let hubs = blocking(move || {
+    let page = blocking(move || {
         if let Some(venue) = venue
             && registry.venue(venue)?.is_none()
         {
-            return Err(RegistryError::UnknownVenue { venue });
+            return Err(ApiError::from(RegistryError::UnknownVenue { venue }));
         }
-        let venues: std::collections::BTreeMap<_, _> = registry
-            .list_venues()?
-            .into_iter()
-            .map(|v| (v.id, v))
-            .collect();
-        Ok((registry.list_hubs(venue)?, venues))
+        registry
+            .hubs_page(&reach, venue, query.cursor.as_deref(), limit)
+            .map_err(list_error)
     })
     .await?;
-    let (hubs, venues) = hubs;
-    // Only the hubs of venues the caller may read the health of.
-    let principal = caller.principal();
     Ok(Json(HubList {
-        hubs: hubs
+        hubs: page
+            .items
             .iter()
-            .filter(|h| {
-                venues.get(&h.venue).is_some_and(|v| {
-                    super::venues::in_reach(
-                        &principal,
-                        taplink_sync_proto::authz::Action::HealthRead,
-                        v,
-                    )
-                })
-            })
             .map(|h| HubJson::from(h).online_in(&state))
             .collect(),
+        next_cursor: page.next,
     }))
 }
 

@@ -10,18 +10,21 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use taplink_sync_proto::authz::{Action, Principal, Target, VenueTag, authorize};
+use taplink_sync_proto::doc::VenueCommand;
 use taplink_sync_proto::ids::VenueId;
+use taplink_sync_proto::note::Via;
 
 use crate::config::Ttl;
 use crate::enroll_token::EnrollmentToken;
 use crate::state::AppState;
-use crate::store::Venue;
+use crate::store::{HubState, Venue, VenueFilter};
 use crate::timefmt::rfc3339;
 use crate::venue::create_venue;
 
 use super::BODY_LIMIT;
 use super::auth::Caller;
-use super::error::{ApiError, ApiJson, ApiPath, blocking};
+use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, blocking, param};
+use super::lists::{list_error, page_limit, reach_of};
 
 /// `POST /api/v1/venues` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +50,8 @@ pub struct VenueJson {
     /// Its tags (`region:north`), which scopes name venues by.
     #[serde(default)]
     pub tags: BTreeSet<VenueTag>,
+    /// Its hub's state: `online`, `offline`, `never_connected` or `no_hub`.
+    pub hub_state: Option<HubState>,
 }
 
 impl From<&Venue> for VenueJson {
@@ -57,6 +62,7 @@ impl From<&Venue> for VenueJson {
             timezone: v.timezone.clone(),
             created_at: rfc3339(v.created_at),
             tags: v.tags.clone(),
+            hub_state: None,
         }
     }
 }
@@ -64,8 +70,22 @@ impl From<&Venue> for VenueJson {
 /// `GET /api/v1/venues` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VenueList {
-    /// Every venue, oldest first.
+    /// The venues of this page, oldest first.
     pub venues: Vec<VenueJson>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/venues` query.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VenueParams {
+    tag: Option<String>,
+    q: Option<String>,
+    hub_state: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
 }
 
 pub(super) async fn post_venue(
@@ -82,24 +102,45 @@ pub(super) async fn post_venue(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(VenueJson::from(&new)),
+        Json(VenueJson {
+            hub_state: Some(HubState::NoHub),
+            ..VenueJson::from(&new)
+        }),
     )
         .into_response())
 }
 
+/// `GET /api/v1/venues[?tag=&q=&hub_state=&cursor=&limit=]`: a page of the venues in reach.
 pub(super) async fn list_venues(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    ApiQuery(p): ApiQuery<VenueParams>,
 ) -> Result<Json<VenueList>, ApiError> {
+    let filter = VenueFilter {
+        tag: p.tag,
+        q: p.q,
+        hub_state: param("hub_state", p.hub_state.as_deref())?,
+    };
+    let limit = page_limit(p.limit.as_deref())?;
+    let reach = reach_of(&caller);
+    let online = state.online.ids();
     let registry = state.registry.clone();
-    let venues = blocking(move || registry.list_venues()).await?;
-    let principal = caller.principal();
+    let page = blocking(move || {
+        registry
+            .venues_page(&reach, &filter, &online, p.cursor.as_deref(), limit)
+            .map_err(list_error)
+    })
+    .await?;
     Ok(Json(VenueList {
-        venues: venues
+        venues: page
+            .items
             .iter()
-            .filter(|v| in_reach(&principal, Action::VenueRead, v))
-            .map(VenueJson::from)
+            .map(|(v, hub_state)| VenueJson {
+                hub_state: Some(*hub_state),
+                ..VenueJson::from(v)
+            })
             .collect(),
+        next_cursor: page.next,
     }))
 }
 
@@ -116,21 +157,40 @@ pub(super) fn in_reach(principal: &Principal, action: Action, venue: &Venue) -> 
     .is_ok()
 }
 
-/// `PATCH /api/v1/venues/{id}` body: what to change.
+/// `PATCH /api/v1/venues/{id}` body: what to change (absent fields stay).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateVenueRequest {
+    /// The venue's new name (in its document, so the hub shows it too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The venue's new IANA time zone (in its document: schedules follow it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
     /// The venue's new tags (replacing the old ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<BTreeSet<VenueTag>>,
 }
 
-/// `PATCH /api/v1/venues/{id}`: change a venue's tags.
+/// `PATCH /api/v1/venues/{id}`: rename, move to another time zone (both through the venue
+/// document), and retag (the registry).
 pub(super) async fn patch_venue(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(via): Extension<Via>,
     ApiPath(id): ApiPath<VenueId>,
     ApiJson(body): ApiJson<UpdateVenueRequest>,
 ) -> Result<Json<VenueJson>, ApiError> {
+    let mut commands = Vec::new();
+    if let Some(name) = body.name {
+        commands.push(VenueCommand::RenameVenue { name });
+    }
+    if let Some(timezone) = body.timezone {
+        commands.push(VenueCommand::SetTimezone { timezone });
+    }
+    if !commands.is_empty() {
+        super::content::apply_venue_commands(&state, &caller, via, id, commands).await?;
+    }
     let registry = state.registry.clone();
     let venue = blocking(move || match body.tags {
         Some(tags) => registry.set_venue_tags(id, &tags),
@@ -139,8 +199,20 @@ pub(super) async fn patch_venue(
             .ok_or(crate::store::RegistryError::UnknownVenue { venue: id }),
     })
     .await?;
-    tracing::info!(venue = %id, tags = ?venue.tags, "venue updated");
-    Ok(Json(VenueJson::from(&venue)))
+    tracing::info!(venue = %id, "venue updated");
+    venue_json(&state, venue).await.map(Json)
+}
+
+/// A venue with its hub's state.
+async fn venue_json(state: &AppState, venue: Venue) -> Result<VenueJson, ApiError> {
+    let registry = state.registry.clone();
+    let online = state.online.ids();
+    let id = venue.id;
+    let hub_state = blocking(move || registry.hub_state(id, &online)).await?;
+    Ok(VenueJson {
+        hub_state: Some(hub_state),
+        ..VenueJson::from(&venue)
+    })
 }
 
 pub(super) async fn get_venue(
@@ -148,12 +220,12 @@ pub(super) async fn get_venue(
     ApiPath(id): ApiPath<VenueId>,
 ) -> Result<Json<VenueJson>, ApiError> {
     let registry = state.registry.clone();
-    blocking(move || registry.venue(id))
+    let venue = blocking(move || registry.venue(id))
         .await?
-        .map(|v| Json(VenueJson::from(&v)))
         .ok_or(ApiError::NotFound {
             what: format!("venue {id}"),
-        })
+        })?;
+    venue_json(&state, venue).await.map(Json)
 }
 
 /// `POST /api/v1/venues/{id}/enrollment-codes` body: give `code` to whoever installs the hub.

@@ -8,7 +8,7 @@ use serde_json::json;
 use taplink_central::http::app;
 use taplink_sync_proto::ids::PlaylistId;
 
-use crate::support::{Initialised, call, now, request, user_session, with_session};
+use crate::support::{Initialised, call, request, user_session, with_session};
 
 fn verify(data: &std::path::Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_taplink-central"))
@@ -23,15 +23,7 @@ async fn api_changes_are_recorded_with_author_operation_and_heads_and_the_chain_
     let state = init.state();
     let app = app(state.clone());
     let token = init.token();
-    let venue = taplink_central::venue::create_venue(
-        &state.registry,
-        &state.docs,
-        "The Anchor",
-        "Europe/London",
-        now(),
-    )
-    .unwrap()
-    .id;
+    let venue = crate::support::venue(&state, "The Anchor");
     let (cookie, csrf) = user_session(
         &app,
         &token,

@@ -10,6 +10,7 @@ mod auth;
 mod cli;
 mod content;
 mod http;
+mod lists;
 mod rbac;
 mod registry;
 mod security;

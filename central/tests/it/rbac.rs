@@ -24,6 +24,27 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("PATCH", "/api/v1/venues/{id}", "A"),
     ("GET", "/api/v1/venues/{id}/document", "ATSV"),
     ("POST", "/api/v1/venues/{id}/ops", "AS"),
+    ("PATCH", "/api/v1/venues/{id}/kiosks/{kiosk}", "AS"),
+    ("DELETE", "/api/v1/venues/{id}/kiosks/{kiosk}", "AT"),
+    ("POST", "/api/v1/venues/{id}/playlists", "AS"),
+    ("PATCH", "/api/v1/venues/{id}/playlists/{playlist}", "AS"),
+    ("DELETE", "/api/v1/venues/{id}/playlists/{playlist}", "AS"),
+    (
+        "POST",
+        "/api/v1/venues/{id}/playlists/{playlist}/items",
+        "AS",
+    ),
+    (
+        "PATCH",
+        "/api/v1/venues/{id}/playlists/{playlist}/items/{item}",
+        "AS",
+    ),
+    (
+        "DELETE",
+        "/api/v1/venues/{id}/playlists/{playlist}/items/{item}",
+        "AS",
+    ),
+    ("PUT", "/api/v1/venues/{id}/assignments", "AS"),
     ("POST", "/api/v1/venues/{id}/enrollment-codes", "AT"),
     ("GET", "/api/v1/venues/{id}/kiosk-codes", "AT"),
     ("POST", "/api/v1/venues/{id}/kiosk-codes", "AT"),
@@ -39,11 +60,18 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/hubs/{id}", "ATSV"),
     ("POST", "/api/v1/hubs/{id}/revoke", "AT"),
     ("GET", "/api/v1/audit", "ATV"),
+    ("GET", "/api/v1/kiosks", "ATSV"),
+    ("GET", "/api/v1/media", "ATSV"),
 ];
 
 /// Routes without a venue in the path that take one as `?venue=`: checked without it, and
 /// with each venue (in scope, by tag, out of scope).
-const VENUE_QUERY: &[&str] = &["/api/v1/hubs", "/api/v1/audit"];
+const VENUE_QUERY: &[&str] = &[
+    "/api/v1/hubs",
+    "/api/v1/audit",
+    "/api/v1/kiosks",
+    "/api/v1/media",
+];
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -191,7 +219,10 @@ async fn every_route_every_role_every_scope_as_the_matrix_says() {
                 let path = route
                     .path
                     .replace("{id}", &id)
-                    .replace("{code}", "aaaaaaaaaaaaaaaaaaaaaaaaaa");
+                    .replace("{code}", "aaaaaaaaaaaaaaaaaaaaaaaaaa")
+                    .replace("{kiosk}", "aaaaaaaaaaaaaaaaaaaaaaaaaa")
+                    .replace("{playlist}", "aaaaaaaaaaaaaaaaaaaaaaaaaa")
+                    .replace("{item}", "aaaaaaaaaaaaaaaaaaaaaaaaaa");
                 for caller in &callers {
                     let answer = call(&app, caller.request(method, &path)).await;
                     let expected_ok = match caller.letter {

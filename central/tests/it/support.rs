@@ -29,6 +29,13 @@ pub(crate) fn at(offset: TimeDelta) -> DateTime<Utc> {
     t0() + offset
 }
 
+/// A venue made as the API makes one (registry entry and document), in Europe/London.
+pub(crate) fn venue(state: &AppState, name: &str) -> taplink_sync_proto::ids::VenueId {
+    taplink_central::venue::create_venue(&state.registry, &state.docs, name, "Europe/London", now())
+        .unwrap()
+        .id
+}
+
 /// A fresh registry in a temporary directory.
 pub(crate) fn registry() -> (TempDir, Registry) {
     let dir = tempfile::tempdir().unwrap();
