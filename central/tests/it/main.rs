@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod content;
 mod http;
+mod media;
 mod rbac;
 mod registry;
 mod security;
