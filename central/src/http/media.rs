@@ -241,16 +241,13 @@ pub(super) async fn put_media(
         quota_left: u64::MAX,
     };
     let mut quota = None;
-    match venue {
-        Some(id) => {
-            known_venue(&state, id).await?;
-            let held = venue_media_held(&state, id).await?;
-            let venue_quota = state.config.venue_media_quota_bytes;
-            limits.quota_left = venue_quota.saturating_sub(held);
-            quota = Some((id, held, venue_quota));
-        }
-        // The org library has no quota of its own (only admins add to it).
-        None => {}
+    // The org library has no quota of its own (only admins add to it).
+    if let Some(id) = venue {
+        known_venue(&state, id).await?;
+        let held = venue_media_held(&state, id).await?;
+        let venue_quota = state.config.venue_media_quota_bytes;
+        limits.quota_left = venue_quota.saturating_sub(held);
+        quota = Some((id, held, venue_quota));
     }
     let staged = media_type::receive_upload(
         body,
