@@ -141,9 +141,12 @@ pub struct Config {
     /// hub uploaded beyond it is not fetched (and logged) until some is deleted or the
     /// quota raised. Default: 32 GiB.
     pub venue_media_quota_bytes: u64,
+    /// `max_upload_bytes`: largest media file `PUT /api/v1/media` accepts; a larger one is
+    /// refused with `413` as soon as it passes the limit. Default: 512 MiB.
+    pub max_upload_bytes: u64,
 }
 
-const KNOWN_FIELDS: &str = "data_dir, http_listen, quic_listen, public_names, log_format, enrollment_code_ttl, venue_media_quota_bytes";
+const KNOWN_FIELDS: &str = "data_dir, http_listen, quic_listen, public_names, log_format, enrollment_code_ttl, venue_media_quota_bytes, max_upload_bytes";
 
 impl Config {
     /// The default HTTP listen address.
@@ -154,6 +157,8 @@ impl Config {
     pub const DEFAULT_ENROLLMENT_CODE_TTL: TimeDelta = TimeDelta::days(1);
     /// The default media quota per venue: 32 GiB.
     pub const DEFAULT_VENUE_MEDIA_QUOTA: u64 = 32 << 30;
+    /// The default largest media upload: 512 MiB.
+    pub const DEFAULT_MAX_UPLOAD: u64 = 512 << 20;
 
     /// The defaults, with the data in `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
@@ -165,6 +170,7 @@ impl Config {
             log_format: LogFormat::Text,
             enrollment_code_ttl: Ttl(Self::DEFAULT_ENROLLMENT_CODE_TTL),
             venue_media_quota_bytes: Self::DEFAULT_VENUE_MEDIA_QUOTA,
+            max_upload_bytes: Self::DEFAULT_MAX_UPLOAD,
         }
     }
 
@@ -234,6 +240,16 @@ impl Config {
                         )
                     })?;
                 }
+                "max_upload_bytes" => {
+                    config.max_upload_bytes =
+                        value.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+                            invalid(
+                                "max_upload_bytes",
+                                &value,
+                                "expected a whole number of bytes above 0",
+                            )
+                        })?;
+                }
                 _ => {
                     return Err(ConfigError::UnknownField {
                         field: clip(&field),
@@ -255,6 +271,7 @@ impl Config {
             "log_format": self.log_format.as_str(),
             "enrollment_code_ttl": self.enrollment_code_ttl.to_string(),
             "venue_media_quota_bytes": self.venue_media_quota_bytes,
+            "max_upload_bytes": self.max_upload_bytes,
         });
         // A `Value` built from strings and a list of strings always serialises.
         let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
@@ -324,6 +341,11 @@ impl DataDir {
     /// `media/`: media blobs by content hash.
     pub fn media_dir(&self) -> PathBuf {
         self.root.join("media")
+    }
+
+    /// `uploads/`: media uploads while they arrive (`PUT /api/v1/media`); emptied at start.
+    pub fn upload_dir(&self) -> PathBuf {
+        self.root.join("uploads")
     }
 
     /// `admin-token`: the bootstrap admin token (0600).
@@ -408,6 +430,7 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.enrollment_code_ttl.duration(), TimeDelta::hours(24));
         assert_eq!(c.data_dir, PathBuf::from("taplink-central-data"));
+        assert_eq!(c.max_upload_bytes, 512 << 20);
     }
 
     #[test]
@@ -416,6 +439,7 @@ mod tests {
         c.log_format = LogFormat::Json;
         c.enrollment_code_ttl = "90m".parse().unwrap();
         c.public_names = vec!["central.example.com".into()];
+        c.max_upload_bytes = 1 << 20;
         assert_eq!(Config::from_json(&c.to_json_pretty()).unwrap(), c);
     }
 
@@ -436,6 +460,7 @@ mod tests {
             ),
             (r#"{"public_names": []}"#, "public_names", "[]"),
             (r#"{"public_names": ["a b"]}"#, "public_names", "\"a b\""),
+            (r#"{"max_upload_bytes": 0}"#, "max_upload_bytes", "0"),
         ];
         for (json, field, value) in cases {
             let msg = Config::from_json(json).unwrap_err().to_string();

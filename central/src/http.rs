@@ -33,11 +33,14 @@
 //! | GET    | `/api/v1/hubs[?venue=<id>]`            | health_read | 200 `{"hubs": [...]}` (those in reach) |
 //! | GET    | `/api/v1/hubs/{id}`                    | health_read | 200 hub                |
 //! | POST   | `/api/v1/hubs/{id}/revoke`             | hub_revoke | 200 hub (revoking twice keeps the first time) |
+//! | PUT    | `/api/v1/media?name=N[&content_type=T][&venue=V]` | media_write (library: + org_write) | 201 `{hash, size, content_type, name, venue}` (raw bytes in, their type as `Content-Type`; 413 too large, 415 wrong type, 507 over the venue's quota) |
+//! | DELETE | `/api/v1/media/{hash}[?venue=V][&force=true]` | media_write (library: + org_write) | 200 `{hash, venue, removed_items}` (409 names the playlist items that show it, unless `force=true` removes them too) |
 //!
 //! Callers: `Authorization: Bearer <admin token>` (acts as an admin), or a signed-in
 //! session (`http/auth.rs`); the action is checked with `authz::authorize` against the
-//! route's venue. Every error is JSON `{"error": "<sentence>"}` ([`ApiError`]). Bodies are limited to
-//! [`BODY_LIMIT`] bytes. Handlers never touch SQLite on the async runtime: registry calls
+//! route's venue (the `venue` query parameter of the media routes; without it the org
+//! library). Every error is JSON `{"error": "<sentence>"}` ([`ApiError`]). Bodies are limited to
+//! [`BODY_LIMIT`] bytes, media uploads to `max_upload_bytes` (their body is not JSON). Handlers never touch SQLite on the async runtime: registry calls
 //! run in `spawn_blocking`.
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -60,6 +63,7 @@ mod error;
 mod hubs;
 mod kiosk_codes;
 mod lists;
+mod media;
 mod resources;
 mod tokens;
 mod users;
@@ -78,6 +82,7 @@ use hubs::{get_hub, list_hubs, revoke_hub};
 pub use kiosk_codes::{CreateKioskCodeRequest, KioskCodeJson, KioskCodeList, KioskGrantJson};
 use kiosk_codes::{delete_kiosk_code, get_kiosk_codes, post_kiosk_code};
 pub use lists::{KioskList, MediaList};
+pub use media::{DeletedMedia, MediaJson, RemovedItem};
 pub use resources::{Assignments, ItemPatch, KioskPatch, NewItem, PlaylistBody};
 pub use tokens::{CreateTokenRequest, CreatedToken, TokenJson, TokenList};
 pub use users::{CreateUserRequest, UpdateUserRequest, UserList};
@@ -95,7 +100,7 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
     let gate = CentralGate(state.clone());
     let g = &gate;
     let act = Access::Act;
-    Routes::new()
+    let json_routes = Routes::new()
         .route(g, "/healthz", &["GET"], Access::Public, get(healthz))
         .route(g, "/metrics", &["GET"], Access::Public, get(metrics))
         .route(
@@ -295,6 +300,25 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
             act(Action::HubRevoke),
             post(revoke_hub),
         )
+        .route(
+            g,
+            "/api/v1/media/{hash}",
+            &["DELETE"],
+            act(Action::MediaWrite),
+            delete(media::delete_media),
+        )
+        .map_router(|r| r.layer(DefaultBodyLimit::max(BODY_LIMIT)));
+    let max_upload = usize::try_from(state.config.max_upload_bytes).unwrap_or(usize::MAX);
+    let upload_routes = Routes::new()
+        .route(
+            g,
+            "/api/v1/media",
+            &["PUT"],
+            act(Action::MediaWrite),
+            put(media::put_media),
+        )
+        .map_router(|r| r.layer(DefaultBodyLimit::max(max_upload)));
+    json_routes.merge(upload_routes)
 }
 
 /// How central enforces each [`Access`]: admin routes need an admin token; there are no
@@ -325,12 +349,13 @@ impl Gate<AppState> for CentralGate {
     }
 }
 
-/// The HTTP application: every route of [`routes`], request metrics, the body limit, JSON
-/// writes and the `Host` check.
+/// The HTTP application: every route of [`routes`] (each with its body limit), request
+/// metrics, JSON writes and the `Host` check.
 pub fn app(state: AppState) -> Router {
     let rules = std::sync::Arc::new(guard::RequestRules {
         hosts: HostPolicy::new(state.config.public_names.clone()),
-        not_json: &[],
+        // Uploads declare their media type; the handler checks it.
+        not_json: &[("PUT", "/api/v1/media")],
     });
     let (router, _) = routes(&state).into_parts();
     router
@@ -340,7 +365,6 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             count_requests,
         ))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(rules, guard::request_rules))
         .with_state(state)
 }

@@ -84,6 +84,14 @@ pub enum LoadError {
         /// What failed.
         reason: String,
     },
+    /// The upload staging directory could not be created.
+    #[error("could not create the upload staging directory {path}: {source}")]
+    Uploads {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The media store could not be opened.
     #[error("could not open the media store: {source}")]
     Blobs {
@@ -234,6 +242,14 @@ impl AppState {
             BlobStore::open_with_clock(&data.media_dir(), clock.clone())
                 .map_err(|source| LoadError::Blobs { source })?,
         );
+        let uploads = data.upload_dir();
+        taplink_sync_io::private::create_dir(&uploads).map_err(|source| LoadError::Uploads {
+            path: uploads.clone(),
+            source,
+        })?;
+        // After the media store's lock: no other central of this data directory is
+        // receiving uploads.
+        taplink_sync_io::web::media::clear_stale_uploads(&uploads);
         Ok(AppState {
             docs,
             blobs,

@@ -21,7 +21,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
-use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::json;
 use taplink_sync_io::blobs::BlobStore;
@@ -32,7 +31,6 @@ use taplink_sync_io::web::media as media_type;
 use taplink_sync_proto::doc::{DocOpError, MediaMeta, VenueCommand, VenueDoc, add_media};
 use taplink_sync_proto::ids::MediaHash;
 use taplink_sync_proto::wire::DocId;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -430,13 +428,10 @@ struct UploadQuery {
     content_type: Option<String>,
 }
 
-/// Largest SVG accepted (it is scanned whole for active content).
-const MAX_SVG: u64 = 16 * 1024 * 1024;
-
 /// `PUT /api/v1/media?name=NAME` with the file as the body and its media type as
-/// `Content-Type`: streamed to a staging file (never whole in memory) within the upload
-/// limit and the hub's media quota, its type checked by content, stored by hash, and added
-/// to the venue's media.
+/// `Content-Type`: received by [`media_type::receive_upload`] (streamed to a staging file,
+/// never whole in memory, within the upload limit and the hub's media quota, its type
+/// checked by content), stored by hash, and added to the venue's media.
 async fn upload(
     State(s): State<Arc<HubState>>,
     staff: Staff,
@@ -445,24 +440,11 @@ async fn upload(
     body: Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let Query(q) = query.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
-    let declared = headers
+    let header = headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::UnsupportedMediaType(format!(
-                "Content-Type: send the file's media type, one of {}",
-                media_type::ALLOWED.join(", ")
-            ))
-        })?;
-    let declared = media_type::declared(declared)
-        .map_err(|e| ApiError::UnsupportedMediaType(e.to_string()))?;
-    if let Some(given) = &q.content_type
-        && media_type::declared(given).ok() != Some(declared)
-    {
-        return Err(ApiError::BadRequest(format!(
-            "content_type: {given:?} differs from the Content-Type header {declared:?}"
-        )));
-    }
+        .and_then(|v| v.to_str().ok());
+    let declared = media_type::upload_type(header, q.content_type.as_deref())
+        .map_err(|e| upload_error(e, 0, 0))?;
     ensure_synced(&s)?;
     let blobs = s.blobs.clone();
     let used = tokio::task::spawn_blocking(move || blobs.total_size())
@@ -470,57 +452,18 @@ async fn upload(
         .map_err(internal("measuring the media store"))?
         .map_err(internal("measuring the media store"))?;
     let quota = s.media_quota;
-    let over_quota = |size: u64| {
-        ApiError::InsufficientStorage(format!(
-            "the hub's media storage is full: {used} of {quota} bytes used, and this upload needs {size} more; delete unused media or raise media_quota_bytes"
-        ))
+    let limits = media_type::UploadLimits {
+        max_bytes: s.max_upload,
+        quota_left: quota.saturating_sub(used),
     };
-    if used >= quota {
-        return Err(over_quota(0));
-    }
-    let staging = tempfile::NamedTempFile::new_in(&s.upload_dir)
-        .map_err(internal("creating the upload's staging file"))?;
-    let mut file = tokio::fs::File::from_std(
-        staging
-            .reopen()
-            .map_err(internal("reopening the upload's staging file"))?,
-    );
-    let mut body = body;
-    let mut size = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::TooLarge(format!("upload refused: {e}")))?;
-        let Ok(chunk) = frame.into_data() else {
-            continue;
-        };
-        size += chunk.len() as u64;
-        if size > s.max_upload {
-            return Err(ApiError::TooLarge(format!(
-                "upload exceeds the {}-byte limit",
-                s.max_upload
-            )));
-        }
-        if used + size > quota {
-            return Err(over_quota(size));
-        }
-        file.write_all(&chunk)
-            .await
-            .map_err(internal("writing the upload's staging file"))?;
-    }
-    file.flush()
+    let staged = media_type::receive_upload(body, declared, &limits, &s.upload_dir)
         .await
-        .map_err(internal("flushing the upload's staging file"))?;
-    check_content(&staging, declared, size).await?;
+        .map_err(|e| upload_error(e, used, quota))?;
     let blobs = s.blobs.clone();
-    let max = s.max_upload;
-    let (hash, size) = tokio::task::spawn_blocking(move || {
-        let reader = staging.reopen()?;
-        blobs
-            .put_reader(reader, max, None)
-            .map_err(std::io::Error::other)
-    })
-    .await
-    .map_err(internal("storing the upload in the media store"))?
-    .map_err(internal("storing the upload in the media store"))?;
+    let (hash, size) = tokio::task::spawn_blocking(move || staged.store(&blobs))
+        .await
+        .map_err(internal("storing the upload in the media store"))?
+        .map_err(internal("storing the upload in the media store"))?;
     let meta = MediaMeta {
         name: q.name,
         content_type: declared.to_owned(),
@@ -541,39 +484,19 @@ async fn upload(
     ))
 }
 
-/// The staged upload's bytes must be the declared media type (and an SVG inert).
-async fn check_content(
-    staging: &tempfile::NamedTempFile,
-    declared: &'static str,
-    size: u64,
-) -> Result<(), ApiError> {
-    let refused = |e: media_type::MediaTypeError| ApiError::UnsupportedMediaType(e.to_string());
-    let mut file = tokio::fs::File::from_std(
-        staging
-            .reopen()
-            .map_err(internal("reopening the upload's staging file"))?,
-    );
-    let mut head = Vec::with_capacity(media_type::SNIFF_LEN);
-    (&mut file)
-        .take(media_type::SNIFF_LEN as u64)
-        .read_to_end(&mut head)
-        .await
-        .map_err(internal("reading the upload's first bytes"))?;
-    media_type::check(declared, &head).map_err(refused)?;
-    if declared == "image/svg+xml" {
-        if size > MAX_SVG {
-            return Err(ApiError::TooLarge(format!(
-                "SVG images may be at most {MAX_SVG} bytes"
-            )));
-        }
-        let whole = tokio::fs::read(staging.path())
-            .await
-            .map_err(internal("reading the SVG upload"))?;
-        if media_type::svg_is_active(&whole) {
-            return Err(refused(media_type::MediaTypeError::ActiveSvg));
-        }
+/// The hub's answer to a refused upload; `used` of `quota` bytes of media were stored.
+fn upload_error(e: media_type::UploadError, used: u64, quota: u64) -> ApiError {
+    use media_type::UploadError as E;
+    match e {
+        e @ (E::NoType | E::Type(_)) => ApiError::UnsupportedMediaType(e.to_string()),
+        e @ E::TypeDiffers { .. } => ApiError::BadRequest(e.to_string()),
+        e @ (E::TooLarge { .. } | E::SvgTooLarge { .. }) => ApiError::TooLarge(e.to_string()),
+        E::OverQuota { received, .. } => ApiError::InsufficientStorage(format!(
+            "the hub's media storage is full: {used} of {quota} bytes used, and this upload needs {received} more; delete unused media or raise media_quota_bytes"
+        )),
+        E::Interrupted(e) => ApiError::BadRequest(format!("the upload was cut short: {e}")),
+        e => ApiError::internal("receiving an upload", e),
     }
-    Ok(())
 }
 
 /// `GET /api/v1/media/{hash}` (staff): any blob this hub holds, streamed like the kiosk

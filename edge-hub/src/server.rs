@@ -67,32 +67,6 @@ pub enum BindError {
     },
 }
 
-/// Delete what earlier runs left in the upload staging directory. An upload is staged there
-/// only while its request is arriving; a file still there at start-up belongs to a request
-/// that died with the process (a crash or `kill -9` mid-upload), was never acknowledged, and
-/// nothing else would ever delete it. Failures only cost disk space, so they are logged.
-fn clear_stale_uploads(dir: &std::path::Path) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) => {
-            warn!(dir = %dir.display(), error = %e, "cannot list the upload staging directory");
-            return;
-        }
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if !entry.file_type().is_ok_and(|t| t.is_file()) {
-            continue;
-        }
-        match std::fs::remove_file(&path) {
-            Ok(()) => {
-                info!(path = %path.display(), "deleted an upload cut short by a previous run")
-            }
-            Err(e) => warn!(path = %path.display(), error = %e, "cannot delete a stale upload"),
-        }
-    }
-}
-
 /// Everything the hub keeps in its data directory, opened (blocking).
 type Stores = (
     identity::Identity,
@@ -130,7 +104,7 @@ fn open_stores(config: Config, clock: Arc<dyn Clock>) -> Result<Stores, BindErro
     let blobs = Arc::new(BlobStore::open_with_clock(&dir("media")?, clock)?);
     let upload_dir = dir("uploads")?;
     // After the media store's lock: no other hub process is using this data directory.
-    clear_stale_uploads(&upload_dir);
+    taplink_sync_io::web::media::clear_stale_uploads(&upload_dir);
     let store = Arc::new(store::Store::open(
         &config.data_dir.join(store::STORE_FILE),
     )?);

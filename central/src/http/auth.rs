@@ -161,7 +161,7 @@ async fn subject_of(state: &AppState, req: &mut Request) -> Result<Subject, ApiE
 }
 
 /// The `venue` query parameter, if the query has one (percent-decoded).
-fn venue_query(query: Option<&str>) -> Option<String> {
+pub(super) fn venue_query(query: Option<&str>) -> Option<String> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query?).ok()?;
     pairs
         .into_iter()

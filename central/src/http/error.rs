@@ -83,6 +83,25 @@ pub enum ApiError {
     /// 415: a JSON body was sent without `Content-Type: application/json`.
     #[error("send the body as JSON with the header `Content-Type: application/json`")]
     UnsupportedMediaType,
+    /// 413: an upload larger than its limit (`max_upload_bytes`, or the SVG limit).
+    #[error("{message}")]
+    UploadTooLarge {
+        /// Which limit, with its size.
+        message: String,
+    },
+    /// 415: an upload whose declared media type is not one Taplink plays, or whose bytes
+    /// are not that type.
+    #[error("{message}")]
+    MediaRefused {
+        /// What was declared and what was found.
+        message: String,
+    },
+    /// 507: storing the upload would pass a media quota.
+    #[error("{message}")]
+    InsufficientStorage {
+        /// Which quota, how much of it is used, and what to do.
+        message: String,
+    },
     /// 404: the named thing does not exist.
     #[error("{what} does not exist")]
     NotFound {
@@ -151,7 +170,11 @@ impl ApiError {
             | ApiError::InvalidPath { .. }
             | ApiError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UploadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType | ApiError::MediaRefused { .. } => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            ApiError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,

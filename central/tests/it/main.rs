@@ -11,6 +11,7 @@ mod cli;
 mod content;
 mod http;
 mod lists;
+mod media;
 mod rbac;
 mod registry;
 mod security;

@@ -24,7 +24,8 @@ async fn every_central_route_is_declared_documented_and_locked() {
             let path = route
                 .path
                 .replace("{id}", "aaaaaaaaaaaaaaaaaaaaaaaaaa")
-                .replace("{code}", "aaaaaaaaaaaaaaaaaaaaaaaaaa");
+                .replace("{code}", "aaaaaaaaaaaaaaaaaaaaaaaaaa")
+                .replace("{hash}", &"0".repeat(64));
             let body = matches!(*method, "POST").then_some("{}");
             let answer = call(&app, request(method, &path, None, body)).await;
             match route.access {

@@ -1,5 +1,6 @@
 //! A change made through central's API (`POST /api/v1/venues/{id}/ops`) reaches a real
-//! hub's document and a real kiosk's manifest, like any other edit.
+//! hub's document and a real kiosk's manifest, like any other edit; so does media uploaded
+//! to central (`PUT /api/v1/media`), whose bytes the hub fetches.
 
 use std::time::Duration;
 
@@ -8,12 +9,12 @@ use taplink_kiosk::Kiosk;
 use taplink_kiosk::state::Phase;
 use taplink_simulations::demo::furnish;
 use taplink_simulations::mesh::{
-    CentralNode, approve_pairing, enroll_hub, eventually, hub_venue_doc, staff_http, staff_token,
-    start_hub, test_kiosk_config,
+    CentralNode, approve_pairing, enroll_hub, eventually, http_with, hub_venue_doc, staff_http,
+    staff_token, start_hub, test_kiosk_config,
 };
 use taplink_simulations::wan_proxy::WanProxy;
 use taplink_sync_proto::clock::{Clock, SystemClock};
-use taplink_sync_proto::ids::{ItemId, PlaylistId};
+use taplink_sync_proto::ids::{ItemId, MediaHash, PlaylistId};
 use taplink_sync_proto::note::{Author, ChangeNote, Via};
 use taplink_sync_proto::wire::DocId;
 
@@ -94,6 +95,56 @@ async fn an_operation_made_at_central_reaches_the_hub_and_the_kiosks_manifest() 
         manifest.now.iter().any(|i| i.item == item),
         "the new item is not in the manifest: {manifest:?}"
     );
+
+    // Media uploaded to central, over a real socket as a browser or curl would send it,
+    // then shown by a new item: the hub fetches the bytes and the kiosk plays it.
+    let mut png: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
+    png[..8].copy_from_slice(b"\x89PNG\r\n\x1a\n");
+    let hash = MediaHash::of(&png);
+    let auth = format!("Bearer {}", central.admin_token);
+    let (status, answer) = http_with(
+        central.central.http_addr(),
+        "PUT",
+        &format!("/api/v1/media?name=special.png&venue={venue}"),
+        &[("Authorization", &auth), ("Content-Type", "image/png")],
+        &png,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer["hash"], hash.to_string());
+    let special = ItemId::random();
+    let op = json!({
+        "op": "insert_item",
+        "playlist": playlist.to_string(),
+        "item": special.to_string(),
+        "at": "front",
+        "media": hash.to_string(),
+        "duration_ms": 4000,
+    });
+    let (status, answer) = central
+        .admin("POST", &format!("/api/v1/venues/{venue}/ops"), Some(&op))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    eventually(WAIT, || {
+        hub.blobs().has(&hash).unwrap_or(false).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        hub_venue_doc(&hub).unwrap().media[&hash].name,
+        "special.png"
+    );
+    eventually(WAIT, || {
+        kiosk
+            .status()
+            .manifest
+            .filter(|m| m.now.iter().any(|i| i.item == special))
+    })
+    .await
+    .unwrap();
     kiosk.shutdown().await.unwrap();
     hub.shutdown().await.unwrap();
     central.central.shutdown().await.unwrap();

@@ -74,7 +74,7 @@ pub use kiosks::{
     add_kiosk, assign_group_playlist, assign_playlist, remove_kiosk, rename_kiosk, set_kiosk_group,
     set_orientation,
 };
-pub use media::{add_media, remove_media};
+pub use media::{add_media, check_media_meta, remove_media};
 pub use org::{add_library_media, remove_library_media, set_org_defaults};
 pub use playlists::{
     create_playlist, insert_item, move_item, remove_item, remove_playlist, rename_playlist,

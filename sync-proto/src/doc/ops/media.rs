@@ -26,6 +26,12 @@ pub fn add_media(
     Ok(())
 }
 
+/// Whether [`add_media`] (and [`add_library_media`](super::add_library_media)) would take
+/// `meta`: lets an upload refuse a bad name before its bytes arrive.
+pub fn check_media_meta(meta: &MediaMeta) -> Result<(), DocOpError> {
+    validate_meta(meta)
+}
+
 /// Removes a media entry, refused while an item of this replica's view still shows it.
 pub fn remove_media(doc: &mut AutoCommit, hash: MediaHash) -> Result<(), DocOpError> {
     let media = top(doc, "media")?;
