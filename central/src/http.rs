@@ -4,6 +4,8 @@
 //! |--------|----------------------------------------|-------|------------------------------|
 //! | GET    | `/healthz`                             | public | 200 `{"status":"ok","db":"ok"}` (503 if the registry fails) |
 //! | GET    | `/metrics`                             | public | 200 OpenMetrics text         |
+//! | GET    | `/api/v1/openapi.json`                 | public | 200 the OpenAPI 3.1 document (`http/openapi.rs`) |
+//! | GET    | `/api/docs/` (and its assets)          | public | 200 Swagger UI, offline (`/api/docs` redirects) |
 //! | POST   | `/api/v1/venues`                       | venue_create | 201 venue (`{name, timezone}` in) |
 //! | GET    | `/api/v1/venues[?tag=&q=&hub_state=&cursor=&limit=]` | venue_read | 200 `{venues, next_cursor}` (those in reach, each with `hub_state`) |
 //! | GET    | `/api/v1/venues/{id}`                  | venue_read | 200 venue                    |
@@ -64,6 +66,7 @@ mod hubs;
 mod kiosk_codes;
 mod lists;
 mod media;
+mod openapi;
 mod resources;
 mod tokens;
 mod users;
@@ -83,6 +86,7 @@ pub use kiosk_codes::{CreateKioskCodeRequest, KioskCodeJson, KioskCodeList, Kios
 use kiosk_codes::{delete_kiosk_code, get_kiosk_codes, post_kiosk_code};
 pub use lists::{KioskList, MediaList};
 pub use media::{DeletedMedia, MediaJson, RemovedItem};
+pub use openapi::{Body as OpenApiBody, Mismatch, OPS, Op, document, documented_statuses};
 pub use resources::{Assignments, ItemPatch, KioskPatch, NewItem, PlaylistBody};
 pub use tokens::{CreateTokenRequest, CreatedToken, TokenJson, TokenList};
 pub use users::{CreateUserRequest, UpdateUserRequest, UserList};
@@ -103,6 +107,34 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
     let json_routes = Routes::new()
         .route(g, "/healthz", &["GET"], Access::Public, get(healthz))
         .route(g, "/metrics", &["GET"], Access::Public, get(metrics))
+        .route(
+            g,
+            "/api/v1/openapi.json",
+            &["GET"],
+            Access::Public,
+            get(openapi::openapi_json),
+        )
+        .route(
+            g,
+            "/api/docs",
+            &["GET"],
+            Access::Public,
+            get(openapi::swagger_redirect),
+        )
+        .route(
+            g,
+            "/api/docs/",
+            &["GET"],
+            Access::Public,
+            get(openapi::swagger_index),
+        )
+        .route(
+            g,
+            "/api/docs/{*file}",
+            &["GET"],
+            Access::Public,
+            get(openapi::swagger_asset),
+        )
         .route(
             g,
             "/api/v1/venues",
@@ -420,7 +452,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 // ---------------------------------------------------------------------------------------
 
 /// `GET /healthz` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
     /// `ok`.
     pub status: String,

@@ -41,7 +41,7 @@ pub(super) struct AuditParams {
 }
 
 /// `GET /api/v1/audit` answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditPage {
     /// The entries, newest first.
     pub entries: Vec<AuditEntryJson>,
@@ -50,7 +50,7 @@ pub struct AuditPage {
 }
 
 /// One audit entry as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntryJson {
     /// Its place in the log.
     pub seq: i64,
@@ -72,6 +72,7 @@ pub struct AuditEntryJson {
     pub action: String,
     /// What exactly: the operations, or the request's query and body (secrets and names
     /// redacted).
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
     /// The document heads after it.
     pub heads: Vec<String>,

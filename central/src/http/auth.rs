@@ -393,7 +393,7 @@ async fn request_venue(template: &str, req: &mut Request) -> Option<VenueId> {
 }
 
 /// `POST /api/v1/auth/login` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// The username (any letter case).
@@ -403,7 +403,7 @@ pub struct LoginRequest {
 }
 
 /// A user as the API shows them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserJson {
     /// The id.
     pub id: String,
@@ -412,8 +412,10 @@ pub struct UserJson {
     /// The display name.
     pub display_name: String,
     /// `admin`, `technician`, `store_staff` or `viewer`.
+    #[schema(value_type = String)]
     pub role: Role,
     /// Venues and tags the role applies to (ignored for admins).
+    #[schema(value_type = Object)]
     pub scope: Scope,
     /// Whether the account is disabled.
     pub disabled: bool,
@@ -439,7 +441,7 @@ impl From<&User> for UserJson {
 }
 
 /// `POST /api/v1/auth/login` answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     /// Send it back in `X-CSRF-Token` on every write made with the session cookie.
     pub csrf_token: String,
@@ -518,13 +520,14 @@ pub(super) async fn logout(
 }
 
 /// `GET /api/v1/auth/me` answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MeResponse {
     /// `user`, `token` or `admin_token`.
     pub kind: String,
     /// The user, when signed in as one.
     pub user: Option<UserJson>,
     /// The role in effect.
+    #[schema(value_type = String)]
     pub role: Role,
 }
 

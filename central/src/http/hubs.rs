@@ -16,11 +16,13 @@ use super::error::{ApiError, ApiPath, ApiQuery, blocking, param};
 use super::lists::{list_error, page_limit, reach_of};
 
 /// A hub as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HubJson {
     /// The hub id.
+    #[schema(value_type = String)]
     pub id: HubId,
     /// Its venue.
+    #[schema(value_type = String)]
     pub venue_id: VenueId,
     /// `active` or `revoked`.
     pub state: String,
@@ -87,7 +89,7 @@ impl From<&HubRecord> for HubJson {
 }
 
 /// `GET /api/v1/hubs` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HubList {
     /// The hubs of this page, in enrollment order.
     pub hubs: Vec<HubJson>,

@@ -20,7 +20,7 @@ use crate::timefmt::{from_unix_ms, rfc3339};
 use super::error::{ApiError, ApiJson, ApiPath, blocking};
 
 /// `POST /api/v1/venues/{id}/kiosk-codes` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKioskCodeRequest {
     /// The name the kiosk gets, 1 to 100 characters without control characters.
@@ -33,15 +33,18 @@ pub struct CreateKioskCodeRequest {
     pub group: Option<String>,
     /// The kiosk's own playlist (must exist in the venue document).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub playlist: Option<PlaylistId>,
 }
 
 /// `POST /api/v1/venues/{id}/kiosk-codes` answer: give `code` to whoever sets up the kiosk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KioskCodeJson {
     /// The code's id (its grant in the venue document), to list or revoke it.
+    #[schema(value_type = String)]
     pub id: GrantId,
     /// The venue.
+    #[schema(value_type = String)]
     pub venue_id: VenueId,
     /// The code (`XXXX-XXXX-XXXX-XXXX`); shown only this once, stored only hashed.
     pub code: String,
@@ -50,21 +53,24 @@ pub struct KioskCodeJson {
     /// Its group.
     pub group: Option<String>,
     /// Its playlist.
+    #[schema(value_type = Option<String>)]
     pub playlist: Option<PlaylistId>,
     /// The first instant the code is no longer accepted, RFC 3339.
     pub expires_at: String,
 }
 
 /// A kiosk code as listed (without the code).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KioskGrantJson {
     /// The code's id.
+    #[schema(value_type = String)]
     pub id: GrantId,
     /// The kiosk's name.
     pub name: String,
     /// Its group.
     pub group: Option<String>,
     /// Its playlist.
+    #[schema(value_type = Option<String>)]
     pub playlist: Option<PlaylistId>,
     /// When it was created, RFC 3339.
     pub created_at: String,
@@ -73,13 +79,14 @@ pub struct KioskGrantJson {
     /// `open` (can pair a kiosk), `used` (paired `kiosk`) or `expired`.
     pub state: String,
     /// The kiosk it paired, once the hub's redemption has reached central.
+    #[schema(value_type = Option<String>)]
     pub kiosk: Option<KioskId>,
     /// When it paired that kiosk (the hub's clock), RFC 3339.
     pub used_at: Option<String>,
 }
 
 /// `GET /api/v1/venues/{id}/kiosk-codes` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KioskCodeList {
     /// The venue's kiosk codes, oldest first.
     pub kiosk_codes: Vec<KioskGrantJson>,

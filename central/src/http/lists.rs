@@ -65,7 +65,7 @@ pub(super) struct ListParams {
 }
 
 /// `GET /api/v1/kiosks` answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KioskList {
     /// The kiosks, by id.
     pub kiosks: Vec<KioskRow>,
@@ -96,7 +96,7 @@ pub(super) async fn list_kiosks(
 }
 
 /// `GET /api/v1/media` answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MediaList {
     /// The media, by hash, each with `used_by` (the playlist items showing it).
     pub media: Vec<MediaRow>,

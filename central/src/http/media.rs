@@ -57,7 +57,7 @@ pub(super) struct UploadQuery {
 }
 
 /// `PUT /api/v1/media` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MediaJson {
     /// The BLAKE3 hash of the bytes (hex): the media's id.
     pub hash: String,
@@ -84,7 +84,7 @@ pub(super) struct DeleteQuery {
 }
 
 /// A playlist item removed with its media.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RemovedItem {
     /// The playlist.
     pub playlist: String,
@@ -93,7 +93,7 @@ pub struct RemovedItem {
 }
 
 /// `DELETE /api/v1/media/{hash}` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeletedMedia {
     /// The media's hash.
     pub hash: String,

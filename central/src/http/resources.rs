@@ -80,7 +80,7 @@ fn deleted() -> Response {
 }
 
 /// `PATCH …/kiosks/{kiosk}` body.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KioskPatch {
     /// A new name.
@@ -88,9 +88,11 @@ pub struct KioskPatch {
     pub name: Option<String>,
     /// A new group, or `null` for none.
     #[serde(default, deserialize_with = "explicit")]
+    #[schema(value_type = Option<String>)]
     pub group: Option<Option<String>>,
     /// How the screen is mounted.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub orientation: Option<Orientation>,
 }
 
@@ -135,7 +137,7 @@ pub(super) async fn delete_kiosk(
 }
 
 /// `POST …/playlists` and `PATCH …/playlists/{playlist}` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaylistBody {
     /// The playlist's name.
@@ -193,18 +195,21 @@ pub(super) async fn delete_playlist(
 }
 
 /// `POST …/playlists/{playlist}/items` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewItem {
     /// The media it shows (already in the venue's media).
+    #[schema(value_type = String)]
     pub media: MediaHash,
     /// How long it shows, in milliseconds.
     pub duration_ms: u64,
     /// Where it goes: `"front"`, `"end"` (the default) or `{"after": <item>}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub at: Option<Placement>,
     /// When it may play (absent: always).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub window: Option<ScheduleWindow>,
 }
 
@@ -230,7 +235,7 @@ pub(super) async fn post_item(
 }
 
 /// `PATCH …/playlists/{playlist}/items/{item}` body.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemPatch {
     /// A new duration, in milliseconds.
@@ -238,9 +243,11 @@ pub struct ItemPatch {
     pub duration_ms: Option<u64>,
     /// A new schedule window, or `null` for always.
     #[serde(default, deserialize_with = "explicit")]
+    #[schema(value_type = Option<Object>)]
     pub window: Option<Option<ScheduleWindow>>,
     /// A new place in the playlist.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub at: Option<Placement>,
 }
 
@@ -289,17 +296,20 @@ pub(super) async fn delete_item(
 }
 
 /// `PUT …/assignments` body: which playlist plays where (`null` removes an assignment).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Assignments {
     /// Kiosks' own playlists.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub kiosks: BTreeMap<KioskId, Option<PlaylistId>>,
     /// Groups' playlists.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub groups: BTreeMap<String, Option<PlaylistId>>,
     /// The venue's default playlist (`null`: none).
     #[serde(default, deserialize_with = "explicit")]
+    #[schema(value_type = Option<String>)]
     pub default: Option<Option<PlaylistId>>,
 }
 

@@ -22,19 +22,22 @@ use super::auth::Caller;
 use super::error::{ApiError, ApiJson, ApiPath, blocking};
 
 /// `POST /api/v1/tokens` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
     /// What the token is for.
     pub name: String,
     /// Its role (default: the maker's).
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub role: Option<Role>,
     /// Venues it acts in (with `tags`; default: the maker's scope).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
     pub venues: Option<BTreeSet<VenueId>>,
     /// Venue tags it acts in.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
     pub tags: Option<BTreeSet<VenueTag>>,
     /// Days until it stops working (default 90, at most 365).
     #[serde(default)]
@@ -42,15 +45,17 @@ pub struct CreateTokenRequest {
 }
 
 /// A token as the API lists it (never the token itself).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenJson {
     /// The token's id.
     pub id: String,
     /// What it is for.
     pub name: String,
     /// Its role.
+    #[schema(value_type = String)]
     pub role: Role,
     /// Its scope.
+    #[schema(value_type = Object)]
     pub scope: Scope,
     /// Who made it (a user id; absent when made with the admin token).
     pub owner: Option<String>,
@@ -81,7 +86,7 @@ impl From<&ApiToken> for TokenJson {
 }
 
 /// `POST /api/v1/tokens` answer: the token, shown only this once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     /// Send it as `Authorization: Bearer <token>`.
     pub token: String,
@@ -91,7 +96,7 @@ pub struct CreatedToken {
 }
 
 /// `GET /api/v1/tokens` answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenList {
     /// The caller's tokens (an admin's: every token), newest first.
     pub tokens: Vec<TokenJson>,

@@ -17,7 +17,7 @@ use super::auth::{Caller, UserJson};
 use super::error::{ApiError, ApiJson, ApiPath, blocking};
 
 /// `POST /api/v1/users` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// The username (3 to 64 characters of letters, digits, `.`, `_`, `-`, `@`; unique
@@ -27,19 +27,22 @@ pub struct CreateUserRequest {
     #[serde(default)]
     pub display_name: String,
     /// `admin`, `technician`, `store_staff` or `viewer`.
+    #[schema(value_type = String)]
     pub role: Role,
     /// Venues the role applies to.
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub venues: BTreeSet<VenueId>,
     /// Venue tags the role applies to (every venue carrying one).
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub tags: BTreeSet<VenueTag>,
     /// The password (at least 10 characters).
     pub password: String,
 }
 
 /// `GET /api/v1/users` answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserList {
     /// Every user, by username.
     pub users: Vec<UserJson>,
@@ -102,7 +105,7 @@ pub(super) async fn list_users(State(state): State<AppState>) -> Result<Json<Use
 }
 
 /// `PATCH /api/v1/users/{id}` body; a field left out is not changed.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
     /// A new display name.
@@ -110,12 +113,15 @@ pub struct UpdateUserRequest {
     pub display_name: Option<String>,
     /// A new role (ends the user's sessions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub role: Option<Role>,
     /// New venues of the scope (with `tags`, replaces the scope).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
     pub venues: Option<BTreeSet<VenueId>>,
     /// New tags of the scope (with `venues`, replaces the scope).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
     pub tags: Option<BTreeSet<VenueTag>>,
     /// `true` disables the account (its sessions end at once), `false` enables it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -27,7 +27,7 @@ use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, blocking, param};
 use super::lists::{list_error, page_limit, reach_of};
 
 /// `POST /api/v1/venues` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVenueRequest {
     /// Display name, 1 to 100 characters.
@@ -37,9 +37,10 @@ pub struct CreateVenueRequest {
 }
 
 /// A venue as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VenueJson {
     /// The venue id.
+    #[schema(value_type = String)]
     pub id: VenueId,
     /// Display name.
     pub name: String,
@@ -49,8 +50,10 @@ pub struct VenueJson {
     pub created_at: String,
     /// Its tags (`region:north`), which scopes name venues by.
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub tags: BTreeSet<VenueTag>,
     /// Its hub's state: `online`, `offline`, `never_connected` or `no_hub`.
+    #[schema(value_type = Option<HubState>)]
     pub hub_state: Option<HubState>,
 }
 
@@ -68,7 +71,7 @@ impl From<&Venue> for VenueJson {
 }
 
 /// `GET /api/v1/venues` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VenueList {
     /// The venues of this page, oldest first.
     pub venues: Vec<VenueJson>,
@@ -158,7 +161,7 @@ pub(super) fn in_reach(principal: &Principal, action: Action, venue: &Venue) -> 
 }
 
 /// `PATCH /api/v1/venues/{id}` body: what to change (absent fields stay).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateVenueRequest {
     /// The venue's new name (in its document, so the hub shows it too).
@@ -169,6 +172,7 @@ pub struct UpdateVenueRequest {
     pub timezone: Option<String>,
     /// The venue's new tags (replacing the old ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
     pub tags: Option<BTreeSet<VenueTag>>,
 }
 
@@ -229,11 +233,12 @@ pub(super) async fn get_venue(
 }
 
 /// `POST /api/v1/venues/{id}/enrollment-codes` body: give `code` to whoever installs the hub.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EnrollmentCodeJson {
     /// The enrollment token (`tl1-...`, see [`EnrollmentToken`]); shown only this once.
     pub code: String,
     /// The venue the hub will join.
+    #[schema(value_type = String)]
     pub venue_id: VenueId,
     /// The first instant the code is no longer accepted, RFC 3339.
     pub expires_at: String,
@@ -243,7 +248,7 @@ pub struct EnrollmentCodeJson {
 
 /// `POST /api/v1/venues/{id}/enrollment-codes` body; optional (an empty body takes every
 /// default).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEnrollmentCodeRequest {
     /// How long the code stays valid: a whole number and a unit, e.g. `30m`, `24h`, `7d`

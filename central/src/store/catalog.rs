@@ -35,7 +35,7 @@ pub struct Page<T> {
 }
 
 /// A kiosk as the catalog knows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct KioskRow {
     /// The kiosk.
     pub id: String,
@@ -52,7 +52,7 @@ pub struct KioskRow {
 }
 
 /// Where a media file is used.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct MediaUse {
     /// The venue.
     pub venue: String,
@@ -65,7 +65,7 @@ pub struct MediaUse {
 }
 
 /// A media file as the catalog knows it, with where it is used.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct MediaRow {
     /// Its BLAKE3 hash.
     pub hash: String,
@@ -93,7 +93,9 @@ pub struct VenueFilter {
 }
 
 /// The state of a venue's hub, as lists show and filter it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum HubState {
     /// A hub of the venue has a sync connection now.

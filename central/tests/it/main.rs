@@ -12,6 +12,7 @@ mod content;
 mod http;
 mod lists;
 mod media;
+mod openapi;
 mod rbac;
 mod registry;
 mod security;

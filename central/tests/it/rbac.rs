@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::TimeDelta;
 use serde_json::json;
-use taplink_central::http::{app, routes};
+use taplink_central::http::{app, documented_statuses, routes};
 use taplink_sync_io::web::access::Access;
 use taplink_sync_proto::clock::ManualClock;
 use taplink_sync_proto::ids::{HubId, MediaHash, VenueId};
@@ -179,6 +179,7 @@ async fn every_route_every_role_every_scope_as_the_matrix_says() {
     }
 
     let declared = routes(&state);
+    let declared_routes = declared.declared().to_vec();
     let mut checked = 0;
     for route in declared.declared() {
         let Access::Act(action) = route.access else {
@@ -233,6 +234,13 @@ async fn every_route_every_role_every_scope_as_the_matrix_says() {
                             .contains(l),
                         l => allowed.contains(l) && (in_scope || !scoped),
                     };
+                    assert!(
+                        documented_statuses(&declared_routes, method, route.path)
+                            .contains(&answer.status.as_u16()),
+                        "{method} {path} answered {}, which its OpenAPI entry does not document: {}",
+                        answer.status,
+                        answer.text()
+                    );
                     let refused = matches!(
                         answer.status,
                         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
