@@ -141,9 +141,14 @@ pub struct Config {
     /// hub uploaded beyond it is not fetched (and logged) until some is deleted or the
     /// quota raised. Default: 32 GiB.
     pub venue_media_quota_bytes: u64,
+    /// `telemetry_retention_days`: how many days raw telemetry (heartbeats and each single
+    /// play) is kept; older plays survive only as daily totals per venue, kiosk and media,
+    /// which are kept for good (see `docs/data-policy.md`). A whole number from 1 to 3650.
+    /// Default: 90.
+    pub telemetry_retention_days: u32,
 }
 
-const KNOWN_FIELDS: &str = "data_dir, http_listen, quic_listen, public_names, log_format, enrollment_code_ttl, venue_media_quota_bytes";
+const KNOWN_FIELDS: &str = "data_dir, http_listen, quic_listen, public_names, log_format, enrollment_code_ttl, venue_media_quota_bytes, telemetry_retention_days";
 
 impl Config {
     /// The default HTTP listen address.
@@ -154,6 +159,10 @@ impl Config {
     pub const DEFAULT_ENROLLMENT_CODE_TTL: TimeDelta = TimeDelta::days(1);
     /// The default media quota per venue: 32 GiB.
     pub const DEFAULT_VENUE_MEDIA_QUOTA: u64 = 32 << 30;
+    /// The default telemetry retention: 90 days.
+    pub const DEFAULT_TELEMETRY_RETENTION_DAYS: u32 = 90;
+    /// The longest telemetry retention accepted: ten years.
+    pub const MAX_TELEMETRY_RETENTION_DAYS: u32 = 3650;
 
     /// The defaults, with the data in `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
@@ -165,6 +174,7 @@ impl Config {
             log_format: LogFormat::Text,
             enrollment_code_ttl: Ttl(Self::DEFAULT_ENROLLMENT_CODE_TTL),
             venue_media_quota_bytes: Self::DEFAULT_VENUE_MEDIA_QUOTA,
+            telemetry_retention_days: Self::DEFAULT_TELEMETRY_RETENTION_DAYS,
         }
     }
 
@@ -234,6 +244,22 @@ impl Config {
                         )
                     })?;
                 }
+                "telemetry_retention_days" => {
+                    config.telemetry_retention_days = value
+                        .as_u64()
+                        .and_then(|d| u32::try_from(d).ok())
+                        .filter(|d| (1..=Self::MAX_TELEMETRY_RETENTION_DAYS).contains(d))
+                        .ok_or_else(|| {
+                            invalid(
+                                "telemetry_retention_days",
+                                &value,
+                                format!(
+                                    "expected a whole number of days from 1 to {}",
+                                    Self::MAX_TELEMETRY_RETENTION_DAYS
+                                ),
+                            )
+                        })?;
+                }
                 _ => {
                     return Err(ConfigError::UnknownField {
                         field: clip(&field),
@@ -255,6 +281,7 @@ impl Config {
             "log_format": self.log_format.as_str(),
             "enrollment_code_ttl": self.enrollment_code_ttl.to_string(),
             "venue_media_quota_bytes": self.venue_media_quota_bytes,
+            "telemetry_retention_days": self.telemetry_retention_days,
         });
         // A `Value` built from strings and a list of strings always serialises.
         let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
@@ -408,6 +435,7 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.enrollment_code_ttl.duration(), TimeDelta::hours(24));
         assert_eq!(c.data_dir, PathBuf::from("taplink-central-data"));
+        assert_eq!(c.telemetry_retention_days, 90);
     }
 
     #[test]
@@ -416,6 +444,7 @@ mod tests {
         c.log_format = LogFormat::Json;
         c.enrollment_code_ttl = "90m".parse().unwrap();
         c.public_names = vec!["central.example.com".into()];
+        c.telemetry_retention_days = 400;
         assert_eq!(Config::from_json(&c.to_json_pretty()).unwrap(), c);
     }
 
@@ -436,6 +465,21 @@ mod tests {
             ),
             (r#"{"public_names": []}"#, "public_names", "[]"),
             (r#"{"public_names": ["a b"]}"#, "public_names", "\"a b\""),
+            (
+                r#"{"telemetry_retention_days": 0}"#,
+                "telemetry_retention_days",
+                "0",
+            ),
+            (
+                r#"{"telemetry_retention_days": "90"}"#,
+                "telemetry_retention_days",
+                "\"90\"",
+            ),
+            (
+                r#"{"telemetry_retention_days": 3651}"#,
+                "telemetry_retention_days",
+                "3651",
+            ),
         ];
         for (json, field, value) in cases {
             let msg = Config::from_json(json).unwrap_err().to_string();

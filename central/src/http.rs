@@ -24,6 +24,7 @@
 //! | GET    | `/api/v1/hubs[?venue=<id>]`            | health_read | 200 `{"hubs": [...]}` (those in reach) |
 //! | GET    | `/api/v1/hubs/{id}`                    | health_read | 200 hub                |
 //! | POST   | `/api/v1/hubs/{id}/revoke`             | hub_revoke | 200 hub (revoking twice keeps the first time) |
+//! | GET    | `/api/v1/reports/proof-of-play[?venue=&kiosk=&media=&from=&to=&format=csv\|json&granularity=day\|raw]` | venue_read | 200 streamed CSV or JSON array: plays per kiosk, media and venue-local day, or each play (those in reach without `venue`) |
 //!
 //! Callers: `Authorization: Bearer <admin token>` (acts as an admin), or a signed-in
 //! session (`http/auth.rs`); the action is checked with `authz::authorize` against the
@@ -49,6 +50,7 @@ mod content;
 mod error;
 mod hubs;
 mod kiosk_codes;
+mod reports;
 mod tokens;
 mod users;
 mod venues;
@@ -209,6 +211,13 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
             &["POST"],
             act(Action::HubRevoke),
             post(revoke_hub),
+        )
+        .route(
+            g,
+            "/api/v1/reports/proof-of-play",
+            &["GET"],
+            act(Action::VenueRead),
+            get(reports::proof_of_play),
         )
 }
 

@@ -8,9 +8,11 @@
 mod auth;
 mod cli;
 mod content;
+mod data_policy;
 mod http;
 mod rbac;
 mod registry;
+mod reports;
 mod security;
 mod server;
 mod support;

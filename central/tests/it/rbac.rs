@@ -38,7 +38,12 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/hubs", "ATSV"),
     ("GET", "/api/v1/hubs/{id}", "ATSV"),
     ("POST", "/api/v1/hubs/{id}/revoke", "AT"),
+    ("GET", "/api/v1/reports/proof-of-play", "ATSV"),
 ];
+
+/// Routes whose venue is their `venue` query parameter: asked once per venue like the
+/// routes with a venue in the path.
+const VENUE_IN_QUERY: &[&str] = &["/api/v1/reports/proof-of-play"];
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -147,8 +152,10 @@ async fn every_route_every_role_every_scope_as_the_matrix_says() {
                     panic!("{method} {} ({action}) has no row in EXPECTED", route.path)
                 })
                 .2;
+            let in_query = VENUE_IN_QUERY.contains(&route.path);
             let venue_route = route.path.starts_with("/api/v1/venues/{id}")
-                || route.path.starts_with("/api/v1/hubs/{id}");
+                || route.path.starts_with("/api/v1/hubs/{id}")
+                || in_query;
             for (venue, hub) in hubs {
                 let in_scope = venue != other;
                 let id = if route.path.starts_with("/api/v1/hubs/") {
@@ -156,10 +163,13 @@ async fn every_route_every_role_every_scope_as_the_matrix_says() {
                 } else {
                     venue.to_string()
                 };
-                let path = route
+                let mut path = route
                     .path
                     .replace("{id}", &id)
                     .replace("{code}", "aaaaaaaaaaaaaaaaaaaaaaaaaa");
+                if in_query {
+                    path = format!("{path}?venue={venue}");
+                }
                 for caller in &callers {
                     let answer = call(&app, caller.request(method, &path)).await;
                     let expected_ok = match caller.letter {
@@ -208,6 +218,38 @@ async fn every_route_every_role_every_scope_as_the_matrix_says() {
     assert_eq!(names, ["North", "Ours"]);
     let hubs_listed = call(&app, tom.request("GET", "/api/v1/hubs")).await.json();
     assert_eq!(hubs_listed["hubs"].as_array().unwrap().len(), 2);
+    // A report without a venue covers only the venues in reach.
+    let plays = taplink_sync_proto::wire::TelemetryEvent {
+        id: [9; 16],
+        kiosk: None,
+        at_ms: now().timestamp_millis(),
+        kind: taplink_sync_proto::wire::TelemetryKind::ProofOfPlay(
+            taplink_sync_proto::wire::ProofOfPlay {
+                playlist: taplink_sync_proto::ids::PlaylistId::random(),
+                item: taplink_sync_proto::ids::ItemId::random(),
+                media: taplink_sync_proto::ids::MediaHash::of(b"ad"),
+                started_ms: now().timestamp_millis(),
+                duration_ms: 1_000,
+            },
+        ),
+    };
+    for (n, (_, hub)) in hubs.into_iter().enumerate() {
+        let mut play = plays.clone();
+        play.id = [n as u8 + 9; 16];
+        assert_eq!(state.store_telemetry(hub, &[play]).unwrap(), 1);
+    }
+    let report = call(&app, tom.request("GET", "/api/v1/reports/proof-of-play")).await;
+    assert_eq!(report.status, StatusCode::OK);
+    let mut reported: Vec<String> = report
+        .text()
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').next().unwrap().to_owned())
+        .collect();
+    reported.sort_unstable();
+    let mut reach = vec![ours.to_string(), tagged.to_string()];
+    reach.sort_unstable();
+    assert_eq!(reported, reach);
 
     // A session idle for longer than its limit is over.
     clock.advance(TimeDelta::hours(2));

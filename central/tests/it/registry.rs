@@ -47,8 +47,11 @@ fn create_migrates_to_the_current_schema_in_wal_mode_and_reopening_keeps_data() 
         [
             "admin_tokens",
             "api_tokens",
+            "audit",
+            "audit_cursors",
             "enrollment_codes",
             "hubs",
+            "play_rollups",
             "sessions",
             "telemetry",
             "users",
