@@ -110,7 +110,7 @@ fn attribute(
     venue: Option<VenueId>,
     change: &Change,
 ) -> Result<AuditRecord, RegistryError> {
-    let note = change.message().and_then(|m| ChangeNote::from_message(m));
+    let note = change.message().and_then(ChangeNote::from_message);
     let at_ms = note
         .as_ref()
         .map_or(change.timestamp().saturating_mul(1000), |n| n.at_ms);
