@@ -144,9 +144,14 @@ pub struct Config {
     /// `max_upload_bytes`: largest media file `PUT /api/v1/media` accepts; a larger one is
     /// refused with `413` as soon as it passes the limit. Default: 512 MiB.
     pub max_upload_bytes: u64,
+    /// `telemetry_retention_days`: how many days raw telemetry (heartbeats and each single
+    /// play) is kept; older plays survive only as daily totals per venue, kiosk and media,
+    /// which are kept for good (see `docs/data-policy.md`). A whole number from 1 to 3650.
+    /// Default: 90.
+    pub telemetry_retention_days: u32,
 }
 
-const KNOWN_FIELDS: &str = "data_dir, http_listen, quic_listen, public_names, log_format, enrollment_code_ttl, venue_media_quota_bytes, max_upload_bytes";
+const KNOWN_FIELDS: &str = "data_dir, http_listen, quic_listen, public_names, log_format, enrollment_code_ttl, venue_media_quota_bytes, max_upload_bytes, telemetry_retention_days";
 
 impl Config {
     /// The default HTTP listen address.
@@ -159,6 +164,10 @@ impl Config {
     pub const DEFAULT_VENUE_MEDIA_QUOTA: u64 = 32 << 30;
     /// The default largest media upload: 512 MiB.
     pub const DEFAULT_MAX_UPLOAD: u64 = 512 << 20;
+    /// The default telemetry retention: 90 days.
+    pub const DEFAULT_TELEMETRY_RETENTION_DAYS: u32 = 90;
+    /// The longest telemetry retention accepted: ten years.
+    pub const MAX_TELEMETRY_RETENTION_DAYS: u32 = 3650;
 
     /// The defaults, with the data in `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
@@ -171,6 +180,7 @@ impl Config {
             enrollment_code_ttl: Ttl(Self::DEFAULT_ENROLLMENT_CODE_TTL),
             venue_media_quota_bytes: Self::DEFAULT_VENUE_MEDIA_QUOTA,
             max_upload_bytes: Self::DEFAULT_MAX_UPLOAD,
+            telemetry_retention_days: Self::DEFAULT_TELEMETRY_RETENTION_DAYS,
         }
     }
 
@@ -250,6 +260,22 @@ impl Config {
                             )
                         })?;
                 }
+                "telemetry_retention_days" => {
+                    config.telemetry_retention_days = value
+                        .as_u64()
+                        .and_then(|d| u32::try_from(d).ok())
+                        .filter(|d| (1..=Self::MAX_TELEMETRY_RETENTION_DAYS).contains(d))
+                        .ok_or_else(|| {
+                            invalid(
+                                "telemetry_retention_days",
+                                &value,
+                                format!(
+                                    "expected a whole number of days from 1 to {}",
+                                    Self::MAX_TELEMETRY_RETENTION_DAYS
+                                ),
+                            )
+                        })?;
+                }
                 _ => {
                     return Err(ConfigError::UnknownField {
                         field: clip(&field),
@@ -272,6 +298,7 @@ impl Config {
             "enrollment_code_ttl": self.enrollment_code_ttl.to_string(),
             "venue_media_quota_bytes": self.venue_media_quota_bytes,
             "max_upload_bytes": self.max_upload_bytes,
+            "telemetry_retention_days": self.telemetry_retention_days,
         });
         // A `Value` built from strings and a list of strings always serialises.
         let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
@@ -431,6 +458,7 @@ mod tests {
         assert_eq!(c.enrollment_code_ttl.duration(), TimeDelta::hours(24));
         assert_eq!(c.data_dir, PathBuf::from("taplink-central-data"));
         assert_eq!(c.max_upload_bytes, 512 << 20);
+        assert_eq!(c.telemetry_retention_days, 90);
     }
 
     #[test]
@@ -440,6 +468,7 @@ mod tests {
         c.enrollment_code_ttl = "90m".parse().unwrap();
         c.public_names = vec!["central.example.com".into()];
         c.max_upload_bytes = 1 << 20;
+        c.telemetry_retention_days = 400;
         assert_eq!(Config::from_json(&c.to_json_pretty()).unwrap(), c);
     }
 
@@ -461,6 +490,21 @@ mod tests {
             (r#"{"public_names": []}"#, "public_names", "[]"),
             (r#"{"public_names": ["a b"]}"#, "public_names", "\"a b\""),
             (r#"{"max_upload_bytes": 0}"#, "max_upload_bytes", "0"),
+            (
+                r#"{"telemetry_retention_days": 0}"#,
+                "telemetry_retention_days",
+                "0",
+            ),
+            (
+                r#"{"telemetry_retention_days": "90"}"#,
+                "telemetry_retention_days",
+                "\"90\"",
+            ),
+            (
+                r#"{"telemetry_retention_days": 3651}"#,
+                "telemetry_retention_days",
+                "3651",
+            ),
         ];
         for (json, field, value) in cases {
             let msg = Config::from_json(json).unwrap_err().to_string();

@@ -37,6 +37,7 @@
 //! | POST   | `/api/v1/hubs/{id}/revoke`             | hub_revoke | 200 hub (revoking twice keeps the first time) |
 //! | PUT    | `/api/v1/media?name=N[&content_type=T][&venue=V]` | media_write (library: + org_write) | 201 `{hash, size, content_type, name, venue}` (raw bytes in, their type as `Content-Type`; 413 too large, 415 wrong type, 507 over the venue's quota) |
 //! | DELETE | `/api/v1/media/{hash}[?venue=V][&force=true]` | media_write (library: + org_write) | 200 `{hash, venue, removed_items}` (409 names the playlist items that show it, unless `force=true` removes them too) |
+//! | GET    | `/api/v1/reports/proof-of-play[?venue=&kiosk=&media=&from=&to=&format=csv\|json&granularity=day\|raw]` | venue_read | 200 streamed CSV or JSON array: plays per kiosk, media and venue-local day, or each play (those in reach without `venue`) |
 //!
 //! Callers: `Authorization: Bearer <admin token>` (acts as an admin), or a signed-in
 //! session (`http/auth.rs`); the action is checked with `authz::authorize` against the
@@ -61,12 +62,14 @@ use crate::state::AppState;
 mod audit;
 mod auth;
 mod content;
+mod csv;
 mod error;
 mod hubs;
 mod kiosk_codes;
 mod lists;
 mod media;
 mod openapi;
+mod reports;
 mod resources;
 mod tokens;
 mod users;
@@ -331,6 +334,13 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
             &["POST"],
             act(Action::HubRevoke),
             post(revoke_hub),
+        )
+        .route(
+            g,
+            "/api/v1/reports/proof-of-play",
+            &["GET"],
+            act(Action::VenueRead),
+            get(reports::proof_of_play),
         )
         .route(
             g,

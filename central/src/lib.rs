@@ -11,6 +11,7 @@
 //! audit log), [`observe`] (audit and catalog after every document change), [`metrics`], [`state`] (what handlers share),
 //! [`enroll_token`] (the enrollment code format), [`venue`] (creating a venue),
 //! [`kiosk_codes`] (kiosk provisioning codes: pairings pre-approved in the venue document),
+//! [`retention`] (expiring old telemetry into daily play totals),
 //! [`admin_client`] (the CLI's client of the running server's admin API), [`cli`] (the
 //! command line's types and commands), [`sync`] (the QUIC endpoint: admission, enrollment,
 //! one `peer::run` per hub connection), [`server`] (the server shell).
@@ -24,6 +25,7 @@ pub mod init;
 pub mod kiosk_codes;
 pub mod metrics;
 pub mod observe;
+pub mod retention;
 pub mod server;
 pub mod state;
 pub mod store;

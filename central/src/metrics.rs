@@ -52,6 +52,11 @@ pub struct Metrics {
     /// the sending hub's venue, a time outside the accepted window, a proof of play longer
     /// than a day).
     pub telemetry_refused: Counter,
+    /// `taplink_central_telemetry_expired_total`: raw telemetry rows deleted by retention
+    /// (their plays live on in the daily rollups).
+    pub telemetry_expired: Counter,
+    /// `taplink_central_plays_rolled_up_total`: expired plays added to the daily rollups.
+    pub plays_rolled_up: Counter,
     /// The HTTP listener's connections (`taplink_central_http_connections…`).
     pub listener: taplink_sync_io::web::listener::ListenerMetrics,
     /// The guessing throttle (`taplink_central_auth_failures_total{kind}`,
@@ -130,6 +135,18 @@ impl Metrics {
             "Telemetry events refused: kiosk not in the hub's venue, time out of range, or an implausible proof of play",
             telemetry_refused.clone(),
         );
+        let telemetry_expired = Counter::default();
+        registry.register(
+            "telemetry_expired",
+            "Raw telemetry rows deleted by retention (older than telemetry_retention_days)",
+            telemetry_expired.clone(),
+        );
+        let plays_rolled_up = Counter::default();
+        registry.register(
+            "plays_rolled_up",
+            "Expired proof-of-play rows added to the daily rollups",
+            plays_rolled_up.clone(),
+        );
         let listener = taplink_sync_io::web::listener::ListenerMetrics::default();
         listener.register(&mut registry);
         let throttle = std::sync::Arc::new(taplink_sync_io::web::guard::Throttle::new());
@@ -137,6 +154,8 @@ impl Metrics {
         Metrics {
             registry,
             telemetry_refused,
+            telemetry_expired,
+            plays_rolled_up,
             listener,
             throttle,
             account_throttle: std::sync::Arc::default(),
@@ -221,6 +240,7 @@ mod tests {
             revoked_hubs: 1,
         });
         m.telemetry_events.inc_by(5);
+        m.telemetry_expired.inc_by(7);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, m.registry()).unwrap();
         for line in [
@@ -229,6 +249,7 @@ mod tests {
             "taplink_central_hubs{state=\"active\"} 2",
             "taplink_central_hubs{state=\"revoked\"} 1",
             "taplink_central_telemetry_events_total 5",
+            "taplink_central_telemetry_expired_total 7",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

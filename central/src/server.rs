@@ -138,6 +138,12 @@ impl Central {
                 .clone()
                 .compact_periodically(Duration::from_secs(60), cancel.child_token()),
         );
+        // Raw telemetry older than the retention period goes, its plays kept as daily totals.
+        tasks.spawn(crate::retention::expire_periodically(
+            state.clone(),
+            crate::retention::EXPIRY_INTERVAL,
+            cancel.child_token(),
+        ));
         // A revoked hub's certificate is refused from the next handshake on (its open
         // connections are closed by their sessions).
         let mut revocations = state.subscribe_hub_revocations();

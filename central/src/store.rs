@@ -194,6 +194,36 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX venues_by_age ON venues(created_at, id);
     CREATE INDEX hubs_by_age ON hubs(enrolled_at, id);
     ",
+    // 6: proof of play (`store/plays.rs`). A play's venue, media, start and length become
+    // columns (filled on ingestion, and here from the JSON of rows already stored), so
+    // reports read them through an index instead of parsing every event; `telemetry_by_time`
+    // lets expiry find the oldest rows; `play_rollups` keeps the daily totals of expired
+    // plays per venue, kiosk (`''` for a play a hub reported for itself), media and local day.
+    "
+    ALTER TABLE telemetry ADD COLUMN venue_id TEXT;
+    ALTER TABLE telemetry ADD COLUMN play_media TEXT;
+    ALTER TABLE telemetry ADD COLUMN play_started_ms INTEGER;
+    ALTER TABLE telemetry ADD COLUMN play_duration_ms INTEGER;
+    UPDATE telemetry SET venue_id = (SELECT venue_id FROM hubs WHERE hubs.id = telemetry.hub_id);
+    UPDATE telemetry SET
+        play_media = json_extract(body_json, '$.media'),
+        play_started_ms = json_extract(body_json, '$.started_ms'),
+        play_duration_ms = json_extract(body_json, '$.duration_ms')
+    WHERE kind = 'proof_of_play';
+    CREATE INDEX telemetry_plays ON telemetry(venue_id, play_started_ms)
+        WHERE play_started_ms IS NOT NULL;
+    CREATE INDEX telemetry_by_time ON telemetry(at_ms);
+
+    CREATE TABLE play_rollups (
+        venue_id   TEXT NOT NULL,
+        day        TEXT NOT NULL CHECK (length(day) = 10),
+        kiosk_id   TEXT NOT NULL,
+        media      TEXT NOT NULL,
+        plays      INTEGER NOT NULL,
+        played_ms  INTEGER NOT NULL,
+        PRIMARY KEY (venue_id, day, kiosk_id, media)
+    ) STRICT, WITHOUT ROWID;
+    ",
 ];
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -416,11 +446,15 @@ impl fmt::Debug for AdminToken {
 
 mod audit;
 mod catalog;
+mod plays;
 mod tokens;
 mod users;
 
 pub use audit::{AuditEntry, AuditQuery, AuditRecord, AuditVerdict};
 pub use catalog::{HubState, KioskRow, MediaRow, MediaUse, Page, Reach, VenueFilter};
+pub use plays::{
+    DailyPlays, ExpiryBatch, PlayFilter, RawPlay, RawPlayCursor, day_start_utc, local_day, venue_tz,
+};
 pub use tokens::{ApiToken, MAX_TOKEN_DAYS, NewApiToken, TOKEN_PREFIX};
 pub use users::{
     ARGON2_CONCURRENCY, ARGON2_MEMORY_KIB, ARGON2_PASSES, MAX_PASSWORD_BYTES, MAX_USERNAME_CHARS,
@@ -923,11 +957,20 @@ impl Registry {
         let rows = events
             .iter()
             .map(|e| {
-                let (kind, body) = match &e.kind {
-                    TelemetryKind::Heartbeat(h) => ("heartbeat", serde_json::to_string(h)),
-                    TelemetryKind::ProofOfPlay(p) => ("proof_of_play", serde_json::to_string(p)),
+                let (kind, body, play) = match &e.kind {
+                    TelemetryKind::Heartbeat(h) => ("heartbeat", serde_json::to_string(h), None),
+                    TelemetryKind::ProofOfPlay(p) => (
+                        "proof_of_play",
+                        serde_json::to_string(p),
+                        Some((
+                            p.media.to_string(),
+                            p.started_ms,
+                            // At most a day (checked on arrival); saturate rather than wrap.
+                            i64::try_from(p.duration_ms).unwrap_or(i64::MAX),
+                        )),
+                    ),
                 };
-                body.map(|body| (e, kind, body))
+                body.map(|body| (e, kind, body, play))
                     .map_err(|source| RegistryError::Encode {
                         what: "a telemetry event",
                         source,
@@ -938,20 +981,28 @@ impl Registry {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql(op))?;
-        if hub_in(&tx, hub).map_err(sql(op))?.is_none() {
+        let Some(record) = hub_in(&tx, hub).map_err(sql(op))? else {
             return Err(RegistryError::UnknownHub { hub });
-        }
+        };
         let mut stored = 0u32;
         {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO telemetry
-                     (event_id, hub_id, kiosk_id, at_ms, kind, body_json, received_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     (event_id, hub_id, kiosk_id, at_ms, kind, body_json, received_at,
+                      venue_id, play_media, play_started_ms, play_duration_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )
                 .map_err(sql(op))?;
             let hub_text = hub.to_string();
-            for (event, kind, body) in rows {
+            let venue_text = record.venue.to_string();
+            for (event, kind, body, play) in rows {
+                let (media, started, duration) = match play {
+                    Some((media, started, duration)) => {
+                        (Some(media), Some(started), Some(duration))
+                    }
+                    None => (None, None, None),
+                };
                 let inserted = stmt
                     .execute(params![
                         event.id,
@@ -960,7 +1011,11 @@ impl Registry {
                         event.at_ms,
                         kind,
                         body,
-                        to_unix_ms(now)
+                        to_unix_ms(now),
+                        venue_text,
+                        media,
+                        started,
+                        duration
                     ])
                     .map_err(sql(op))?;
                 stored += u32::from(inserted > 0);

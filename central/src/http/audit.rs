@@ -239,7 +239,7 @@ fn csv_export(state: AppState, mut query: AuditQuery) -> Response {
                     e.heads.join(" "),
                     e.hash,
                 ];
-                let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+                let row: Vec<String> = fields.iter().map(|f| super::csv::field(f)).collect();
                 chunk.push_str(&row.join(","));
                 chunk.push('\n');
             }
@@ -269,19 +269,4 @@ fn tokio_stream_from(
     mut rx: tokio::sync::mpsc::Receiver<Result<String, std::io::Error>>,
 ) -> impl futures_util::Stream<Item = Result<String, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-/// One CSV field (RFC 4180): quoted when it holds a comma, quote or line break; a leading
-/// `=`, `+`, `-` or `@` is prefixed with `'` so that spreadsheets do not run it.
-pub(super) fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) {
-        format!("'{text}")
-    } else {
-        text.to_owned()
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
-    }
 }

@@ -322,7 +322,7 @@ pub(super) async fn authenticate(
             action: format!("{method} {template}"),
             detail: serde_json::json!({
                 "query": query,
-                "body": body.map(redact),
+                "body": body.map(|b| redact(&template, b)),
                 "status": response.status().as_u16(),
             }),
             heads: Vec::new(),
@@ -356,20 +356,34 @@ pub(super) fn actor_of(caller: &Caller) -> String {
 /// after a person is deleted; data-policy.md).
 const REDACTED: &[&str] = &["password", "token", "username", "display_name"];
 
-/// `value` with every [`REDACTED`] field's value replaced.
-fn redact(value: serde_json::Value) -> serde_json::Value {
+/// The only fields kept of a request about people (users, tokens), whose free text (a
+/// token's name) may name someone.
+const PEOPLE_FIELDS: &[&str] = &["role", "venues", "tags", "expires_in_days", "disabled"];
+
+/// `value` with every [`REDACTED`] field's value replaced, and on the people routes every
+/// field but [`PEOPLE_FIELDS`].
+fn redact(template: &str, value: serde_json::Value) -> serde_json::Value {
+    let people = template.starts_with("/api/v1/users") || template.starts_with("/api/v1/tokens");
+    redact_value(value, &|key| {
+        REDACTED.contains(&key) || (people && !PEOPLE_FIELDS.contains(&key))
+    })
+}
+
+fn redact_value(value: serde_json::Value, hide: &dyn Fn(&str) -> bool) -> serde_json::Value {
     match value {
         serde_json::Value::Object(map) => map
             .into_iter()
             .map(|(k, v)| {
-                if REDACTED.contains(&k.as_str()) {
+                if hide(&k) {
                     (k, serde_json::Value::from("(redacted)"))
                 } else {
-                    (k, redact(v))
+                    (k, redact_value(v, hide))
                 }
             })
             .collect(),
-        serde_json::Value::Array(items) => items.into_iter().map(redact).collect(),
+        serde_json::Value::Array(items) => {
+            items.into_iter().map(|v| redact_value(v, hide)).collect()
+        }
         other => other,
     }
 }

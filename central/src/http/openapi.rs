@@ -121,6 +121,7 @@ pub const OPS: &[Op] = &[
     op!("GET" "/api/v1/hubs", "A page of the hubs of the venues in reach", q &[("venue", "only this venue's"), ("cursor", "the previous page's next_cursor"), ("limit", "rows per page, 1 to 1000 (default 100)")], in Empty, out 200 Json("HubList"), err &[]),
     op!("GET" "/api/v1/hubs/{id}", "One hub", q &[], in Empty, out 200 Json("HubJson"), err &[]),
     op!("POST" "/api/v1/hubs/{id}/revoke", "Revoke a hub (its certificate is refused from now on)", q &[], in Empty, out 200 Json("HubJson"), err &[]),
+    op!("GET" "/api/v1/reports/proof-of-play", "Proof of play: plays per kiosk, media and venue-local day, or each play (streamed)", q &[("venue", "only this venue (absent: every venue in reach)"), ("kiosk", "only this kiosk"), ("media", "only this media hash"), ("from", "a date (the venue's local day) or an RFC 3339 time"), ("to", "a date (included) or an RFC 3339 time (excluded)"), ("format", "csv (default) or json"), ("granularity", "day (default) or raw")], in Empty, out 200 Text("text/csv"), err &[]),
     op!("GET" "/api/v1/openapi.json", "This document", q &[], in Empty, out 200 AnyJson("an OpenAPI 3.1 document"), err &[]),
     op!("GET" "/api/docs", "Swagger UI (redirects to /api/docs/)", q &[], in Empty, out 308 Empty, err &[]),
     op!("GET" "/api/docs/", "Swagger UI", q &[], in Empty, out 200 Text("text/html"), err &[]),

@@ -66,6 +66,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/media", "ATSV"),
     ("PUT", "/api/v1/media", "AS"),
     ("DELETE", "/api/v1/media/{hash}", "AS"),
+    ("GET", "/api/v1/reports/proof-of-play", "ATSV"),
 ];
 
 /// Routes without a venue in the path that take one as `?venue=`: checked with each venue
@@ -76,6 +77,7 @@ const VENUE_QUERY: &[&str] = &[
     "/api/v1/kiosks",
     "/api/v1/media",
     "/api/v1/media/{hash}",
+    "/api/v1/reports/proof-of-play",
 ];
 
 /// Who may use a `VENUE_QUERY` route without a venue, where that differs from its row
@@ -286,6 +288,38 @@ async fn every_route_every_role_every_scope_as_the_matrix_says() {
     assert_eq!(names, ["North", "Ours"]);
     let hubs_listed = call(&app, tom.request("GET", "/api/v1/hubs")).await.json();
     assert_eq!(hubs_listed["hubs"].as_array().unwrap().len(), 2);
+    // A report without a venue covers only the venues in reach.
+    let plays = taplink_sync_proto::wire::TelemetryEvent {
+        id: [9; 16],
+        kiosk: None,
+        at_ms: now().timestamp_millis(),
+        kind: taplink_sync_proto::wire::TelemetryKind::ProofOfPlay(
+            taplink_sync_proto::wire::ProofOfPlay {
+                playlist: taplink_sync_proto::ids::PlaylistId::random(),
+                item: taplink_sync_proto::ids::ItemId::random(),
+                media: taplink_sync_proto::ids::MediaHash::of(b"ad"),
+                started_ms: now().timestamp_millis(),
+                duration_ms: 1_000,
+            },
+        ),
+    };
+    for (n, (_, hub)) in hubs.into_iter().enumerate() {
+        let mut play = plays.clone();
+        play.id = [n as u8 + 9; 16];
+        assert_eq!(state.store_telemetry(hub, &[play]).unwrap(), 1);
+    }
+    let report = call(&app, tom.request("GET", "/api/v1/reports/proof-of-play")).await;
+    assert_eq!(report.status, StatusCode::OK);
+    let mut reported: Vec<String> = report
+        .text()
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').next().unwrap().to_owned())
+        .collect();
+    reported.sort_unstable();
+    let mut reach = vec![ours.to_string(), tagged.to_string()];
+    reach.sort_unstable();
+    assert_eq!(reported, reach);
 
     // A session idle for longer than its limit is over.
     clock.advance(TimeDelta::hours(2));

@@ -54,6 +54,7 @@ fn create_migrates_to_the_current_schema_in_wal_mode_and_reopening_keeps_data() 
             "catalog_media_uses",
             "enrollment_codes",
             "hubs",
+            "play_rollups",
             "sessions",
             "telemetry",
             "users",
