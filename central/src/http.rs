@@ -57,6 +57,7 @@ use taplink_sync_io::web::access::{Access, Gate, Routes};
 use taplink_sync_io::web::guard::{self, HostPolicy};
 use taplink_sync_proto::authz::Action;
 
+use crate::dashboard;
 use crate::state::AppState;
 
 mod audit;
@@ -77,6 +78,8 @@ mod venues;
 
 pub use audit::{AuditEntryJson, AuditPage};
 use auth::Required;
+pub use auth::is_page;
+pub(crate) use auth::{CLEARED_COOKIE, cookie as cookie_value, session_cookie, sign_in};
 pub use auth::{
     CLI_USER_AGENT, CSRF_HEADER, Caller, LoginRequest, LoginResponse, MeResponse, SESSION_COOKIE,
     UserJson,
@@ -110,6 +113,41 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
     let json_routes = Routes::new()
         .route(g, "/healthz", &["GET"], Access::Public, get(healthz))
         .route(g, "/metrics", &["GET"], Access::Public, get(metrics))
+        .route(
+            g,
+            "/",
+            &["GET"],
+            act(Action::VenueRead),
+            get(dashboard::overview),
+        )
+        .route(
+            g,
+            "/login",
+            &["GET"],
+            Access::Public,
+            get(dashboard::login_form),
+        )
+        .route(
+            g,
+            "/login",
+            &["POST"],
+            Access::Secret,
+            post(dashboard::login_submit),
+        )
+        .route(
+            g,
+            "/logout",
+            &["POST"],
+            Access::User,
+            post(dashboard::logout),
+        )
+        .route(
+            g,
+            "/assets/style.css",
+            &["GET"],
+            Access::Public,
+            get(dashboard::style),
+        )
         .route(
             g,
             "/api/v1/openapi.json",
@@ -396,8 +434,9 @@ impl Gate<AppState> for CentralGate {
 pub fn app(state: AppState) -> Router {
     let rules = std::sync::Arc::new(guard::RequestRules {
         hosts: HostPolicy::new(state.config.public_names.clone()),
-        // Uploads declare their media type; the handler checks it.
-        not_json: &[("PUT", "/api/v1/media")],
+        // The media upload is raw bytes; the dashboard's forms are forms (and carry the
+        // session's CSRF token as a field).
+        not_json: &[("PUT", "/api/v1/media"), ("POST", "/login"), ("POST", "/logout")],
     });
     let (router, _) = routes(&state).into_parts();
     router

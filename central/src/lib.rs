@@ -20,6 +20,7 @@ pub mod admin_client;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod http;
 pub mod init;
 pub mod kiosk_codes;

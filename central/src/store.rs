@@ -451,7 +451,7 @@ mod tokens;
 mod users;
 
 pub use audit::{AuditEntry, AuditQuery, AuditRecord, AuditVerdict};
-pub use catalog::{HubState, KioskRow, MediaRow, MediaUse, Page, Reach, VenueFilter};
+pub use catalog::{HubState, KioskRow, MediaRow, MediaUse, Page, Reach, VenueFilter, VenueSummary};
 pub use plays::{
     DailyPlays, ExpiryBatch, PlayFilter, RawPlay, RawPlayCursor, day_start_utc, local_day, venue_tz,
 };
@@ -459,7 +459,7 @@ pub use tokens::{ApiToken, MAX_TOKEN_DAYS, NewApiToken, TOKEN_PREFIX};
 pub use users::{
     ARGON2_CONCURRENCY, ARGON2_MEMORY_KIB, ARGON2_PASSES, MAX_PASSWORD_BYTES, MAX_USERNAME_CHARS,
     MIN_PASSWORD_CHARS, NewUser, SESSION_IDLE, SESSION_MAX, Session, User, UserError, UserPatch,
-    check_password, hash_password,
+    check_password, csrf_token_for, hash_password,
 };
 
 /// A fresh secret: `bytes` random bytes in lowercase base32 (the alphabet of Taplink ids).

@@ -205,7 +205,7 @@ async fn check_action(
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -216,10 +216,40 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// Whether a route template is one of the dashboard's pages (not the API): its refusals
+/// are pages (a sign-in redirect, a 403 page) rather than JSON.
+pub fn is_page(template: &str) -> bool {
+    !template.starts_with("/api/") && template != "/healthz" && template != "/metrics"
+}
+
 /// The one authentication layer: see the module docs. A wrong admin token counts against
-/// the client in the guessing throttle; a client that must wait is refused unchecked.
+/// the client in the guessing throttle; a client that must wait is refused unchecked. For
+/// the dashboard's pages a caller who is not signed in is sent to `/login`, and a refusal
+/// is a page.
 pub(super) async fn authenticate(
     State((state, required)): State<(AppState, Required)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let page_path = req.uri().path().to_owned();
+    let caller_for_page = cookie(req.headers(), SESSION_COOKIE).map(str::to_owned);
+    match authenticate_api(state.clone(), required, req, next).await {
+        Ok(response) => response,
+        Err(e) if is_page(&template) => {
+            crate::dashboard::refusal(&state, e, &page_path, caller_for_page.as_deref()).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn authenticate_api(
+    state: AppState,
+    required: Required,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -257,11 +287,29 @@ pub(super) async fn authenticate(
         caller
     } else if let Some(secret) = cookie(req.headers(), SESSION_COOKIE) {
         let secret = secret.to_owned();
-        let csrf = req
+        let mut csrf = req
             .headers()
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        if csrf.is_none() && is_form(req.headers()) {
+            // A dashboard form carries the token as its `csrf_token` field.
+            let (parts, body) = req.into_parts();
+            let bytes = axum::body::to_bytes(body, super::BODY_LIMIT)
+                .await
+                .map_err(|_| ApiError::BodyTooLarge {
+                    limit: super::BODY_LIMIT,
+                })?;
+            csrf = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+                .ok()
+                .and_then(|pairs| {
+                    pairs
+                        .into_iter()
+                        .find(|(k, _)| k == "csrf_token")
+                        .map(|(_, v)| v)
+                });
+            req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        }
         let registry = state.registry.clone();
         let now = state.now();
         let found = blocking(move || registry.session_user(&secret, csrf.as_deref(), now)).await?;
@@ -388,6 +436,13 @@ fn redact_value(value: serde_json::Value, hide: &dyn Fn(&str) -> bool) -> serde_
     }
 }
 
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+}
+
 fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -463,20 +518,22 @@ pub struct LoginResponse {
     pub user: UserJson,
 }
 
-/// `POST /api/v1/auth/login`.
-pub(super) async fn login(
-    State(state): State<AppState>,
-    guard::ClientIp(ip): guard::ClientIp,
-    ApiJson(body): ApiJson<LoginRequest>,
-) -> Result<Response, ApiError> {
-    let account = body.username.to_lowercase();
+/// Sign `username` in from `ip`: the throttles per address and per account, one answer
+/// for every failure. `Ok(Err(response))` is the throttle's 429. The API's and the
+/// dashboard's sign-in both come here.
+pub(crate) async fn sign_in(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    username: String,
+    password: String,
+) -> Result<Result<crate::store::Session, Response>, ApiError> {
+    let account = username.to_lowercase();
     let (by_ip, by_account) = (&state.metrics.throttle, &state.metrics.account_throttle);
     if let Err(wait) = by_ip.check(ip).and(by_account.check(account.clone())) {
-        return Ok(guard::throttled_response(wait));
+        return Ok(Err(guard::throttled_response(wait)));
     }
     let registry = state.registry.clone();
     let now = state.now();
-    let LoginRequest { username, password } = body;
     let signed = blocking(move || match registry.sign_in(&username, &password, now) {
         Err(UserError::BadCredentials) => Ok(None),
         other => other.map(Some),
@@ -490,25 +547,46 @@ pub(super) async fn login(
     by_ip.succeed(ip);
     by_account.succeed(account);
     tracing::info!(user = %session.user.username, "signed in");
+    Ok(Ok(session))
+}
+
+/// The `Set-Cookie` value of a new session (Secure unless central listens on loopback).
+pub(crate) fn session_cookie(state: &AppState, secret: &str) -> Result<HeaderValue, ApiError> {
     let secure = if state.config.http_listen.ip().is_loopback() {
         ""
     } else {
         "; Secure"
     };
     let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        session.secret,
+        "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         crate::store::SESSION_MAX.num_seconds()
     );
+    HeaderValue::from_str(&cookie).map_err(|e| ApiError::internal("session cookie", e))
+}
+
+/// The `Set-Cookie` value that ends a session in the browser.
+pub(crate) const CLEARED_COOKIE: &str =
+    "taplink_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0";
+
+/// `POST /api/v1/auth/login`.
+pub(super) async fn login(
+    State(state): State<AppState>,
+    guard::ClientIp(ip): guard::ClientIp,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let LoginRequest { username, password } = body;
+    let session = match sign_in(&state, ip, username, password).await? {
+        Ok(session) => session,
+        Err(throttled) => return Ok(throttled),
+    };
     let mut response = Json(LoginResponse {
         csrf_token: session.csrf_token,
         user: UserJson::from(&session.user),
     })
     .into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(|e| ApiError::internal("session cookie", e))?,
-    );
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&state, &session.secret)?);
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -526,10 +604,9 @@ pub(super) async fn logout(
         blocking(move || registry.end_session(&secret)).await?;
     }
     let mut response = axum::http::StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("taplink_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-    );
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, HeaderValue::from_static(CLEARED_COOKIE));
     Ok(response)
 }
 

@@ -153,7 +153,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// Log `error` with `context` and return [`ApiError::Internal`].
-    pub(super) fn internal(context: &'static str, error: impl Display) -> ApiError {
+    pub(crate) fn internal(context: &'static str, error: impl Display) -> ApiError {
         tracing::error!(%error, "central request failed: {context}");
         ApiError::Internal
     }

@@ -81,6 +81,15 @@ pub struct MediaRow {
     pub used_by: Vec<MediaUse>,
 }
 
+/// A venue's line on the fleet overview.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VenueSummary {
+    /// Its kiosks.
+    pub kiosks: u64,
+    /// When its hub last finished a sync.
+    pub last_sync: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// Which venues to list.
 #[derive(Debug, Clone, Default)]
 pub struct VenueFilter {
@@ -412,6 +421,45 @@ impl Registry {
             )
             .map_err(sql("read a hub state"))?;
         Ok(state.parse().unwrap_or(HubState::NoHub))
+    }
+
+    /// For each of `venues`: how many kiosks it has and when its hub last finished a sync.
+    pub fn venue_summaries(
+        &self,
+        venues: &[VenueId],
+    ) -> Result<std::collections::HashMap<VenueId, VenueSummary>, RegistryError> {
+        let ids: Vec<String> = venues.iter().map(ToString::to_string).collect();
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT v.value,
+                        (SELECT count(*) FROM catalog_kiosks k WHERE k.venue_id = v.value),
+                        (SELECT max(h.last_sync) FROM hubs h
+                          WHERE h.venue_id = v.value AND h.revoked_at IS NULL)
+                 FROM json_each(?1) v",
+            )
+            .map_err(sql("summarise venues"))?;
+        let rows = stmt
+            .query_map(params![serde_json::Value::from(ids).to_string()], |row| {
+                let id: String = row.get(0)?;
+                let kiosks: i64 = row.get(1)?;
+                let last_sync: Option<i64> = row.get(2)?;
+                Ok((id, kiosks, last_sync))
+            })
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(sql("summarise venues"))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, kiosks, last_sync)| {
+                Some((
+                    id.parse().ok()?,
+                    VenueSummary {
+                        kiosks: u64::try_from(kiosks).unwrap_or(0),
+                        last_sync: last_sync.and_then(chrono::DateTime::from_timestamp_millis),
+                    },
+                ))
+            })
+            .collect())
     }
 
     /// A page of kiosks in `reach` (of `venue`, if given), by id.

@@ -163,6 +163,15 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// The CSRF token of the session whose cookie is `secret`: derived from it, so a page
+/// rendered for the session can embed it in its forms, and unguessable without the cookie.
+pub fn csrf_token_for(secret: &str) -> String {
+    data_encoding::BASE32_DNSSEC.encode(&blake3::derive_key(
+        "taplink session csrf token v1",
+        secret.as_bytes(),
+    ))
+}
+
 /// Hash `password` with argon2id and a fresh salt (a PHC string).
 pub fn hash_password(password: &str) -> Result<String, UserError> {
     let mut salt = [0u8; 16];
@@ -346,7 +355,8 @@ impl Registry {
         if !verify_password(password, &hash) || user.disabled {
             return Err(UserError::BadCredentials);
         }
-        let (secret, csrf_token) = (random_secret(32), random_secret(32));
+        let secret = random_secret(32);
+        let csrf_token = csrf_token_for(&secret);
         let at = to_unix_ms(now);
         let conn = self.lock();
         conn.execute(

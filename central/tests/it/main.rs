@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod cli;
 mod content;
+mod dashboard;
 mod data_policy;
 mod http;
 mod lists;

@@ -29,9 +29,26 @@ async fn every_central_route_is_declared_documented_and_locked() {
                 .replace("{*file}", "index.html");
             let body = matches!(*method, "POST").then_some("{}");
             let answer = call(&app, request(method, &path, None, body)).await;
+            let page = taplink_central::http::is_page(route.path);
             match route.access {
+                // A page sends a stranger to the sign-in page, and nothing else.
+                Access::User | Access::Act(_) if page => {
+                    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{method} {path}");
+                    let to = answer.headers[axum::http::header::LOCATION]
+                        .to_str()
+                        .unwrap();
+                    assert!(to.starts_with("/login"), "{method} {path} → {to}");
+                }
                 Access::User | Access::Act(_) => {
                     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{method} {path}")
+                }
+                // The sign-in form refuses a body that is not a form.
+                Access::Secret if page => {
+                    assert!(
+                        answer.status.is_client_error(),
+                        "{method} {path}: {}",
+                        answer.status
+                    )
                 }
                 // Public: answered (the bare /api/docs by a redirect to /api/docs/).
                 Access::Public => assert!(

@@ -1,0 +1,205 @@
+//! The dashboard: central's web pages for admins, technicians, store staff and viewers.
+//!
+//! Server-rendered HTML (maud: templates compiled into the binary, no build step), one
+//! stylesheet, no scripts needed. Every page is a route declared in `http::routes()` with
+//! its `Access`, so it passes the same authentication layer and the same `authorize` as the
+//! API: a page a role may not use is refused (as a page), and a link or button to it is
+//! not shown (`Viewer::may`). A caller who is not signed in is sent to `/login`. Forms post
+//! their session's CSRF token as the `csrf_token` field (`store::csrf_token_for`); the
+//! layer checks it like the API's `X-CSRF-Token` header.
+//!
+//! | Page | Access |
+//! |------|--------|
+//! | `GET /login`, `POST /login` | public / secret (the sign-in throttle) |
+//! | `POST /logout` | user |
+//! | `GET /` (the fleet overview) | venue_read |
+//! | `GET /assets/style.css` | public |
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
+use taplink_sync_proto::authz::{Action, Principal, Role, Target, authorize};
+
+use crate::http::{ApiError, Caller, SESSION_COOKIE};
+use crate::state::AppState;
+
+mod fleet;
+mod login;
+
+pub(crate) use fleet::overview;
+pub(crate) use login::{login_form, login_submit, logout};
+
+/// The stylesheet.
+const STYLE: &str = include_str!("dashboard/style.css");
+
+/// `GET /assets/style.css`.
+pub(crate) async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLE,
+    )
+        .into_response()
+}
+
+/// Who is looking at a page: for the header, the forms' CSRF token, and which controls to
+/// show.
+#[derive(Debug, Clone)]
+pub(crate) struct Viewer {
+    /// The name to show.
+    pub name: String,
+    /// Their role.
+    pub role: Role,
+    /// Their role and scope.
+    pub principal: Principal,
+    /// The session's CSRF token, for forms.
+    pub csrf: String,
+}
+
+impl Viewer {
+    /// The viewer of a request let through by the authentication layer.
+    pub(crate) fn of(caller: &Caller, headers: &HeaderMap) -> Viewer {
+        let principal = caller.principal();
+        let name = match caller {
+            Caller::User(user) => {
+                if user.display_name.is_empty() {
+                    user.username.clone()
+                } else {
+                    user.display_name.clone()
+                }
+            }
+            Caller::Token(token) => format!("token {}", token.name),
+            Caller::AdminToken => "admin token".to_owned(),
+        };
+        let csrf = crate::http::cookie_value(headers, SESSION_COOKIE)
+            .map(crate::store::csrf_token_for)
+            .unwrap_or_default();
+        Viewer {
+            name,
+            role: principal.role,
+            principal,
+            csrf,
+        }
+    }
+
+    /// Whether the viewer may take `action` somewhere (on the organisation, or in a venue
+    /// of their scope): whether to show its link or button.
+    pub(crate) fn may(&self, action: Action) -> bool {
+        self.principal.role == Role::Admin
+            || authorize(&self.principal, action, Target::Org).is_ok()
+                && (!self.principal.scope.venues.is_empty()
+                    || !self.principal.scope.tags.is_empty())
+    }
+}
+
+/// Which section a page belongs to (marked in the navigation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Section {
+    /// The fleet overview.
+    Fleet,
+    /// None of the navigation's.
+    Other,
+}
+
+/// A whole page: the header with the navigation the viewer may use, then `body`.
+pub(crate) fn page(viewer: Option<&Viewer>, section: Section, title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Taplink" }
+                link rel="stylesheet" href="/assets/style.css";
+            }
+            body {
+                @if let Some(viewer) = viewer {
+                    header.top {
+                        a.brand href="/" { "Taplink" }
+                        nav aria-label="Sections" {
+                            @if viewer.may(Action::VenueRead) {
+                                a href="/" aria-current=[(section == Section::Fleet).then_some("page")] { "Venues" }
+                            }
+                            a href="/api/docs/" { "API" }
+                        }
+                        div.who {
+                            span { (viewer.name) " · " span.muted style="color:#dfe6f0" { (role_name(viewer.role)) } }
+                            form method="post" action="/logout" {
+                                input type="hidden" name="csrf_token" value=(viewer.csrf);
+                                button type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// A role as people say it.
+pub(crate) fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "Admin",
+        Role::Technician => "Technician",
+        Role::StoreStaff => "Store staff",
+        Role::Viewer => "Viewer",
+    }
+}
+
+/// An HTML answer.
+pub(crate) fn html_response(status: StatusCode, markup: Markup) -> Response {
+    let mut response = (status, markup).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// What a page answers when the authentication layer refuses: not signed in → the
+/// sign-in page (coming back here after); anything else → a page that says why.
+pub(crate) async fn refusal(
+    _state: &AppState,
+    error: ApiError,
+    path: &str,
+    _session: Option<&str>,
+) -> Response {
+    match error {
+        ApiError::NotSignedIn | ApiError::Unauthorized => {
+            let next = if path == "/" {
+                String::new()
+            } else {
+                format!("?next={}", urlencode(path))
+            };
+            axum::response::Redirect::to(&format!("/login{next}")).into_response()
+        }
+        other => {
+            let status = other.status();
+            let message = other.to_string();
+            html_response(
+                status,
+                page(
+                    None,
+                    Section::Other,
+                    "Not allowed",
+                    html! {
+                        div.card {
+                            h1 { "You cannot open this page" }
+                            p { (message) }
+                            p { a href="/" { "Back to the overview" } " · " a href="/login" { "Sign in as someone else" } }
+                        }
+                    },
+                ),
+            )
+        }
+    }
+}
+
+/// `text` percent-encoded for a query string.
+pub(crate) fn urlencode(text: &str) -> String {
+    serde_urlencoded::to_string([("", text)])
+        .map(|s| s.trim_start_matches('=').to_owned())
+        .unwrap_or_default()
+}

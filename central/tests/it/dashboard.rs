@@ -1,0 +1,126 @@
+//! The dashboard through its HTTP interface: the sign-in form, the fleet overview showing
+//! only the venues in reach, CSRF on forms, and refusals as pages.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::json;
+use taplink_central::http::app;
+
+use crate::support::{Initialised, call, request, venue};
+
+fn form(uri: &str, cookie: Option<&str>, body: &str) -> Request<Body> {
+    let mut b = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(cookie) = cookie {
+        b = b.header(header::COOKIE, cookie);
+    }
+    b.body(Body::from(body.to_owned())).unwrap()
+}
+
+fn page(uri: &str, cookie: &str) -> Request<Body> {
+    Request::builder()
+        .uri(uri)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sign_in_see_only_your_venues_and_sign_out() {
+    let init = Initialised::new();
+    let state = init.state();
+    let app = app(state.clone());
+    let token = init.token();
+    let ours = venue(&state, "The Anchor");
+    let _theirs = venue(&state, "The Crown");
+    let made = call(
+        &app,
+        request(
+            "POST",
+            "/api/v1/users",
+            Some(&token),
+            Some(
+                &json!({"username": "sue", "display_name": "Sue Staff", "role": "store_staff",
+                         "venues": [ours.to_string()], "password": "correct horse battery"})
+                .to_string(),
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+
+    // A stranger is sent to sign in, and comes back where they were going.
+    let stranger = call(&app, request("GET", "/", None, None)).await;
+    assert_eq!(stranger.status, StatusCode::SEE_OTHER);
+    assert_eq!(stranger.headers[header::LOCATION], "/login");
+    let login = call(&app, request("GET", "/login", None, None)).await;
+    assert_eq!(login.status, StatusCode::OK);
+    let html = login.text();
+    assert!(
+        html.contains(r#"name="username""#) && html.contains(r#"name="password""#),
+        "{html}"
+    );
+
+    // A wrong password: the form again, one sentence, no session.
+    let wrong = call(&app, form("/login", None, "username=sue&password=nope")).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.text().contains("Wrong username or password."));
+    assert!(!wrong.headers.contains_key(header::SET_COOKIE));
+    // Never redirected off the site after signing in.
+    let signed = call(
+        &app,
+        form(
+            "/login?next=//evil.example/x",
+            None,
+            "username=SUE&password=correct+horse+battery",
+        ),
+    )
+    .await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.text());
+    assert_eq!(signed.headers[header::LOCATION], "/");
+    let cookie = signed.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let overview = call(&app, page("/", &cookie)).await;
+    assert_eq!(overview.status, StatusCode::OK);
+    let html = overview.text();
+    assert!(html.contains("The Anchor"), "{html}");
+    assert!(!html.contains("The Crown"), "another venue leaked: {html}");
+    assert!(html.contains("Sue Staff") && html.contains("Store staff"));
+    let filtered = call(&app, page("/?q=crown", &cookie)).await.text();
+    assert!(filtered.contains("No venues match."));
+
+    // Signing out needs the session's CSRF token, which the page's form carries.
+    let refused = call(&app, form("/logout", Some(&cookie), "")).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.text().contains("csrf"), "{}", refused.text());
+    let csrf = html
+        .split(r#"name="csrf_token" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the sign-out form carries the CSRF token");
+    let out = call(
+        &app,
+        form("/logout", Some(&cookie), &format!("csrf_token={csrf}")),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(out.headers[header::LOCATION], "/login");
+    let after = call(&app, page("/", &cookie)).await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER, "the session is over");
+    let css = call(&app, request("GET", "/assets/style.css", None, None)).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(
+        css.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+}
