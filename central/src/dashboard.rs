@@ -13,6 +13,7 @@
 //! | `GET /login`, `POST /login` | public / secret (the sign-in throttle) |
 //! | `POST /logout` | user |
 //! | `GET /` (the fleet overview) | venue_read |
+//! | `GET /people`, `POST /people`, `POST /people/{id}` (add, disable, enable, reset) | user_manage |
 //! | `GET /assets/style.css` | public |
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -25,9 +26,11 @@ use crate::state::AppState;
 
 mod fleet;
 mod login;
+mod people;
 
 pub(crate) use fleet::overview;
 pub(crate) use login::{login_form, login_submit, logout};
+pub(crate) use people::{add_person, change_person, people};
 
 /// The stylesheet.
 const STYLE: &str = include_str!("dashboard/style.css");
@@ -99,6 +102,8 @@ impl Viewer {
 pub(crate) enum Section {
     /// The fleet overview.
     Fleet,
+    /// People (admins).
+    People,
     /// None of the navigation's.
     Other,
 }
@@ -121,6 +126,9 @@ pub(crate) fn page(viewer: Option<&Viewer>, section: Section, title: &str, body:
                         nav aria-label="Sections" {
                             @if viewer.may(Action::VenueRead) {
                                 a href="/" aria-current=[(section == Section::Fleet).then_some("page")] { "Venues" }
+                            }
+                            @if viewer.may(Action::UserManage) {
+                                a href="/people" aria-current=[(section == Section::People).then_some("page")] { "People" }
                             }
                             a href="/api/docs/" { "API" }
                         }

@@ -96,6 +96,7 @@ pub use openapi::{Body as OpenApiBody, Mismatch, OPS, Op, document, documented_s
 pub use resources::{Assignments, ItemPatch, KioskPatch, NewItem, PlaylistBody};
 pub use tokens::{CreateTokenRequest, CreatedToken, TokenJson, TokenList};
 pub use users::{CreateUserRequest, UpdateUserRequest, UserList};
+pub(crate) use users::{create_user, update_user};
 pub use venues::{
     CreateEnrollmentCodeRequest, CreateVenueRequest, EnrollmentCodeJson, UpdateVenueRequest,
     VenueJson, VenueList,
@@ -140,6 +141,20 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
             &["POST"],
             Access::User,
             post(dashboard::logout),
+        )
+        .route(
+            g,
+            "/people",
+            &["GET", "POST"],
+            act(Action::UserManage),
+            get(dashboard::people).post(dashboard::add_person),
+        )
+        .route(
+            g,
+            "/people/{id}",
+            &["POST"],
+            act(Action::UserManage),
+            post(dashboard::change_person),
         )
         .route(
             g,
@@ -436,7 +451,13 @@ pub fn app(state: AppState) -> Router {
         hosts: HostPolicy::new(state.config.public_names.clone()),
         // The media upload is raw bytes; the dashboard's forms are forms (and carry the
         // session's CSRF token as a field).
-        not_json: &[("PUT", "/api/v1/media"), ("POST", "/login"), ("POST", "/logout")],
+        not_json: &[
+            ("PUT", "/api/v1/media"),
+            ("POST", "/login"),
+            ("POST", "/logout"),
+            ("POST", "/people"),
+            ("POST", "/people/{id}"),
+        ],
     });
     let (router, _) = routes(&state).into_parts();
     router

@@ -344,7 +344,28 @@ async fn authenticate_api(
     let venue = request_venue(&template, &mut req).await;
     let method = req.method().clone();
     let query = req.uri().query().map(str::to_owned);
-    let (req, body) = if is_json(req.headers()) {
+    let (req, body) = if is_form(req.headers()) {
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, super::BODY_LIMIT)
+            .await
+            .map_err(|_| ApiError::BodyTooLarge {
+                limit: super::BODY_LIMIT,
+            })?;
+        let fields = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+            .ok()
+            .map(|pairs| {
+                pairs
+                    .into_iter()
+                    .filter(|(k, _)| k != "csrf_token")
+                    .map(|(k, v)| (k, serde_json::Value::from(v)))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into()
+            });
+        (
+            Request::from_parts(parts, axum::body::Body::from(bytes)),
+            fields,
+        )
+    } else if is_json(req.headers()) {
         let (parts, body) = req.into_parts();
         let bytes = axum::body::to_bytes(body, super::BODY_LIMIT)
             .await
@@ -360,7 +381,10 @@ async fn authenticate_api(
         (req, None)
     };
     let response = next.run(req).await;
-    if response.status().is_success() && response.extensions().get::<ChangeAudited>().is_none() {
+    // A page's form that worked answers with a redirect (a failed one re-renders with 4xx).
+    let done = response.status().is_success()
+        || (is_page(&template) && response.status().is_redirection());
+    if done && response.extensions().get::<ChangeAudited>().is_none() {
         let record = AuditRecord {
             at_ms: state.now().timestamp_millis(),
             actor: actor_of(&caller),
@@ -406,12 +430,21 @@ const REDACTED: &[&str] = &["password", "token", "username", "display_name"];
 
 /// The only fields kept of a request about people (users, tokens), whose free text (a
 /// token's name) may name someone.
-const PEOPLE_FIELDS: &[&str] = &["role", "venues", "tags", "expires_in_days", "disabled"];
+const PEOPLE_FIELDS: &[&str] = &[
+    "role",
+    "venues",
+    "tags",
+    "expires_in_days",
+    "disabled",
+    "action",
+];
 
 /// `value` with every [`REDACTED`] field's value replaced, and on the people routes every
 /// field but [`PEOPLE_FIELDS`].
 fn redact(template: &str, value: serde_json::Value) -> serde_json::Value {
-    let people = template.starts_with("/api/v1/users") || template.starts_with("/api/v1/tokens");
+    let people = template.starts_with("/api/v1/users")
+        || template.starts_with("/api/v1/tokens")
+        || template.starts_with("/people");
     redact_value(value, &|key| {
         REDACTED.contains(&key) || (people && !PEOPLE_FIELDS.contains(&key))
     })

@@ -53,6 +53,16 @@ pub(super) async fn post_user(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateUserRequest>,
 ) -> Result<Response, ApiError> {
+    let user = create_user(&state, body).await?;
+    Ok((StatusCode::CREATED, Json(UserJson::from(&user))).into_response())
+}
+
+/// Create a user as `POST /api/v1/users` does (the dashboard's People page too): a
+/// non-admin needs a venue or tag, and every venue must exist.
+pub(crate) async fn create_user(
+    state: &AppState,
+    body: CreateUserRequest,
+) -> Result<crate::store::User, ApiError> {
     if body.role != Role::Admin && body.venues.is_empty() && body.tags.is_empty() {
         return Err(ApiError::InvalidField {
             field: "venues",
@@ -92,7 +102,7 @@ pub(super) async fn post_user(
     let now = state.now();
     let user = blocking(move || registry.create_user(new, now)).await?;
     tracing::info!(user = %user.username, role = %user.role, "user created");
-    Ok((StatusCode::CREATED, Json(UserJson::from(&user))).into_response())
+    Ok(user)
 }
 
 /// `GET /api/v1/users`.
@@ -148,11 +158,23 @@ pub(super) async fn patch_user(
     ApiPath(id): ApiPath<UserId>,
     ApiJson(body): ApiJson<UpdateUserRequest>,
 ) -> Result<Json<UserJson>, ApiError> {
+    let user = update_user(&state, &caller, id, body).await?;
+    Ok(Json(UserJson::from(&user)))
+}
+
+/// Change a user as `PATCH /api/v1/users/{id}` does (the dashboard's People page too):
+/// nobody disables or demotes themselves.
+pub(crate) async fn update_user(
+    state: &AppState,
+    caller: &Caller,
+    id: UserId,
+    body: UpdateUserRequest,
+) -> Result<crate::store::User, ApiError> {
     if body.disabled == Some(true) {
-        not_yourself(&caller, id, "disable")?;
+        not_yourself(caller, id, "disable")?;
     }
     if body.role.is_some_and(|r| r != Role::Admin) {
-        not_yourself(&caller, id, "demote")?;
+        not_yourself(caller, id, "demote")?;
     }
     let scope = match (body.venues, body.tags) {
         (None, None) => None,
@@ -175,7 +197,7 @@ pub(super) async fn patch_user(
             what: format!("user {id}"),
         })?;
     tracing::info!(user = %user.username, role = %user.role, disabled = user.disabled, "user changed");
-    Ok(Json(UserJson::from(&user)))
+    Ok(user)
 }
 
 /// `DELETE /api/v1/users/{id}`: the account and its sessions go.

@@ -124,3 +124,140 @@ async fn sign_in_see_only_your_venues_and_sign_out() {
             .starts_with("text/css")
     );
 }
+
+#[tokio::test]
+async fn admins_manage_people_and_nobody_else_sees_the_page() {
+    let init = Initialised::new();
+    let state = init.state();
+    let app = app(state.clone());
+    let token = init.token();
+    let ours = venue(&state, "The Anchor");
+    for (name, role) in [("ada", "admin"), ("tom", "technician")] {
+        let made = call(
+            &app,
+            request(
+                "POST",
+                "/api/v1/users",
+                Some(&token),
+                Some(
+                    &json!({"username": name, "role": role, "venues": [ours.to_string()],
+                             "password": "correct horse battery"})
+                    .to_string(),
+                ),
+            ),
+        )
+        .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+    }
+    let sign_in = |name: &'static str| {
+        let app = app.clone();
+        async move {
+            let signed = call(
+                &app,
+                form(
+                    "/login",
+                    None,
+                    &format!("username={name}&password=correct+horse+battery"),
+                ),
+            )
+            .await;
+            signed.headers[header::SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let ada = sign_in("ada").await;
+    let tom = sign_in("tom").await;
+
+    // A technician has no People link and cannot open the page by URL.
+    let overview = call(&app, page("/", &tom)).await.text();
+    assert!(!overview.contains(r#"href="/people""#), "{overview}");
+    let refused = call(&app, page("/people", &tom)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.text().contains("You cannot open this page"));
+
+    let people = call(&app, page("/people", &ada)).await;
+    assert_eq!(people.status, StatusCode::OK);
+    let html = people.text();
+    assert!(html.contains(r#"data-user="tom""#), "{html}");
+    let csrf = html
+        .split(r#"name="csrf_token" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    // Add a viewer; a bad one re-renders the page saying why, adding nothing.
+    let added = call(
+        &app,
+        form(
+            "/people",
+            Some(&ada),
+            &format!("csrf_token={csrf}&username=vic&display_name=Vic&role=viewer&venues={ours}&tags=&password=a+long+secret+1"),
+        ),
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.text());
+    let bad = call(
+        &app,
+        form(
+            "/people",
+            Some(&ada),
+            &format!("csrf_token={csrf}&username=val&role=viewer&tags=&password=a+long+secret+1"),
+        ),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.text().contains("venue"), "{}", bad.text());
+    // Disable tom: his session ends at once.
+    let users = call(&app, request("GET", "/api/v1/users", Some(&token), None))
+        .await
+        .json();
+    let tom_id = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "tom")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let disabled = call(
+        &app,
+        form(
+            &format!("/people/{tom_id}"),
+            Some(&ada),
+            &format!("csrf_token={csrf}&action=disable"),
+        ),
+    )
+    .await;
+    assert_eq!(
+        disabled.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        disabled.text()
+    );
+    assert_eq!(
+        call(&app, page("/", &tom)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    // Without the CSRF token nothing happens.
+    let forged = call(
+        &app,
+        form(&format!("/people/{tom_id}"), Some(&ada), "action=enable"),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    // The changes are in the audit log, without the password.
+    let log = call(&app, request("GET", "/api/v1/audit", Some(&token), None))
+        .await
+        .text();
+    assert!(
+        log.contains("POST /people/{id}") && log.contains("disable"),
+        "{log}"
+    );
+    assert!(!log.contains("a long secret"), "{log}");
+}

@@ -21,6 +21,9 @@ use crate::support::{Initialised, call, cert_of, now, user_session};
 /// only admins may.
 const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/", "ATSV"),
+    ("GET", "/people", "A"),
+    ("POST", "/people", "A"),
+    ("POST", "/people/{id}", "A"),
     ("GET", "/api/v1/venues", "ATSV"),
     ("POST", "/api/v1/venues", "A"),
     ("GET", "/api/v1/venues/{id}", "ATSV"),

@@ -292,7 +292,8 @@ impl HostPolicy {
 pub struct RequestRules {
     /// The names the node answers to.
     pub hosts: HostPolicy,
-    /// `(method, path)` of routes whose bodies are not JSON.
+    /// `(method, path template)` of routes whose bodies are not JSON (a `{name}` segment
+    /// matches any one segment).
     pub not_json: &'static [(&'static str, &'static str)],
 }
 
@@ -328,7 +329,7 @@ pub async fn request_rules(
         && !rules
             .not_json
             .iter()
-            .any(|(m, p)| req.method().as_str() == *m && req.uri().path() == *p)
+            .any(|(m, p)| req.method().as_str() == *m && path_matches(p, req.uri().path()))
     {
         return json_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -353,9 +354,32 @@ fn is_json(value: Option<&HeaderValue>) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// Whether `path` is an instance of the route `template` (`/people/{id}` matches
+/// `/people/abc`, not `/people` or `/people/abc/x`).
+fn path_matches(template: &str, path: &str) -> bool {
+    let (mut t, mut p) = (template.split('/'), path.split('/'));
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return true,
+            (Some(ts), Some(ps)) if ts == ps || (ts.starts_with('{') && !ps.is_empty()) => {}
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_template_matches_its_paths_only() {
+        assert!(path_matches("/people/{id}", "/people/abc"));
+        assert!(path_matches("/login", "/login"));
+        assert!(!path_matches("/people/{id}", "/people"));
+        assert!(!path_matches("/people/{id}", "/people/"));
+        assert!(!path_matches("/people/{id}", "/people/abc/x"));
+        assert!(!path_matches("/login", "/login/x"));
+    }
 
     #[test]
     fn hosts_that_are_ours() {
