@@ -56,7 +56,22 @@ pub struct Demo {
     pub kiosks: Vec<DemoKiosk>,
     /// The private namespace mDNS runs in, when the demo could make one.
     pub mdns_netns: Option<Netns>,
+    /// One person of each role for the dashboard: username, role, password.
+    pub logins: Vec<DemoLogin>,
     _tmp: Option<tempfile::TempDir>,
+}
+
+/// A seeded dashboard account.
+#[derive(Debug, Clone)]
+pub struct DemoLogin {
+    /// The username.
+    pub username: &'static str,
+    /// Its role, as the API writes it.
+    pub role: &'static str,
+    /// What it reaches, for people.
+    pub reach: &'static str,
+    /// Its password (fresh for each demo).
+    pub password: String,
 }
 
 const VENUES: [(&str, &str, &str); 2] = [
@@ -80,6 +95,62 @@ pub fn slide(title: &str, subtitle: &str, background: &str) -> Vec<u8> {
 </svg>"##
     )
     .into_bytes()
+}
+
+/// One person of each role, through central's users API: an admin, a technician of the
+/// `region:uk` venues (by tag), store staff of the first venue and a viewer of the second.
+async fn seed_people(central: &CentralNode, venues: &[DemoVenue]) -> Result<Vec<DemoLogin>> {
+    let (first, second) = (venues[0].id, venues[1].id);
+    let (status, answer) = central
+        .admin(
+            "PATCH",
+            &format!("/api/v1/venues/{first}"),
+            Some(&serde_json::json!({"tags": ["region:uk"]})),
+        )
+        .await?;
+    anyhow::ensure!(status == 200, "tagging the first venue: {status} {answer}");
+    let people: [(&str, &str, &str, serde_json::Value); 4] = [
+        ("ada", "admin", "every venue", serde_json::json!({})),
+        (
+            "tom",
+            "technician",
+            "venues tagged region:uk",
+            serde_json::json!({"tags": ["region:uk"]}),
+        ),
+        (
+            "sue",
+            "store_staff",
+            "The Anchor",
+            serde_json::json!({"venues": [first.to_string()]}),
+        ),
+        (
+            "vic",
+            "viewer",
+            "Zum Kranich",
+            serde_json::json!({"venues": [second.to_string()]}),
+        ),
+    ];
+    let mut logins = Vec::new();
+    for (username, role, reach, scope) in people {
+        let password = format!("demo-{}", taplink_sync_proto::ids::KioskId::random())
+            .chars()
+            .take(17)
+            .collect::<String>();
+        let mut body =
+            serde_json::json!({"username": username, "role": role, "password": password});
+        if let (Some(body), Some(scope)) = (body.as_object_mut(), scope.as_object()) {
+            body.extend(scope.clone());
+        }
+        let (status, answer) = central.admin("POST", "/api/v1/users", Some(&body)).await?;
+        anyhow::ensure!(status == 201, "creating {username}: {status} {answer}");
+        logins.push(DemoLogin {
+            username,
+            role,
+            reach,
+            password,
+        });
+    }
+    Ok(logins)
 }
 
 impl Demo {
@@ -147,12 +218,14 @@ impl Demo {
                 name: format!("Screen {}", n + 1),
             });
         }
+        let logins = seed_people(&central, &venues).await?;
         let demo = Demo {
             data,
             central,
             venues,
             kiosks: agents,
             mdns_netns,
+            logins,
             _tmp: tmp,
         };
         demo.approve_pairings().await?;

@@ -67,6 +67,15 @@ async fn demo(data: Option<PathBuf>, kiosks: usize) -> Result<()> {
     let demo = Demo::start(data.as_deref(), kiosks).await?;
     let http = demo.central.central.http_addr();
     println!();
+    println!(
+        "Dashboard   http://{http}/   (sign in as one of these; API docs at http://{http}/api/docs/)"
+    );
+    for login in &demo.logins {
+        println!(
+            "  {:<4} password {}   {} — {}",
+            login.username, login.password, login.role, login.reach
+        );
+    }
     println!("Central");
     println!(
         "  admin API   http://{http}/api/v1/venues   (Authorization: Bearer {})",

@@ -26,6 +26,28 @@ async fn the_demo_brings_every_kiosk_to_its_content() {
         .await
         .unwrap_or_else(|e| panic!("{}: {e}", kiosk.name));
     }
+    // One login of each role, each of which signs in to the dashboard.
+    let roles: Vec<&str> = demo.logins.iter().map(|l| l.role).collect();
+    assert_eq!(roles, ["admin", "technician", "store_staff", "viewer"]);
+    for login in &demo.logins {
+        let body = serde_json::json!({"username": login.username, "password": login.password});
+        let (status, answer) = taplink_simulations::mesh::http_with(
+            demo.central.central.http_addr(),
+            "POST",
+            "/api/v1/auth/login",
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            status,
+            200,
+            "{}: {}",
+            login.username,
+            String::from_utf8_lossy(&answer)
+        );
+    }
     let namespace = demo.mdns_netns.as_ref().map(|ns| ns.name().to_owned());
     demo.shutdown().await.unwrap();
     if let Some(ns) = namespace {
