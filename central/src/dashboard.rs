@@ -13,6 +13,7 @@
 //! | `GET /login`, `POST /login` | public / secret (the sign-in throttle) |
 //! | `POST /logout` | user |
 //! | `GET /` (the fleet overview) | venue_read |
+//! | `GET /audit` | audit_read |
 //! | `GET /people`, `POST /people`, `POST /people/{id}` (add, disable, enable, reset) | user_manage |
 //! | `GET /assets/style.css` | public |
 
@@ -24,10 +25,12 @@ use taplink_sync_proto::authz::{Action, Principal, Role, Target, authorize};
 use crate::http::{ApiError, Caller, SESSION_COOKIE};
 use crate::state::AppState;
 
+mod audit;
 mod fleet;
 mod login;
 mod people;
 
+pub(crate) use audit::audit;
 pub(crate) use fleet::overview;
 pub(crate) use login::{login_form, login_submit, logout};
 pub(crate) use people::{add_person, change_person, people};
@@ -104,6 +107,8 @@ pub(crate) enum Section {
     Fleet,
     /// People (admins).
     People,
+    /// The audit log.
+    Audit,
     /// None of the navigation's.
     Other,
 }
@@ -129,6 +134,9 @@ pub(crate) fn page(viewer: Option<&Viewer>, section: Section, title: &str, body:
                             }
                             @if viewer.may(Action::UserManage) {
                                 a href="/people" aria-current=[(section == Section::People).then_some("page")] { "People" }
+                            }
+                            @if viewer.may(Action::AuditRead) {
+                                a href="/audit" aria-current=[(section == Section::Audit).then_some("page")] { "Audit log" }
                             }
                             a href="/api/docs/" { "API" }
                         }

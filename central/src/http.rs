@@ -77,6 +77,7 @@ mod users;
 mod venues;
 
 pub use audit::{AuditEntryJson, AuditPage};
+pub(crate) use audit::{AuditParams, audit_page, audit_query};
 use auth::Required;
 pub use auth::is_page;
 pub(crate) use auth::{CLEARED_COOKIE, cookie as cookie_value, session_cookie, sign_in};
@@ -141,6 +142,13 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
             &["POST"],
             Access::User,
             post(dashboard::logout),
+        )
+        .route(
+            g,
+            "/audit",
+            &["GET"],
+            act(Action::AuditRead),
+            get(dashboard::audit),
         )
         .route(
             g,

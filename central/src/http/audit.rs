@@ -30,14 +30,14 @@ const MAX_LIMIT: usize = 1000;
 /// `GET /api/v1/audit` query.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct AuditParams {
-    venue: Option<String>,
-    actor: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    cursor: Option<String>,
-    limit: Option<String>,
-    format: Option<String>,
+pub(crate) struct AuditParams {
+    pub(crate) venue: Option<String>,
+    pub(crate) actor: Option<String>,
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
+    pub(crate) cursor: Option<String>,
+    pub(crate) limit: Option<String>,
+    pub(crate) format: Option<String>,
 }
 
 /// `GET /api/v1/audit` answer.
@@ -105,7 +105,7 @@ fn entry_json(e: AuditEntry, names: &std::collections::HashMap<String, String>) 
 }
 
 /// The query the parameters ask for, limited to what `caller` may read.
-async fn audit_query(
+pub(crate) async fn audit_query(
     state: &AppState,
     caller: &Caller,
     p: &AuditParams,
@@ -172,6 +172,12 @@ pub(super) async fn get_audit(
     if csv {
         return Ok(csv_export(state, query));
     }
+    Ok(Json(audit_page(&state, query).await?).into_response())
+}
+
+/// One page of the audit log as `query` asks (already limited to the caller's reach): the
+/// API's JSON and the dashboard's page.
+pub(crate) async fn audit_page(state: &AppState, query: AuditQuery) -> Result<AuditPage, ApiError> {
     let limit = query.limit;
     let page_state = state.clone();
     let (entries, names) = blocking(move || {
@@ -182,11 +188,10 @@ pub(super) async fn get_audit(
     let next_cursor = (entries.len() == limit)
         .then(|| entries.last().map(|e| e.seq.to_string()))
         .flatten();
-    Ok(Json(AuditPage {
+    Ok(AuditPage {
         entries: entries.into_iter().map(|e| entry_json(e, &names)).collect(),
         next_cursor,
     })
-    .into_response())
 }
 
 /// Entries read per step of a CSV export.

@@ -261,3 +261,84 @@ async fn admins_manage_people_and_nobody_else_sees_the_page() {
     );
     assert!(!log.contains("a long secret"), "{log}");
 }
+
+#[tokio::test]
+async fn the_audit_page_shows_changes_in_reach_in_words() {
+    let init = Initialised::new();
+    let state = init.state();
+    let app = app(state.clone());
+    let token = init.token();
+    let ours = venue(&state, "The Anchor");
+    let theirs = venue(&state, "The Crown");
+    for (name, role, venue) in [("tom", "technician", ours), ("sue", "store_staff", ours)] {
+        let made = call(
+            &app,
+            request(
+                "POST",
+                "/api/v1/users",
+                Some(&token),
+                Some(
+                    &json!({"username": name, "role": role, "venues": [venue.to_string()],
+                             "password": "correct horse battery"})
+                    .to_string(),
+                ),
+            ),
+        )
+        .await;
+        assert_eq!(made.status, StatusCode::CREATED);
+    }
+    for (venue, name) in [(ours, "Evening"), (theirs, "Secret menu")] {
+        let op = json!({"op": "create_playlist", "id": taplink_sync_proto::ids::PlaylistId::random().to_string(), "name": name});
+        let done = call(
+            &app,
+            request(
+                "POST",
+                &format!("/api/v1/venues/{venue}/ops"),
+                Some(&token),
+                Some(&op.to_string()),
+            ),
+        )
+        .await;
+        assert_eq!(done.status, StatusCode::OK);
+    }
+    let cookie = |name: &str| {
+        let app = app.clone();
+        let body = format!("username={name}&password=correct+horse+battery");
+        async move {
+            let signed = call(&app, form("/login", None, &body)).await;
+            signed.headers[header::SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let tom = cookie("tom").await;
+    let log = call(&app, page("/audit", &tom)).await;
+    assert_eq!(log.status, StatusCode::OK);
+    let html = log.text();
+    assert!(html.contains("create playlist"), "{html}");
+    assert!(html.contains(&ours.to_string()));
+    assert!(
+        !html.contains(&theirs.to_string()),
+        "another venue's change leaked: {html}"
+    );
+    // Store staff have no audit access: no link, and the page refuses.
+    let sue = cookie("sue").await;
+    assert!(
+        !call(&app, page("/", &sue))
+            .await
+            .text()
+            .contains(r#"href="/audit""#)
+    );
+    assert_eq!(
+        call(&app, page("/audit", &sue)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // A bad filter says so.
+    let bad = call(&app, page("/audit?from=soon", &tom)).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.text().contains("from"));
+}

@@ -21,6 +21,7 @@ use crate::support::{Initialised, call, cert_of, now, user_session};
 /// only admins may.
 const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/", "ATSV"),
+    ("GET", "/audit", "ATV"),
     ("GET", "/people", "A"),
     ("POST", "/people", "A"),
     ("POST", "/people/{id}", "A"),
