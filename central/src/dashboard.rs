@@ -13,6 +13,7 @@
 //! | `GET /login`, `POST /login` | public / secret (the sign-in throttle) |
 //! | `POST /logout` | user |
 //! | `GET /` (the fleet overview) | venue_read |
+//! | `GET /reports` (proof of play: chart and table) | venue_read |
 //! | `GET /audit` | audit_read |
 //! | `GET /people`, `POST /people`, `POST /people/{id}` (add, disable, enable, reset) | user_manage |
 //! | `GET /assets/style.css` | public |
@@ -29,11 +30,13 @@ mod audit;
 mod fleet;
 mod login;
 mod people;
+mod reports;
 
 pub(crate) use audit::audit;
 pub(crate) use fleet::overview;
 pub(crate) use login::{login_form, login_submit, logout};
 pub(crate) use people::{add_person, change_person, people};
+pub(crate) use reports::reports;
 
 /// The stylesheet.
 const STYLE: &str = include_str!("dashboard/style.css");
@@ -109,6 +112,8 @@ pub(crate) enum Section {
     People,
     /// The audit log.
     Audit,
+    /// Proof of play.
+    Reports,
     /// None of the navigation's.
     Other,
 }
@@ -134,6 +139,9 @@ pub(crate) fn page(viewer: Option<&Viewer>, section: Section, title: &str, body:
                             }
                             @if viewer.may(Action::UserManage) {
                                 a href="/people" aria-current=[(section == Section::People).then_some("page")] { "People" }
+                            }
+                            @if viewer.may(Action::VenueRead) {
+                                a href="/reports" aria-current=[(section == Section::Reports).then_some("page")] { "Proof of play" }
                             }
                             @if viewer.may(Action::AuditRead) {
                                 a href="/audit" aria-current=[(section == Section::Audit).then_some("page")] { "Audit log" }

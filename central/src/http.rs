@@ -152,6 +152,13 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
         )
         .route(
             g,
+            "/reports",
+            &["GET"],
+            act(Action::VenueRead),
+            get(dashboard::reports),
+        )
+        .route(
+            g,
             "/people",
             &["GET", "POST"],
             act(Action::UserManage),

@@ -22,6 +22,7 @@ use crate::support::{Initialised, call, cert_of, now, user_session};
 const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/", "ATSV"),
     ("GET", "/audit", "ATV"),
+    ("GET", "/reports", "ATSV"),
     ("GET", "/people", "A"),
     ("POST", "/people", "A"),
     ("POST", "/people/{id}", "A"),

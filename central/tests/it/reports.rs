@@ -490,3 +490,40 @@ async fn expiry_rolls_plays_up_and_the_daily_report_keeps_its_numbers() {
     assert!(metrics.contains("taplink_central_plays_rolled_up_total 1200"));
     s.stop().await;
 }
+
+/// The dashboard's proof-of-play page: the same totals, per media per venue-local day, as
+/// a chart and a table.
+#[tokio::test]
+async fn the_report_page_charts_plays_per_media_per_local_day() {
+    let s = Served::start("2026-03-05T12:00:00Z").await;
+    let berlin = s.venue("Berlin", "Europe/Berlin");
+    let hb = s.hub_in(berlin, 1);
+    let (k1, k2) = (kiosk(1), kiosk(2));
+    let (m1, m2) = (media(1), media(2));
+    let plays = [
+        play(1, k1, m1, "2026-03-01T10:00:00Z", 10_000),
+        play(2, k2, m1, "2026-03-01T11:00:00Z", 10_000),
+        play(3, k1, m2, "2026-03-01T23:30:00Z", 5_000),
+    ];
+    assert_eq!(s.state.store_telemetry(hb, &plays).unwrap(), 3);
+    let page = s
+        .ok(&format!(
+            "/reports?venue={berlin}&from=2026-03-01&to=2026-03-03"
+        ))
+        .await;
+    assert!(page.contains("<svg"), "{page}");
+    // m1 twice on 1 March; m2 once on 2 March in Berlin (23:30 UTC is 00:30 there).
+    assert!(page.contains("2026-03-01: ? — 2 plays"), "{page}");
+    assert!(page.contains("2026-03-02: ? — 1 plays"), "{page}");
+    assert!(page.contains(&format!(r#"data-media="{m1}""#)));
+    let (status, refused) = s.get("/reports?venue=nonsense", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let (status, too_long) = s
+        .get(
+            &format!("/reports?venue={berlin}&from=2026-01-01&to=2026-03-03"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{too_long}");
+    s.stop().await;
+}
