@@ -117,6 +117,19 @@ fn chart(report: &Report, order: &[MediaHash]) -> Markup {
     }
 }
 
+/// Each media's plays over the report, and the media from most to least played.
+fn ranked(report: &Report) -> (BTreeMap<MediaHash, u64>, Vec<MediaHash>) {
+    let mut totals: BTreeMap<MediaHash, u64> = BTreeMap::new();
+    for media in report.plays.values() {
+        for (h, n) in media {
+            *totals.entry(*h).or_default() += n;
+        }
+    }
+    let mut order: Vec<MediaHash> = totals.keys().copied().collect();
+    order.sort_by_key(|h| std::cmp::Reverse(totals[h]));
+    (totals, order)
+}
+
 /// `GET /reports`.
 pub(crate) async fn reports(
     State(state): State<AppState>,
@@ -210,10 +223,7 @@ pub(crate) async fn reports(
                 button type="submit" { "Show" }
                 a href={ "/api/v1/reports/proof-of-play?format=csv&venue=" (venue) "&from=" (from) "&to=" (to) } download { "Download CSV (per kiosk)" }
             }
-            @let mut totals: BTreeMap<MediaHash, u64> = BTreeMap::new();
-            @for media in report.plays.values() { @for (h, n) in media { @let _ = { *totals.entry(*h).or_default() += n; }; } }
-            @let mut order: Vec<MediaHash> = totals.keys().copied().collect();
-            @let _ = order.sort_by_key(|h| std::cmp::Reverse(totals[h]));
+            @let (totals, order) = ranked(report);
             @if totals.is_empty() {
                 div.card { p { "No plays recorded in these days." } }
             } @else {
