@@ -14,6 +14,9 @@
 //! | `POST /logout` | user |
 //! | `GET /` (the fleet overview) | venue_read |
 //! | `GET /reports` (proof of play: chart and table) | venue_read |
+//! | `GET /venues/{id}/provisioning`, `POST /venues/{id}/kiosk-codes` | kiosk_code_manage |
+//! | `POST /venues/{id}/enrollment-codes` (the code shown once, with a QR code) | hub_enroll |
+//! | `POST /hubs/{id}/revoke` | hub_revoke |
 //! | `GET /audit` | audit_read |
 //! | `GET /people`, `POST /people`, `POST /people/{id}` (add, disable, enable, reset) | user_manage |
 //! | `GET /assets/style.css` | public |
@@ -30,12 +33,14 @@ mod audit;
 mod fleet;
 mod login;
 mod people;
+mod provisioning;
 mod reports;
 
 pub(crate) use audit::audit;
 pub(crate) use fleet::overview;
 pub(crate) use login::{login_form, login_submit, logout};
 pub(crate) use people::{add_person, change_person, people};
+pub(crate) use provisioning::{new_enrollment_code, new_kiosk_code, provisioning, revoke_hub};
 pub(crate) use reports::reports;
 
 /// The stylesheet.

@@ -91,6 +91,7 @@ pub use hubs::{HubJson, HubList};
 use hubs::{get_hub, list_hubs, revoke_hub};
 pub use kiosk_codes::{CreateKioskCodeRequest, KioskCodeJson, KioskCodeList, KioskGrantJson};
 use kiosk_codes::{delete_kiosk_code, get_kiosk_codes, post_kiosk_code};
+pub(crate) use kiosk_codes::{issue_kiosk_code, kiosk_code_list};
 pub use lists::{KioskList, MediaList};
 pub use media::{DeletedMedia, MediaJson, RemovedItem};
 pub use openapi::{Body as OpenApiBody, Mismatch, OPS, Op, document, documented_statuses};
@@ -98,6 +99,7 @@ pub use resources::{Assignments, ItemPatch, KioskPatch, NewItem, PlaylistBody};
 pub use tokens::{CreateTokenRequest, CreatedToken, TokenJson, TokenList};
 pub use users::{CreateUserRequest, UpdateUserRequest, UserList};
 pub(crate) use users::{create_user, update_user};
+pub(crate) use venues::issue_enrollment_code;
 pub use venues::{
     CreateEnrollmentCodeRequest, CreateVenueRequest, EnrollmentCodeJson, UpdateVenueRequest,
     VenueJson, VenueList,
@@ -156,6 +158,34 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
             &["GET"],
             act(Action::VenueRead),
             get(dashboard::reports),
+        )
+        .route(
+            g,
+            "/venues/{id}/provisioning",
+            &["GET"],
+            act(Action::KioskCodeManage),
+            get(dashboard::provisioning),
+        )
+        .route(
+            g,
+            "/venues/{id}/enrollment-codes",
+            &["POST"],
+            act(Action::HubEnroll),
+            post(dashboard::new_enrollment_code),
+        )
+        .route(
+            g,
+            "/venues/{id}/kiosk-codes",
+            &["POST"],
+            act(Action::KioskCodeManage),
+            post(dashboard::new_kiosk_code),
+        )
+        .route(
+            g,
+            "/hubs/{id}/revoke",
+            &["POST"],
+            act(Action::HubRevoke),
+            post(dashboard::revoke_hub),
         )
         .route(
             g,
@@ -472,6 +502,9 @@ pub fn app(state: AppState) -> Router {
             ("POST", "/logout"),
             ("POST", "/people"),
             ("POST", "/people/{id}"),
+            ("POST", "/venues/{id}/enrollment-codes"),
+            ("POST", "/venues/{id}/kiosk-codes"),
+            ("POST", "/hubs/{id}/revoke"),
         ],
     });
     let (router, _) = routes(&state).into_parts();

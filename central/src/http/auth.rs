@@ -132,31 +132,32 @@ async fn subject_of(state: &AppState, req: &mut Request) -> Result<Subject, ApiE
         Err(_) => None,
     };
     let registry = state.registry.clone();
-    let venue = if template.starts_with("/api/v1/venues/{id}") {
-        let Some(Ok(venue)) = id.map(|id| id.parse::<VenueId>()) else {
-            return Ok(Subject::Unknown);
-        };
-        blocking(move || registry.venue(venue)).await?
-    } else if template.starts_with("/api/v1/hubs/{id}") {
-        let Some(Ok(hub)) = id.map(|id| id.parse::<HubId>()) else {
-            return Ok(Subject::Unknown);
-        };
-        blocking(move || {
-            Ok::<_, crate::store::RegistryError>(match registry.hub(hub)? {
-                Some(hub) => registry.venue(hub.venue)?,
-                None => None,
+    let venue =
+        if template.starts_with("/api/v1/venues/{id}") || template.starts_with("/venues/{id}") {
+            let Some(Ok(venue)) = id.map(|id| id.parse::<VenueId>()) else {
+                return Ok(Subject::Unknown);
+            };
+            blocking(move || registry.venue(venue)).await?
+        } else if template.starts_with("/api/v1/hubs/{id}") || template.starts_with("/hubs/{id}") {
+            let Some(Ok(hub)) = id.map(|id| id.parse::<HubId>()) else {
+                return Ok(Subject::Unknown);
+            };
+            blocking(move || {
+                Ok::<_, crate::store::RegistryError>(match registry.hub(hub)? {
+                    Some(hub) => registry.venue(hub.venue)?,
+                    None => None,
+                })
             })
-        })
-        .await?
-    } else if let Some(venue) = venue_query(req.uri().query()) {
-        // Routes without a venue in the path (media, reports, audit) name one in the query.
-        let Ok(venue) = venue.parse::<VenueId>() else {
-            return Ok(Subject::Unknown);
+            .await?
+        } else if let Some(venue) = venue_query(req.uri().query()) {
+            // Routes without a venue in the path (media, reports, audit) name one in the query.
+            let Ok(venue) = venue.parse::<VenueId>() else {
+                return Ok(Subject::Unknown);
+            };
+            blocking(move || registry.venue(venue)).await?
+        } else {
+            return Ok(Subject::Org);
         };
-        blocking(move || registry.venue(venue)).await?
-    } else {
-        return Ok(Subject::Org);
-    };
     Ok(venue.map_or(Subject::Unknown, Subject::Venue))
 }
 
@@ -485,7 +486,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// The venue a write names in its path (`/api/v1/venues/{id}…`) or query.
 async fn request_venue(template: &str, req: &mut Request) -> Option<VenueId> {
-    if template.starts_with("/api/v1/venues/{id}") {
+    if template.starts_with("/api/v1/venues/{id}") || template.starts_with("/venues/{id}") {
         let params = req.extract_parts::<RawPathParams>().await.ok()?;
         let id = params.iter().find(|(name, _)| *name == "id")?.1.to_owned();
         id.parse().ok()

@@ -124,6 +124,22 @@ pub(super) async fn post_kiosk_code(
     ApiPath(venue): ApiPath<VenueId>,
     ApiJson(body): ApiJson<CreateKioskCodeRequest>,
 ) -> Result<Response, ApiError> {
+    let answer = issue_kiosk_code(&state, venue, body).await?;
+    Ok((
+        StatusCode::CREATED,
+        // The body holds a secret: no cache may keep it.
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(answer),
+    )
+        .into_response())
+}
+
+/// A new kiosk code for `venue` (shown once): the API's and the dashboard's.
+pub(crate) async fn issue_kiosk_code(
+    state: &AppState,
+    venue: VenueId,
+    body: CreateKioskCodeRequest,
+) -> Result<KioskCodeJson, ApiError> {
     let registry = state.registry.clone();
     let docs = state.docs.clone();
     let now = state.now();
@@ -139,37 +155,39 @@ pub(super) async fn post_kiosk_code(
         blocking(move || create_kiosk_code(&registry, &docs, venue, &request, now)).await?;
     let expires_at = ms_rfc3339(issued.stored.expires_at_ms);
     tracing::info!(%venue, code = %issued.grant, name = %issued.stored.name, %expires_at, "kiosk code created");
-    Ok((
-        StatusCode::CREATED,
-        // The body holds a secret: no cache may keep it.
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(KioskCodeJson {
-            id: issued.grant,
-            venue_id: venue,
-            code: issued.code.to_string(),
-            name: issued.stored.name,
-            group: issued.stored.group,
-            playlist: issued.stored.playlist,
-            expires_at,
-        }),
-    )
-        .into_response())
+    Ok(KioskCodeJson {
+        id: issued.grant,
+        venue_id: venue,
+        code: issued.code.to_string(),
+        name: issued.stored.name,
+        group: issued.stored.group,
+        playlist: issued.stored.playlist,
+        expires_at,
+    })
 }
 
 pub(super) async fn get_kiosk_codes(
     State(state): State<AppState>,
     ApiPath(venue): ApiPath<VenueId>,
 ) -> Result<Json<KioskCodeList>, ApiError> {
+    kiosk_code_list(&state, venue).await.map(Json)
+}
+
+/// The venue's kiosk codes (never the codes): the API's and the dashboard's.
+pub(crate) async fn kiosk_code_list(
+    state: &AppState,
+    venue: VenueId,
+) -> Result<KioskCodeList, ApiError> {
     let registry = state.registry.clone();
     let docs = state.docs.clone();
     let now_ms = crate::timefmt::to_unix_ms(state.now());
     let grants = blocking(move || list_kiosk_codes(&registry, &docs, venue)).await?;
-    Ok(Json(KioskCodeList {
+    Ok(KioskCodeList {
         kiosk_codes: grants
             .into_iter()
             .map(|(id, g)| KioskGrantJson::new(id, g, now_ms))
             .collect(),
-    }))
+    })
 }
 
 pub(super) async fn delete_kiosk_code(

@@ -278,7 +278,24 @@ pub(super) async fn post_enrollment_code(
             message: e.to_string(),
         })?
     };
-    let ttl = match request.ttl {
+    let answer = issue_enrollment_code(&state, venue, request.ttl).await?;
+    Ok((
+        StatusCode::CREATED,
+        // The body holds a secret: no cache may keep it.
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(answer),
+    )
+        .into_response())
+}
+
+/// A new single-use enrollment code for `venue`, valid for `ttl` (e.g. `"2h"`; default the
+/// config's `enrollment_code_ttl`): the API's and the dashboard's.
+pub(crate) async fn issue_enrollment_code(
+    state: &AppState,
+    venue: VenueId,
+    ttl: Option<String>,
+) -> Result<EnrollmentCodeJson, ApiError> {
+    let ttl = match ttl {
         None => state.config.enrollment_code_ttl,
         Some(ttl) => ttl.parse::<Ttl>().map_err(|e| ApiError::InvalidField {
             field: "ttl",
@@ -295,16 +312,10 @@ pub(super) async fn post_enrollment_code(
         central,
     };
     tracing::info!(%venue, expires_at = %rfc3339(code.expires_at), "enrollment code created");
-    Ok((
-        StatusCode::CREATED,
-        // The body holds a secret: no cache may keep it.
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(EnrollmentCodeJson {
-            code: token.to_string(),
-            venue_id: venue,
-            expires_at: rfc3339(code.expires_at),
-            central_fingerprint: central.to_string(),
-        }),
-    )
-        .into_response())
+    Ok(EnrollmentCodeJson {
+        code: token.to_string(),
+        venue_id: venue,
+        expires_at: rfc3339(code.expires_at),
+        central_fingerprint: central.to_string(),
+    })
 }

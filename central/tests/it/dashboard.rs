@@ -342,3 +342,111 @@ async fn the_audit_page_shows_changes_in_reach_in_words() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.text().contains("from"));
 }
+
+#[tokio::test]
+async fn technicians_make_codes_shown_once_with_a_qr_code() {
+    let init = Initialised::new();
+    let state = init.state();
+    let app = app(state.clone());
+    let token = init.token();
+    let ours = venue(&state, "The Anchor");
+    for (name, role) in [("tom", "technician"), ("sue", "store_staff")] {
+        let made = call(
+            &app,
+            request(
+                "POST",
+                "/api/v1/users",
+                Some(&token),
+                Some(
+                    &json!({"username": name, "role": role, "venues": [ours.to_string()],
+                             "password": "correct horse battery"})
+                    .to_string(),
+                ),
+            ),
+        )
+        .await;
+        assert_eq!(made.status, StatusCode::CREATED);
+    }
+    let signed = call(
+        &app,
+        form(
+            "/login",
+            None,
+            "username=tom&password=correct+horse+battery",
+        ),
+    )
+    .await;
+    let tom = signed.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let url = format!("/venues/{ours}/provisioning");
+    let html = call(&app, page(&url, &tom)).await.text();
+    assert!(
+        html.contains("Make a kiosk code") && html.contains("Make an enrollment code"),
+        "{html}"
+    );
+    let csrf = html
+        .split(r#"name="csrf_token" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let made = call(
+        &app,
+        form(
+            &format!("/venues/{ours}/kiosk-codes"),
+            Some(&tom),
+            &format!("csrf_token={csrf}&name=Bar+left&group=bar"),
+        ),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.text());
+    assert_eq!(made.headers[header::CACHE_CONTROL], "no-store");
+    let shown = made.text();
+    assert!(
+        shown.contains("Shown only now.") && shown.contains("<svg"),
+        "{shown}"
+    );
+    assert!(shown.contains("Bar left"));
+    let enrolled = call(
+        &app,
+        form(
+            &format!("/venues/{ours}/enrollment-codes"),
+            Some(&tom),
+            &format!("csrf_token={csrf}&ttl=2h"),
+        ),
+    )
+    .await;
+    assert_eq!(enrolled.status, StatusCode::OK, "{}", enrolled.text());
+    assert!(
+        enrolled.text().contains("tl1-"),
+        "the enrollment code is shown"
+    );
+    // The code itself is never listed again, and store staff cannot make codes.
+    let again = call(&app, page(&url, &tom)).await.text();
+    assert!(again.contains("Bar left") && !again.contains("Shown only now."));
+    let signed = call(
+        &app,
+        form(
+            "/login",
+            None,
+            "username=sue&password=correct+horse+battery",
+        ),
+    )
+    .await;
+    let sue = signed.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        call(&app, page(&url, &sue)).await.status,
+        StatusCode::FORBIDDEN
+    );
+}
