@@ -4,10 +4,10 @@
 //! A real central (plain HTTP on loopback) with two accounts. First the baseline: a
 //! client at 127.0.0.2 signs in to the second account every `--legit-every-ms`,
 //! `--legit` times, with nothing else going on. Then the run: a client at 127.0.0.1
-//! guesses the first account's password `--guesses` times as fast as it can (one request
-//! after another, for at most `--limit-secs`), while the client at 127.0.0.2 keeps signing
-//! in to the second account at the same pace for as long as the guessing lasts (and at
-//! least `--legit` times). Central throttles per client address (from the socket) and per
+//! guesses the first account's password `--guesses` times, one request after another with
+//! `--gap-ms` between them, for at most `--limit-secs`, while the client at 127.0.0.2 keeps
+//! signing in to the second account at the same pace for as long as the guessing lasts.
+//! Central throttles per client address (from the socket) and per
 //! account (`taplink_sync_io::web::guard::Throttle`): a guess refused with 429 was not
 //! checked; one answered 401 was.
 
@@ -28,10 +28,15 @@ pub struct Args {
     /// Guesses at the first account's password.
     #[arg(long, default_value_t = 1_000)]
     pub guesses: usize,
+    /// Pause after each guess: 0 guesses as fast as the server answers (a run then ends
+    /// within a second, every guess past the free ones refused at once); the default
+    /// spreads 1,000 guesses over about 100 s, so the throttle's doubling waits are tried.
+    #[arg(long, default_value_t = 100)]
+    pub gap_ms: u64,
     /// The guessing run stops after this long even if guesses are left.
     #[arg(long, default_value_t = 120)]
     pub limit_secs: u64,
-    /// Legitimate sign-ins in the baseline, and at least as many during the run.
+    /// Legitimate sign-ins in the baseline.
     #[arg(long, default_value_t = 25)]
     pub legit: usize,
     /// Pause between legitimate sign-ins.
@@ -72,6 +77,8 @@ pub struct Report {
     pub run: Duration,
     /// The most guesses the configured throttle lets be checked in `run`.
     pub allowed: usize,
+    /// The pause after each guess.
+    pub gap: Duration,
     /// The pause between legitimate sign-ins.
     pub legit_every: Duration,
     /// The legitimate sign-ins with no guessing.
@@ -135,10 +142,10 @@ pub async fn run(args: &Args) -> Result<Report> {
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     let during = {
         let (legit, base) = (legit.clone(), base.clone());
-        let min = args.legit;
-        tokio::spawn(async move { legit_logins(&legit, &base, every, min, Some(done_rx)).await })
+        tokio::spawn(async move { legit_logins(&legit, &base, every, 1, Some(done_rx)).await })
     };
     let limit = Duration::from_secs(args.limit_secs);
+    let gap = Duration::from_millis(args.gap_ms);
     let (mut checked, mut throttled, mut other, mut guesses) = (0, 0, 0, 0);
     let started = clock::now();
     while guesses < args.guesses && started.elapsed() < limit {
@@ -149,6 +156,9 @@ pub async fn run(args: &Args) -> Result<Report> {
             401 => checked += 1,
             429 => throttled += 1,
             _ => other += 1,
+        }
+        if gap > Duration::ZERO {
+            tokio::time::sleep(gap).await;
         }
     }
     let run = started.elapsed();
@@ -162,6 +172,7 @@ pub async fn run(args: &Args) -> Result<Report> {
         other,
         run,
         allowed: allowed_within(run),
+        gap,
         legit_every: every,
         baseline,
         during,
@@ -169,7 +180,7 @@ pub async fn run(args: &Args) -> Result<Report> {
 }
 
 /// Sign in to the legitimate account every `every`, at least `min` times and, with
-/// `until`, until it turns true.
+/// `until`, until it turns true (then at once).
 async fn legit_logins(
     client: &reqwest::Client,
     base: &str,
@@ -207,9 +218,10 @@ impl Report {
             "bench guess: a password-guessing run at central's login, and other people signing in",
         );
         t.note(format!(
-            "{} guesses from 127.0.0.1 at one account, one after another, for at most the \
-             limit; meanwhile another account signs in from 127.0.0.2 every ~{} ms",
+            "{} guesses from 127.0.0.1 at one account, one after another {} apart; \
+             meanwhile another account signs in from 127.0.0.2 every ~{} ms",
             self.guesses,
+            ms(self.gap),
             self.legit_every.as_millis()
         ));
         t.note(format!(

@@ -8,8 +8,8 @@
 //! after any edit), and the audit log topped up to `--audit` entries in batches. Then
 //! `--requests` requests in a row on one keep-alive connection for each list page, as the
 //! admin token and as a technician signed in with a session cookie and scoped by the tag;
-//! `GET /healthz` through the same server is the baseline. Deep pages are reached by
-//! walking the cursor chain once first.
+//! `GET /healthz` through the same server is the baseline. The deepest full page of a
+//! list is found by walking its cursor chain once first.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -138,7 +138,11 @@ pub async fn run(args: &Args) -> Result<Report> {
     let actor = "token:bench-3";
     let specs: Vec<(String, String, bool)> = vec![
         ("venues, first page".into(), "/api/v1/venues".into(), false),
-        ("venues, last page".into(), "/api/v1/venues".into(), true),
+        (
+            "venues, deepest full page".into(),
+            "/api/v1/venues".into(),
+            true,
+        ),
         (
             format!("venues ?tag={TAG}"),
             format!("/api/v1/venues?tag={TAG}"),
@@ -156,7 +160,11 @@ pub async fn run(args: &Args) -> Result<Report> {
         ),
         ("hubs, first page".into(), "/api/v1/hubs".into(), false),
         ("kiosks, first page".into(), "/api/v1/kiosks".into(), false),
-        ("kiosks, last page".into(), "/api/v1/kiosks".into(), true),
+        (
+            "kiosks, deepest full page".into(),
+            "/api/v1/kiosks".into(),
+            true,
+        ),
         (
             "kiosks ?venue=".into(),
             format!("/api/v1/kiosks?venue={v}"),
@@ -168,7 +176,11 @@ pub async fn run(args: &Args) -> Result<Report> {
             false,
         ),
         ("audit, first page".into(), "/api/v1/audit".into(), false),
-        ("audit, last page".into(), "/api/v1/audit".into(), true),
+        (
+            "audit, deepest full page".into(),
+            "/api/v1/audit".into(),
+            true,
+        ),
         (
             "audit ?venue=".into(),
             format!("/api/v1/audit?venue={v}"),
@@ -184,7 +196,7 @@ pub async fn run(args: &Args) -> Result<Report> {
     for caller in [&admin, &technician] {
         for (name, path, deep) in &specs {
             let path = if *deep {
-                last_page(caller, path).await?
+                deepest_page(caller, path).await?
             } else {
                 path.clone()
             };
@@ -388,24 +400,25 @@ fn rows(body: &serde_json::Value) -> usize {
         .map_or(0, Vec::len)
 }
 
-/// `path` with the cursor of its last page, found by walking the chain.
-async fn last_page(caller: &Caller, path: &str) -> Result<String> {
+/// `path` with the cursor of its deepest full page (as many rows as the first page),
+/// found by walking the cursor chain once.
+async fn deepest_page(caller: &Caller, path: &str) -> Result<String> {
     let sep = if path.contains('?') { '&' } else { '?' };
-    let mut page = path.to_owned();
-    let (status, mut body) = caller.get(&page).await?;
-    anyhow::ensure!(status == 200, "{} GET {page}: {status}", caller.name);
+    let (status, mut body) = caller.get(path).await?;
+    anyhow::ensure!(status == 200, "{} GET {path}: {status}", caller.name);
+    let full = rows(&body);
+    let mut deepest = path.to_owned();
     for _ in 0..100_000 {
         let Some(next) = body["next_cursor"].as_str() else {
-            return Ok(page);
+            return Ok(deepest);
         };
-        let next_page = format!("{path}{sep}cursor={next}");
-        let (status, next_body) = caller.get(&next_page).await?;
-        anyhow::ensure!(status == 200, "{} GET {next_page}: {status}", caller.name);
-        // A full last page has a cursor to an empty one.
-        if rows(&next_body) == 0 {
-            return Ok(page);
+        let page = format!("{path}{sep}cursor={next}");
+        let (status, next_body) = caller.get(&page).await?;
+        anyhow::ensure!(status == 200, "{} GET {page}: {status}", caller.name);
+        if rows(&next_body) == full {
+            deepest.clone_from(&page);
         }
-        (page, body) = (next_page, next_body);
+        body = next_body;
     }
     anyhow::bail!("{path}: the cursor chain does not end")
 }

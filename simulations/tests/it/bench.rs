@@ -133,12 +133,13 @@ async fn lists_bench_times_every_page_for_both_callers() {
     assert_eq!(rows("technician", "venues, first page"), 4);
     assert_eq!(rows("admin", "venues ?tag=region:north"), 4);
     assert_eq!(rows("admin", "kiosks, first page"), 100);
-    assert_eq!(rows("admin", "kiosks, last page"), 100);
+    assert_eq!(rows("admin", "kiosks, deepest full page"), 100);
     assert_eq!(rows("technician", "kiosks, first page"), 40);
     assert_eq!(rows("admin", "kiosks ?venue="), 10);
     assert_eq!(rows("technician", "media ?venue="), 3);
     assert_eq!(rows("admin", "audit, first page"), 100);
-    assert!(rows("admin", "audit, last page") > 0);
+    assert_eq!(rows("admin", "audit, deepest full page"), 100);
+    assert_eq!(rows("technician", "kiosks, deepest full page"), 40);
     assert!(rows("admin", "hubs, first page") == 18);
     assert!(report.worst().is_some());
     let table = report.table().to_string();
@@ -152,6 +153,7 @@ async fn lists_bench_times_every_page_for_both_callers() {
 async fn guess_bench_counts_checked_and_throttled_guesses() {
     let report = guess::run(&guess::Args {
         guesses: 30,
+        gap_ms: 0,
         limit_secs: 60,
         legit: 3,
         legit_every_ms: 50,
@@ -168,7 +170,7 @@ async fn guess_bench_counts_checked_and_throttled_guesses() {
     // Another address signing in to another account is not throttled.
     assert_eq!(report.baseline.succeeded, report.baseline.tried);
     assert_eq!(report.during.succeeded, report.during.tried);
-    assert!(report.during.tried >= 3);
+    assert!(report.during.tried >= 1);
     let table = report.table().to_string();
     assert!(table.contains("checked guesses"), "{table}");
 }
