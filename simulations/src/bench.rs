@@ -2,7 +2,8 @@
 //! reconvergence after an outage, warm resync, a mass reconnect to one central, and on
 //! the venue side the manifest polls against nginx, memory, change-to-screen and mDNS
 //! discovery (these run the real `taplink-hub` / `taplink-kiosk` binaries: build them
-//! first, as `scripts/bench.sh` does).
+//! first, as `scripts/bench.sh` does); at central, what a sign-in costs, every list page
+//! at fleet scale, and a password-guessing run against the login throttle.
 //!
 //! Each bench prints its figures as a small table next to its target and returns them, so
 //! tests can run the same code at a small size. Everything runs on 127.0.0.1, every loop
@@ -14,7 +15,9 @@ pub mod clock;
 pub mod cpu;
 pub mod discovery;
 pub mod flood;
+pub mod guess;
 pub mod hub_rig;
+pub mod lists;
 pub mod load;
 pub mod login;
 pub mod manifest;
@@ -52,6 +55,11 @@ pub enum Bench {
     Flood(flood::Args),
     /// What a sign-in at central costs (argon2id), and one permission check.
     Login(login::Args),
+    /// Every list page of central's API at fleet scale (1,000 venues, 20,000 kiosks,
+    /// 50,000 audit entries), as an admin and as a technician scoped by tag.
+    Lists(lists::Args),
+    /// A password-guessing run at central's login while another account signs in.
+    Guess(guess::Args),
 }
 
 /// The `q` quantile (0..=1) of `sorted` latencies (zero when there are none).
@@ -60,6 +68,44 @@ pub fn quantile(sorted: &[std::time::Duration], q: f64) -> std::time::Duration {
         return std::time::Duration::ZERO;
     }
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// A keep-alive HTTP client for a node's plain-HTTP API on loopback, connecting from
+/// `local` if given (any 127/8 address on Linux, so one machine can play several clients).
+pub fn http_client(local: Option<std::net::IpAddr>) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(taplink_certs::tls::plain_http_client_config())
+        .local_address(local)
+        .pool_max_idle_per_host(1)
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?)
+}
+
+/// `POST /api/v1/auth/login` with `client`: the session cookie (`name=value`) if it
+/// succeeded, and the status.
+pub async fn sign_in(
+    client: &reqwest::Client,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<(Option<String>, u16)> {
+    let answer = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({ "username": username, "password": password }))
+        .send()
+        .await?;
+    let status = answer.status().as_u16();
+    let cookie = answer
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("taplink_session="))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned);
+    // Read the body so that the connection can be reused.
+    answer.bytes().await?;
+    Ok((cookie.filter(|_| status == 200), status))
 }
 
 /// Run one benchmark and print its table.
@@ -79,6 +125,8 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
         Bench::Login(args) => tokio::task::spawn_blocking(move || login::run(&args))
             .await??
             .table(),
+        Bench::Lists(args) => lists::run(&args).await?.table(),
+        Bench::Guess(args) => guess::run(&args).await?.table(),
     };
     println!("{table}");
     Ok(())

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use taplink_simulations::bench::{blob, login, reconnect, reconverge, warm};
+use taplink_simulations::bench::{blob, guess, lists, login, reconnect, reconverge, warm};
 
 #[test]
 fn reconverge_sends_the_offline_edits_not_the_history() {
@@ -96,4 +96,90 @@ fn login_bench_times_every_sign_in_and_the_permission_check() {
         table.contains("sign-in") && table.contains("authorize"),
         "{table}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_bench_times_every_page_for_both_callers() {
+    let report = lists::run(&lists::Args {
+        venues: 20,
+        kiosks_per_venue: 10,
+        audit: 500,
+        requests: 3,
+    })
+    .await
+    .unwrap();
+    let fleet = &report.fleet;
+    assert_eq!((fleet.venues, fleet.tagged, fleet.kiosks), (20, 4, 200));
+    assert_eq!(fleet.hubs, 18, "nine venues in ten have a hub");
+    assert!(fleet.audit >= 500, "{fleet:?}");
+    assert_eq!(report.baseline.len(), 3);
+    let callers: Vec<_> = report.pages.iter().map(|p| p.caller).collect();
+    assert_eq!(callers.iter().filter(|c| **c == "admin").count(), 14);
+    assert_eq!(callers.iter().filter(|c| **c == "technician").count(), 14);
+    let rows = |caller: &str, name: &str| {
+        report
+            .pages
+            .iter()
+            .find(|p| p.caller == caller && p.name == name)
+            .unwrap_or_else(|| panic!("no {caller} {name}"))
+            .rows
+    };
+    for page in &report.pages {
+        assert_eq!(page.times.len(), 3, "{page:?}");
+        assert!(page.times.windows(2).all(|w| w[0] <= w[1]), "sorted");
+    }
+    // The admin sees the whole fleet; the technician the four tagged venues.
+    assert_eq!(rows("admin", "venues, first page"), 20);
+    assert_eq!(rows("technician", "venues, first page"), 4);
+    assert_eq!(rows("admin", "venues ?tag=region:north"), 4);
+    assert_eq!(rows("admin", "kiosks, first page"), 100);
+    assert_eq!(rows("admin", "kiosks, deepest full page"), 100);
+    assert_eq!(rows("technician", "kiosks, first page"), 40);
+    assert_eq!(rows("admin", "kiosks ?venue="), 10);
+    assert_eq!(rows("technician", "media ?venue="), 3);
+    assert_eq!(rows("admin", "audit, first page"), 100);
+    assert_eq!(rows("admin", "audit, deepest full page"), 100);
+    assert_eq!(rows("technician", "kiosks, deepest full page"), 40);
+    assert!(rows("admin", "hubs, first page") == 18);
+    assert!(report.worst().is_some());
+    let table = report.table().to_string();
+    assert!(
+        table.contains("baseline GET /healthz") && table.contains("worst p99"),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guess_bench_counts_checked_and_throttled_guesses() {
+    let report = guess::run(&guess::Args {
+        guesses: 30,
+        gap_ms: 0,
+        limit_secs: 60,
+        legit: 3,
+        legit_every_ms: 50,
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.guesses, 30);
+    assert_eq!(report.checked + report.throttled + report.other, 30);
+    assert_eq!(report.other, 0, "no guess got in");
+    // The free failures are checked; the rest of a fast run is refused unchecked.
+    assert!(report.checked >= 10, "{report:?}");
+    assert!(report.throttled > 0, "{report:?}");
+    assert!(report.checked <= report.allowed, "{report:?}");
+    // Another address signing in to another account is not throttled.
+    assert_eq!(report.baseline.succeeded, report.baseline.tried);
+    assert_eq!(report.during.succeeded, report.during.tried);
+    assert!(report.during.tried >= 1);
+    let table = report.table().to_string();
+    assert!(table.contains("checked guesses"), "{table}");
+}
+
+#[test]
+fn the_throttle_allows_ten_then_one_per_doubling_wait() {
+    assert_eq!(guess::allowed_within(Duration::ZERO), 11);
+    assert_eq!(guess::allowed_within(Duration::from_millis(999)), 11);
+    assert_eq!(guess::allowed_within(Duration::from_secs(1)), 12);
+    assert_eq!(guess::allowed_within(Duration::from_secs(3)), 13);
+    assert_eq!(guess::allowed_within(Duration::from_secs(120)), 17);
 }
