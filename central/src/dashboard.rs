@@ -13,6 +13,7 @@
 //! | `GET /login`, `POST /login` | public / secret (the sign-in throttle) |
 //! | `POST /logout` | user |
 //! | `GET /` (the fleet overview) | venue_read |
+//! | `GET /venues/{id}` (a venue: kiosk health, content proof, why this is playing, playlists) | venue_read on that venue |
 //! | `GET /assets/style.css` | public |
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -25,9 +26,11 @@ use crate::state::AppState;
 
 mod fleet;
 mod login;
+mod venue;
 
 pub(crate) use fleet::overview;
 pub(crate) use login::{login_form, login_submit, logout};
+pub(crate) use venue::venue_page;
 
 /// The stylesheet.
 const STYLE: &str = include_str!("dashboard/style.css");

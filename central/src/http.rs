@@ -122,6 +122,13 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
         )
         .route(
             g,
+            "/venues/{id}",
+            &["GET"],
+            act(Action::VenueRead),
+            get(dashboard::venue_page),
+        )
+        .route(
+            g,
             "/login",
             &["GET"],
             Access::Public,
@@ -436,7 +443,11 @@ pub fn app(state: AppState) -> Router {
         hosts: HostPolicy::new(state.config.public_names.clone()),
         // The media upload is raw bytes; the dashboard's forms are forms (and carry the
         // session's CSRF token as a field).
-        not_json: &[("PUT", "/api/v1/media"), ("POST", "/login"), ("POST", "/logout")],
+        not_json: &[
+            ("PUT", "/api/v1/media"),
+            ("POST", "/login"),
+            ("POST", "/logout"),
+        ],
     });
     let (router, _) = routes(&state).into_parts();
     router

@@ -21,6 +21,7 @@ use crate::support::{Initialised, call, cert_of, now, user_session};
 /// only admins may.
 const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/", "ATSV"),
+    ("GET", "/venues/{id}", "ATSV"),
     ("GET", "/api/v1/venues", "ATSV"),
     ("POST", "/api/v1/venues", "A"),
     ("GET", "/api/v1/venues/{id}", "ATSV"),
@@ -197,6 +198,7 @@ async fn every_route_every_role_every_scope_as_the_matrix_says() {
                 })
                 .2;
             let venue_route = route.path.starts_with("/api/v1/venues/{id}")
+                || route.path.starts_with("/venues/{id}")
                 || route.path.starts_with("/api/v1/hubs/{id}");
             // The venue in the query, and the org library without one.
             let query_route = VENUE_QUERY.contains(&route.path);
