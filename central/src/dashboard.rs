@@ -19,6 +19,7 @@
 //! | `POST /hubs/{id}/revoke` | hub_revoke |
 //! | `GET /audit` | audit_read |
 //! | `GET /people`, `POST /people`, `POST /people/{id}` (add, disable, enable, reset) | user_manage |
+//! | `GET /venues/{id}` (a venue: kiosk health, content proof, why this is playing, playlists) | venue_read on that venue |
 //! | `GET /assets/style.css` | public |
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -35,6 +36,7 @@ mod login;
 mod people;
 mod provisioning;
 mod reports;
+mod venue;
 
 pub(crate) use audit::audit;
 pub(crate) use fleet::overview;
@@ -42,6 +44,7 @@ pub(crate) use login::{login_form, login_submit, logout};
 pub(crate) use people::{add_person, change_person, people};
 pub(crate) use provisioning::{new_enrollment_code, new_kiosk_code, provisioning, revoke_hub};
 pub(crate) use reports::reports;
+pub(crate) use venue::venue_page;
 
 /// The stylesheet.
 const STYLE: &str = include_str!("dashboard/style.css");

@@ -126,6 +126,13 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
         )
         .route(
             g,
+            "/venues/{id}",
+            &["GET"],
+            act(Action::VenueRead),
+            get(dashboard::venue_page),
+        )
+        .route(
+            g,
             "/login",
             &["GET"],
             Access::Public,

@@ -224,6 +224,20 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (venue_id, day, kiosk_id, media)
     ) STRICT, WITHOUT ROWID;
     ",
+    // 7: kiosk health (`store/health.rs`). A heartbeat's manifest version becomes a column
+    // (filled on ingestion, and here from rows already stored) so the venue page finds a
+    // kiosk's latest heartbeat, and its latest one reporting a given version, by index
+    // seeks rather than by reading every heartbeat the retention period keeps.
+    "
+    ALTER TABLE telemetry ADD COLUMN beat_version TEXT;
+    UPDATE telemetry SET beat_version = json_extract(body_json, '$.manifest_version')
+    WHERE kind = 'heartbeat';
+    CREATE INDEX telemetry_heartbeats ON telemetry(venue_id, kiosk_id, at_ms)
+        WHERE kind = 'heartbeat';
+    CREATE INDEX telemetry_heartbeat_versions
+        ON telemetry(venue_id, kiosk_id, beat_version, at_ms)
+        WHERE kind = 'heartbeat';
+    ",
 ];
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -446,12 +460,14 @@ impl fmt::Debug for AdminToken {
 
 mod audit;
 mod catalog;
+mod health;
 mod plays;
 mod tokens;
 mod users;
 
 pub use audit::{AuditEntry, AuditQuery, AuditRecord, AuditVerdict};
 pub use catalog::{HubState, KioskRow, MediaRow, MediaUse, Page, Reach, VenueFilter, VenueSummary};
+pub use health::KioskHeartbeat;
 pub use plays::{
     DailyPlays, ExpiryBatch, PlayFilter, RawPlay, RawPlayCursor, day_start_utc, local_day, venue_tz,
 };
@@ -957,8 +973,13 @@ impl Registry {
         let rows = events
             .iter()
             .map(|e| {
-                let (kind, body, play) = match &e.kind {
-                    TelemetryKind::Heartbeat(h) => ("heartbeat", serde_json::to_string(h), None),
+                let (kind, body, play, beat_version) = match &e.kind {
+                    TelemetryKind::Heartbeat(h) => (
+                        "heartbeat",
+                        serde_json::to_string(h),
+                        None,
+                        Some(h.manifest_version.clone()),
+                    ),
                     TelemetryKind::ProofOfPlay(p) => (
                         "proof_of_play",
                         serde_json::to_string(p),
@@ -968,9 +989,10 @@ impl Registry {
                             // At most a day (checked on arrival); saturate rather than wrap.
                             i64::try_from(p.duration_ms).unwrap_or(i64::MAX),
                         )),
+                        None,
                     ),
                 };
-                body.map(|body| (e, kind, body, play))
+                body.map(|body| (e, kind, body, play, beat_version))
                     .map_err(|source| RegistryError::Encode {
                         what: "a telemetry event",
                         source,
@@ -990,13 +1012,13 @@ impl Registry {
                 .prepare_cached(
                     "INSERT OR IGNORE INTO telemetry
                      (event_id, hub_id, kiosk_id, at_ms, kind, body_json, received_at,
-                      venue_id, play_media, play_started_ms, play_duration_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                      venue_id, play_media, play_started_ms, play_duration_ms, beat_version)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(sql(op))?;
             let hub_text = hub.to_string();
             let venue_text = record.venue.to_string();
-            for (event, kind, body, play) in rows {
+            for (event, kind, body, play, beat_version) in rows {
                 let (media, started, duration) = match play {
                     Some((media, started, duration)) => {
                         (Some(media), Some(started), Some(duration))
@@ -1015,7 +1037,8 @@ impl Registry {
                         venue_text,
                         media,
                         started,
-                        duration
+                        duration,
+                        beat_version
                     ])
                     .map_err(sql(op))?;
                 stored += u32::from(inserted > 0);

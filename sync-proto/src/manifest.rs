@@ -254,17 +254,44 @@ impl Manifest {
     }
 }
 
+/// Which rule of the precedence in the module docs chose a kiosk's playlist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PlaylistSource {
+    /// The kiosk's own playlist.
+    Own,
+    /// The playlist of the kiosk's group, named here.
+    Group(String),
+    /// The venue's default playlist.
+    VenueDefault,
+}
+
+/// The playlist `kiosk` plays and the rule that chose it, by the precedence in the module
+/// docs (the one [`manifest`] uses); `None` when no rule names an existing playlist.
+pub fn playlist_source(venue: &VenueDoc, kiosk: &Kiosk) -> Option<(PlaylistId, PlaylistSource)> {
+    let group = kiosk.group.as_ref().and_then(|g| {
+        venue
+            .group_playlists
+            .get(g)
+            .map(|id| (*id, PlaylistSource::Group(g.clone())))
+    });
+    [
+        kiosk.playlist.map(|id| (id, PlaylistSource::Own)),
+        group,
+        venue
+            .settings
+            .default_playlist
+            .map(|id| (id, PlaylistSource::VenueDefault)),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|(id, _)| venue.playlists.contains_key(id))
+}
+
 /// The kiosk's playlist by the precedence in the module docs.
 fn select_playlist<'a>(venue: &'a VenueDoc, kiosk: &Kiosk) -> Option<(PlaylistId, &'a Playlist)> {
-    let group = kiosk
-        .group
-        .as_ref()
-        .and_then(|g| venue.group_playlists.get(g))
-        .copied();
-    [kiosk.playlist, group, venue.settings.default_playlist]
-        .into_iter()
-        .flatten()
-        .find_map(|id| venue.playlists.get(&id).map(|p| (id, p)))
+    let (id, _) = playlist_source(venue, kiosk)?;
+    venue.playlists.get(&id).map(|p| (id, p))
 }
 
 /// The playable items of one playlist in order, with the instants at which each plays.
@@ -528,6 +555,54 @@ mod tests {
         )
         .unwrap();
         assert_eq!((m.now.len(), m.next, m.media), (0, None, vec![hash]));
+    }
+
+    #[test]
+    fn playlist_source_names_the_rule_and_skips_removed_playlists() {
+        let (own, group, default) = (
+            PlaylistId::from_bytes([1; 16]),
+            PlaylistId::from_bytes([2; 16]),
+            PlaylistId::from_bytes([3; 16]),
+        );
+        let mut venue = VenueDoc::default();
+        for id in [group, default] {
+            let list = Playlist {
+                name: "p".into(),
+                items: Default::default(),
+            };
+            venue.playlists.insert(id, list);
+        }
+        venue.group_playlists.insert("bar".into(), group);
+        venue.settings.default_playlist = Some(default);
+        let mut kiosk = Kiosk {
+            name: "k".into(),
+            group: Some("bar".into()),
+            orientation: Default::default(),
+            // Removed: falls through to the group's.
+            playlist: Some(own),
+        };
+        assert_eq!(
+            playlist_source(&venue, &kiosk),
+            Some((group, PlaylistSource::Group("bar".into())))
+        );
+        kiosk.group = None;
+        assert_eq!(
+            playlist_source(&venue, &kiosk),
+            Some((default, PlaylistSource::VenueDefault))
+        );
+        venue.playlists.insert(
+            own,
+            Playlist {
+                name: "own".into(),
+                items: Default::default(),
+            },
+        );
+        assert_eq!(
+            playlist_source(&venue, &kiosk),
+            Some((own, PlaylistSource::Own))
+        );
+        venue.playlists.clear();
+        assert_eq!(playlist_source(&venue, &kiosk), None);
     }
 
     #[test]

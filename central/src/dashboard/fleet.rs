@@ -31,7 +31,7 @@ pub(crate) struct Filters {
     cursor: String,
 }
 
-fn state_label(state: HubState) -> &'static str {
+pub(super) fn state_label(state: HubState) -> &'static str {
     match state {
         HubState::Online => "Online",
         HubState::Offline => "Offline",
@@ -40,7 +40,7 @@ fn state_label(state: HubState) -> &'static str {
     }
 }
 
-fn state_class(state: HubState) -> &'static str {
+pub(super) fn state_class(state: HubState) -> &'static str {
     match state {
         HubState::Online => "online",
         HubState::Offline => "offline",
@@ -50,7 +50,7 @@ fn state_class(state: HubState) -> &'static str {
 }
 
 /// "3 min ago", "2 h ago", "5 days ago", or "never".
-fn ago(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+pub(super) fn ago(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     let Some(at) = at else {
         return "never".to_owned();
     };
@@ -197,7 +197,7 @@ fn table(
                 @for (venue, hub) in venues {
                     @let summary = summaries.get(&venue.id);
                     tr data-venue=(venue.id) data-hub-state=(state_class(*hub)) {
-                        td data-label="Venue" { strong { (venue.name) } }
+                        td data-label="Venue" { strong { a href={ "/venues/" (venue.id) } { (venue.name) } } }
                         td data-label="Hub" { span.state.(state_class(*hub)) { (state_label(*hub)) } }
                         td data-label="Last sync" { (ago(summary.and_then(|s| s.last_sync), now)) }
                         td data-label="Kiosks" { (summary.map_or(0, |s| s.kiosks)) }

@@ -101,7 +101,7 @@ pub(super) enum Required {
     /// Anyone signed in (or the admin token).
     User,
     /// Callers whose role and scope allow this action on the route's venue (the `{id}` of
-    /// `/api/v1/venues/{id}…`, the venue of the hub `/api/v1/hubs/{id}…`, or the `venue`
+    /// `/api/v1/venues/{id}…` and of the dashboard's `/venues/{id}…`, the venue of the hub `/api/v1/hubs/{id}…`, or the `venue`
     /// query parameter of other routes), or on the organisation for routes without one.
     Act(Action),
 }
@@ -132,33 +132,38 @@ async fn subject_of(state: &AppState, req: &mut Request) -> Result<Subject, ApiE
         Err(_) => None,
     };
     let registry = state.registry.clone();
-    let venue =
-        if template.starts_with("/api/v1/venues/{id}") || template.starts_with("/venues/{id}") {
-            let Some(Ok(venue)) = id.map(|id| id.parse::<VenueId>()) else {
-                return Ok(Subject::Unknown);
-            };
-            blocking(move || registry.venue(venue)).await?
-        } else if template.starts_with("/api/v1/hubs/{id}") || template.starts_with("/hubs/{id}") {
-            let Some(Ok(hub)) = id.map(|id| id.parse::<HubId>()) else {
-                return Ok(Subject::Unknown);
-            };
-            blocking(move || {
-                Ok::<_, crate::store::RegistryError>(match registry.hub(hub)? {
-                    Some(hub) => registry.venue(hub.venue)?,
-                    None => None,
-                })
-            })
-            .await?
-        } else if let Some(venue) = venue_query(req.uri().query()) {
-            // Routes without a venue in the path (media, reports, audit) name one in the query.
-            let Ok(venue) = venue.parse::<VenueId>() else {
-                return Ok(Subject::Unknown);
-            };
-            blocking(move || registry.venue(venue)).await?
-        } else {
-            return Ok(Subject::Org);
+    let venue = if names_venue_in_path(&template) {
+        let Some(Ok(venue)) = id.map(|id| id.parse::<VenueId>()) else {
+            return Ok(Subject::Unknown);
         };
+        blocking(move || registry.venue(venue)).await?
+    } else if template.starts_with("/api/v1/hubs/{id}") || template.starts_with("/hubs/{id}") {
+        let Some(Ok(hub)) = id.map(|id| id.parse::<HubId>()) else {
+            return Ok(Subject::Unknown);
+        };
+        blocking(move || {
+            Ok::<_, crate::store::RegistryError>(match registry.hub(hub)? {
+                Some(hub) => registry.venue(hub.venue)?,
+                None => None,
+            })
+        })
+        .await?
+    } else if let Some(venue) = venue_query(req.uri().query()) {
+        // Routes without a venue in the path (media, reports, audit) name one in the query.
+        let Ok(venue) = venue.parse::<VenueId>() else {
+            return Ok(Subject::Unknown);
+        };
+        blocking(move || registry.venue(venue)).await?
+    } else {
+        return Ok(Subject::Org);
+    };
     Ok(venue.map_or(Subject::Unknown, Subject::Venue))
+}
+
+/// Whether a route template's `{id}` is a venue: the API's `/api/v1/venues/{id}…` and the
+/// dashboard's `/venues/{id}…`.
+fn names_venue_in_path(template: &str) -> bool {
+    template.starts_with("/api/v1/venues/{id}") || template.starts_with("/venues/{id}")
 }
 
 /// The `venue` query parameter, if the query has one (percent-decoded).
@@ -484,9 +489,9 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("application/json"))
 }
 
-/// The venue a write names in its path (`/api/v1/venues/{id}…`) or query.
+/// The venue a write names in its path (`/api/v1/venues/{id}…`, `/venues/{id}…`) or query.
 async fn request_venue(template: &str, req: &mut Request) -> Option<VenueId> {
-    if template.starts_with("/api/v1/venues/{id}") || template.starts_with("/venues/{id}") {
+    if names_venue_in_path(template) {
         let params = req.extract_parts::<RawPathParams>().await.ok()?;
         let id = params.iter().find(|(name, _)| *name == "id")?.1.to_owned();
         id.parse().ok()

@@ -21,3 +21,4 @@ mod reports;
 mod security;
 mod server;
 mod support;
+mod venue_page;

@@ -30,6 +30,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/people", "A"),
     ("POST", "/people", "A"),
     ("POST", "/people/{id}", "A"),
+    ("GET", "/venues/{id}", "ATSV"),
     ("GET", "/api/v1/venues", "ATSV"),
     ("POST", "/api/v1/venues", "A"),
     ("GET", "/api/v1/venues/{id}", "ATSV"),
