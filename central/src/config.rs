@@ -149,9 +149,22 @@ pub struct Config {
     /// which are kept for good (see `docs/data-policy.md`). A whole number from 1 to 3650.
     /// Default: 90.
     pub telemetry_retention_days: u32,
+    /// `alert_offline_after`: how long a hub or kiosk may be silent before an alert opens
+    /// (`30m`, `2h`, …). Default: 10 minutes.
+    pub alert_offline_after: Ttl,
+    /// `alert_disk_low_bytes`: a kiosk reporting less free disk than this opens an alert.
+    /// Default: 512 MiB.
+    pub alert_disk_low_bytes: u64,
+    /// `alert_temperature_c`: a kiosk reporting this temperature or more (°C) opens an
+    /// alert. Default: 80.
+    pub alert_temperature_c: u64,
+    /// `alert_webhook_url`: where alerts opening and clearing are POSTed as JSON (retried;
+    /// never slows anything else), or absent for none. Plain `http://` only (this build
+    /// carries no public CA roots): reach an HTTPS receiver through a relay on your network.
+    pub alert_webhook_url: Option<String>,
 }
 
-const KNOWN_FIELDS: &str = "data_dir, http_listen, quic_listen, public_names, log_format, enrollment_code_ttl, venue_media_quota_bytes, max_upload_bytes, telemetry_retention_days";
+const KNOWN_FIELDS: &str = "data_dir, http_listen, quic_listen, public_names, log_format, enrollment_code_ttl, venue_media_quota_bytes, max_upload_bytes, telemetry_retention_days, alert_offline_after, alert_disk_low_bytes, alert_temperature_c, alert_webhook_url";
 
 impl Config {
     /// The default HTTP listen address.
@@ -181,6 +194,10 @@ impl Config {
             venue_media_quota_bytes: Self::DEFAULT_VENUE_MEDIA_QUOTA,
             max_upload_bytes: Self::DEFAULT_MAX_UPLOAD,
             telemetry_retention_days: Self::DEFAULT_TELEMETRY_RETENTION_DAYS,
+            alert_offline_after: Ttl(TimeDelta::minutes(10)),
+            alert_disk_low_bytes: 512 << 20,
+            alert_temperature_c: 80,
+            alert_webhook_url: None,
         }
     }
 
@@ -241,6 +258,45 @@ impl Config {
                             invalid("enrollment_code_ttl", &value, e.to_string())
                         })?;
                 }
+                "alert_offline_after" => {
+                    config.alert_offline_after = string(&value, "alert_offline_after")?
+                        .parse()
+                        .map_err(|e: ParseTtlError| {
+                            invalid("alert_offline_after", &value, e.to_string())
+                        })?;
+                }
+                "alert_disk_low_bytes" => {
+                    config.alert_disk_low_bytes = value.as_u64().ok_or_else(|| {
+                        invalid(
+                            "alert_disk_low_bytes",
+                            &value,
+                            "expected a whole number of bytes",
+                        )
+                    })?;
+                }
+                "alert_temperature_c" => {
+                    config.alert_temperature_c = value
+                        .as_u64()
+                        .filter(|c| (1..=150).contains(c))
+                        .ok_or_else(|| {
+                        invalid(
+                            "alert_temperature_c",
+                            &value,
+                            "expected degrees from 1 to 150",
+                        )
+                    })?;
+                }
+                "alert_webhook_url" => {
+                    let url = string(&value, "alert_webhook_url")?;
+                    if !url.starts_with("http://") || url.len() <= "http://".len() {
+                        return Err(invalid(
+                            "alert_webhook_url",
+                            &value,
+                            "expected an http:// URL (HTTPS receivers: through a relay on your network)",
+                        ));
+                    }
+                    config.alert_webhook_url = Some(url.to_owned());
+                }
                 "venue_media_quota_bytes" => {
                     config.venue_media_quota_bytes = value.as_u64().ok_or_else(|| {
                         invalid(
@@ -299,7 +355,17 @@ impl Config {
             "venue_media_quota_bytes": self.venue_media_quota_bytes,
             "max_upload_bytes": self.max_upload_bytes,
             "telemetry_retention_days": self.telemetry_retention_days,
+            "alert_offline_after": self.alert_offline_after.to_string(),
+            "alert_disk_low_bytes": self.alert_disk_low_bytes,
+            "alert_temperature_c": self.alert_temperature_c,
         });
+        let mut value = value;
+        if let (Some(url), Some(map)) = (&self.alert_webhook_url, value.as_object_mut()) {
+            map.insert(
+                "alert_webhook_url".to_owned(),
+                serde_json::Value::from(url.as_str()),
+            );
+        }
         // A `Value` built from strings and a list of strings always serialises.
         let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
         text.push('\n');

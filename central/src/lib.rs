@@ -5,7 +5,7 @@
 //! [`config::DataDir`]) and starts serving; [`Central::shutdown`] stops it. `main.rs` is a thin CLI over this, and
 //! simulations run centrals in-process the same way.
 //!
-//! Modules: [`config`] (settings, data directory layout), [`store`] (the SQLite registry,
+//! Modules: [`alerts`] (conditions people should hear of, and the webhook), [`config`] (settings, data directory layout), [`store`] (the SQLite registry,
 //! the only module that touches rusqlite), [`init`] (creating a data directory),
 //! [`http`] (health, metrics, admin API), [`audit`] (recording document changes in the
 //! audit log), [`observe`] (audit and catalog after every document change), [`metrics`], [`state`] (what handlers share),
@@ -17,6 +17,7 @@
 //! one `peer::run` per hub connection), [`server`] (the server shell).
 
 pub mod admin_client;
+pub mod alerts;
 pub mod audit;
 pub mod cli;
 pub mod config;

@@ -57,6 +57,15 @@ pub struct Metrics {
     pub telemetry_expired: Counter,
     /// `taplink_central_plays_rolled_up_total`: expired plays added to the daily rollups.
     pub plays_rolled_up: Counter,
+    /// `taplink_central_alerts_open{kind}`: open alerts (`crate::alerts`).
+    pub alerts_open: Family<AlertLabels, Gauge>,
+    /// `taplink_central_alert_webhook_sent_total`: alert events the webhook accepted.
+    pub alert_webhook_sent: Counter,
+    /// `taplink_central_alert_webhook_failed_total`: alert events dropped after every retry.
+    pub alert_webhook_failed: Counter,
+    /// `taplink_central_alert_webhook_dropped_total`: alert events dropped with the
+    /// webhook's queue full.
+    pub alert_webhook_dropped: Counter,
     /// The HTTP listener's connections (`taplink_central_http_connections…`).
     pub listener: taplink_sync_io::web::listener::ListenerMetrics,
     /// The guessing throttle (`taplink_central_auth_failures_total{kind}`,
@@ -66,6 +75,13 @@ pub struct Metrics {
     /// spread over many addresses still slows down on the account it targets. Its failures
     /// are counted in `throttle`'s metrics.
     pub account_throttle: std::sync::Arc<taplink_sync_io::web::guard::Throttle<String>>,
+}
+
+/// Labels of the open alerts gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    /// `hub_offline`, `kiosk_offline`, `disk_low` or `temperature_high`.
+    pub kind: String,
 }
 
 /// Labels of the hubs gauge.
@@ -147,6 +163,26 @@ impl Metrics {
             "Expired proof-of-play rows added to the daily rollups",
             plays_rolled_up.clone(),
         );
+        let alerts_open = Family::<AlertLabels, Gauge>::default();
+        registry.register("alerts_open", "Open alerts by kind", alerts_open.clone());
+        let alert_webhook_sent = Counter::default();
+        registry.register(
+            "alert_webhook_sent",
+            "Alert events the webhook accepted",
+            alert_webhook_sent.clone(),
+        );
+        let alert_webhook_failed = Counter::default();
+        registry.register(
+            "alert_webhook_failed",
+            "Alert events dropped after every retry of the webhook",
+            alert_webhook_failed.clone(),
+        );
+        let alert_webhook_dropped = Counter::default();
+        registry.register(
+            "alert_webhook_dropped",
+            "Alert events dropped because the webhook's queue was full",
+            alert_webhook_dropped.clone(),
+        );
         let listener = taplink_sync_io::web::listener::ListenerMetrics::default();
         listener.register(&mut registry);
         let throttle = std::sync::Arc::new(taplink_sync_io::web::guard::Throttle::new());
@@ -156,6 +192,10 @@ impl Metrics {
             telemetry_refused,
             telemetry_expired,
             plays_rolled_up,
+            alerts_open,
+            alert_webhook_sent,
+            alert_webhook_failed,
+            alert_webhook_dropped,
             listener,
             throttle,
             account_throttle: std::sync::Arc::default(),
@@ -191,6 +231,23 @@ impl Metrics {
     pub fn record_blob_fetched(&self, bytes: u64) {
         self.blobs_fetched.inc();
         self.blob_bytes_fetched.inc_by(bytes);
+    }
+
+    /// Set the open alerts gauge from the open alerts (every kind, zero included).
+    pub fn set_open_alerts(&self, open: &[crate::store::Alert]) {
+        for kind in [
+            "hub_offline",
+            "kiosk_offline",
+            "disk_low",
+            "temperature_high",
+        ] {
+            let n = open.iter().filter(|a| a.kind == kind).count();
+            self.alerts_open
+                .get_or_create(&AlertLabels {
+                    kind: kind.to_owned(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// Set the registry gauges from fresh counts.

@@ -138,6 +138,15 @@ impl Central {
                 .clone()
                 .compact_periodically(Duration::from_secs(60), cancel.child_token()),
         );
+        // Hubs and kiosks silent too long, disks low, kiosks hot: alerts, and the webhook.
+        let webhook = state.config.alert_webhook_url.clone().map(|url| {
+            crate::alerts::Webhook::start(url, state.clone(), &tasks, cancel.child_token())
+        });
+        tasks.spawn(crate::alerts::follow(
+            state.clone(),
+            webhook,
+            cancel.child_token(),
+        ));
         // Raw telemetry older than the retention period goes, its plays kept as daily totals.
         tasks.spawn(crate::retention::expire_periodically(
             state.clone(),

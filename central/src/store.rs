@@ -238,6 +238,22 @@ const MIGRATIONS: &[&str] = &[
         ON telemetry(venue_id, kiosk_id, beat_version, at_ms)
         WHERE kind = 'heartbeat';
     ",
+    // 8: alerts (`store/alerts.rs`): each condition once, from when it opened to when it
+    // cleared.
+    "
+    CREATE TABLE alerts (
+        id          INTEGER PRIMARY KEY NOT NULL,
+        key         TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        venue_id    TEXT NOT NULL,
+        subject     TEXT NOT NULL,
+        detail      TEXT NOT NULL,
+        opened_at   INTEGER NOT NULL,
+        cleared_at  INTEGER
+    ) STRICT;
+    CREATE UNIQUE INDEX alerts_open ON alerts(key) WHERE cleared_at IS NULL;
+    CREATE INDEX alerts_open_by_venue ON alerts(venue_id) WHERE cleared_at IS NULL;
+    ",
 ];
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -458,6 +474,7 @@ impl fmt::Debug for AdminToken {
     }
 }
 
+mod alerts;
 mod audit;
 mod catalog;
 mod health;
@@ -465,6 +482,7 @@ mod plays;
 mod tokens;
 mod users;
 
+pub use alerts::{Alert, AlertChange, Condition};
 pub use audit::{AuditEntry, AuditQuery, AuditRecord, AuditVerdict};
 pub use catalog::{HubState, KioskRow, MediaRow, MediaUse, Page, Reach, VenueFilter, VenueSummary};
 pub use health::KioskHeartbeat;

@@ -49,6 +49,17 @@ pub(super) fn state_class(state: HubState) -> &'static str {
     }
 }
 
+/// An alert's kind as people say it.
+fn alert_label(kind: &str) -> &'static str {
+    match kind {
+        "hub_offline" => "Hub offline",
+        "kiosk_offline" => "Kiosk offline",
+        "disk_low" => "Disk low",
+        "temperature_high" => "Too hot",
+        _ => "Alert",
+    }
+}
+
 /// "3 min ago", "2 h ago", "5 days ago", or "never".
 pub(super) fn ago(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     let Some(at) = at else {
@@ -117,10 +128,27 @@ pub(crate) async fn overview(
             }
             counts.push((s, n));
         }
-        Ok::<_, crate::store::RegistryError>((page, summaries, counts))
+        // Open alerts of the venues in reach, newest last.
+        let mut alerts = Vec::new();
+        for alert in registry.open_alerts(None)? {
+            let Ok(id) = alert.venue.parse() else {
+                continue;
+            };
+            let Some(venue) = registry.venue(id)? else {
+                continue;
+            };
+            let in_reach = match &reach {
+                Reach::All => true,
+                Reach::Scope(scope) => scope.covers(venue.id, &venue.tags),
+            };
+            if in_reach {
+                alerts.push((venue.name, alert));
+            }
+        }
+        Ok::<_, crate::store::RegistryError>((page, summaries, counts, alerts))
     })
     .await;
-    let (venues, summaries, counts) = match loaded {
+    let (venues, summaries, counts, alerts) = match loaded {
         Ok(Ok(loaded)) => loaded,
         Ok(Err(crate::store::RegistryError::Invalid { .. })) => {
             return axum::response::Redirect::to("/").into_response();
@@ -142,6 +170,20 @@ pub(crate) async fn overview(
     });
     let body = html! {
         h1 { "Venues" }
+        @if !alerts.is_empty() {
+            section.card.alerts aria-label="Open alerts" {
+                h2 { "Open alerts (" (alerts.len()) ")" }
+                ul {
+                    @for (venue, alert) in alerts.iter().rev().take(20) {
+                        li data-alert=(alert.kind) {
+                            span.state.offline { (alert_label(&alert.kind)) } " "
+                            strong { (venue) } ": " (alert.detail)
+                            span.muted { " — opened " (ago(DateTime::from_timestamp_millis(alert.opened_ms), now)) }
+                        }
+                    }
+                }
+            }
+        }
         div.summary aria-label="Hubs by state" {
             @for (s, n) in &counts {
                 a.count href={ "/?state=" (state_class(*s)) } {

@@ -93,7 +93,12 @@ pub(crate) async fn venue_page(
     let title = loaded.venue.name.clone();
     html_response(
         StatusCode::OK,
-        page(Some(&viewer), Section::Fleet, &title, render(&loaded, now, &viewer)),
+        page(
+            Some(&viewer),
+            Section::Fleet,
+            &title,
+            render(&loaded, now, &viewer),
+        ),
     )
 }
 

@@ -5,6 +5,7 @@
     reason = "a test that cannot go on fails by panicking; unwrap says where"
 )]
 
+mod alerts;
 mod audit;
 mod auth;
 mod cli;

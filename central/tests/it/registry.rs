@@ -46,6 +46,7 @@ fn create_migrates_to_the_current_schema_in_wal_mode_and_reopening_keeps_data() 
         tables,
         [
             "admin_tokens",
+            "alerts",
             "api_tokens",
             "audit",
             "audit_cursors",
