@@ -436,7 +436,11 @@ pub fn app(state: AppState) -> Router {
         hosts: HostPolicy::new(state.config.public_names.clone()),
         // The media upload is raw bytes; the dashboard's forms are forms (and carry the
         // session's CSRF token as a field).
-        not_json: &[("PUT", "/api/v1/media"), ("POST", "/login"), ("POST", "/logout")],
+        not_json: &[
+            ("PUT", "/api/v1/media"),
+            ("POST", "/login"),
+            ("POST", "/logout"),
+        ],
     });
     let (router, _) = routes(&state).into_parts();
     router

@@ -205,7 +205,10 @@ impl Browser {
     pub async fn page(&mut self) -> Result<Page, BrowserError> {
         let context = self
             .browser
-            .call("Target.createBrowserContext", json!({ "disposeOnDetach": true }))
+            .call(
+                "Target.createBrowserContext",
+                json!({ "disposeOnDetach": true }),
+            )
             .await?;
         let context = context["browserContextId"].clone();
         let target = self
@@ -300,7 +303,10 @@ impl Page {
             });
         }
         // `undefined` has no value: read as null.
-        let value = answer["result"].get("value").cloned().unwrap_or(Value::Null);
+        let value = answer["result"]
+            .get("value")
+            .cloned()
+            .unwrap_or(Value::Null);
         serde_json::from_value(value.clone()).map_err(|error| BrowserError::Result { value, error })
     }
 

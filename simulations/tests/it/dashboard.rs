@@ -96,7 +96,11 @@ impl Rig {
     async fn signed_in(&mut self, username: &str) -> Page {
         let mut page = self.browser.page().await.unwrap();
         sign_in(&mut page, &self.url("/login"), username, PASSWORD).await;
-        assert_eq!(path(&mut page).await, "/", "{username} lands on the overview");
+        assert_eq!(
+            path(&mut page).await,
+            "/",
+            "{username} lands on the overview"
+        );
         page
     }
 }
@@ -193,6 +197,14 @@ async fn admin_signs_in_through_the_form_sees_the_fleet_and_signs_out() {
         page.text("[role=alert]").await.unwrap().as_deref(),
         Some("Wrong username or password.")
     );
+    // The username is kept and the cursor waits in the password field.
+    let username: String = page
+        .eval("document.querySelector('#username').value")
+        .await
+        .unwrap();
+    assert_eq!(username, ADMIN);
+    let focused: String = page.eval("document.activeElement.id").await.unwrap();
+    assert_eq!(focused, "password");
     shoot(&mut page, "login-wrong-password").await;
 
     // The right one: the overview with both venues, neither with a hub yet.
@@ -214,7 +226,11 @@ async fn admin_signs_in_through_the_form_sees_the_fleet_and_signs_out() {
         ]
     );
     assert!(
-        page.text("header.top").await.unwrap().unwrap().contains("Ada Admin"),
+        page.text("header.top")
+            .await
+            .unwrap()
+            .unwrap()
+            .contains("Ada Admin"),
         "the header names who is signed in"
     );
     shoot(&mut page, "overview").await;
@@ -227,7 +243,11 @@ async fn admin_signs_in_through_the_form_sees_the_fleet_and_signs_out() {
         .unwrap();
     assert_eq!(path(&mut page).await, "/login");
     page.goto(&rig.url("/")).await.unwrap();
-    assert_eq!(path(&mut page).await, "/login", "signed out, / asks to sign in");
+    assert_eq!(
+        path(&mut page).await,
+        "/login",
+        "signed out, / asks to sign in"
+    );
 }
 
 #[tokio::test]
@@ -249,7 +269,10 @@ async fn each_person_sees_only_the_venues_in_their_scope() {
             .contains("No venues match.")
     );
     // The search box shows what was searched for.
-    let searched: String = staff.eval("document.querySelector('#q').value").await.unwrap();
+    let searched: String = staff
+        .eval("document.querySelector('#q').value")
+        .await
+        .unwrap();
     assert_eq!(searched, "anchor");
 
     // The technician's scope is a tag; the viewer's a venue: both see The Anchor only.
