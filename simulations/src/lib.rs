@@ -10,8 +10,11 @@
 //! - [`netns`]: network namespaces for tests that need separate hosts on a LAN (mDNS) and a
 //!   WAN link that can be cut.
 //! - [`demo`]: the demo mesh of the README's first command.
+//! - [`browser`]: headless Chromium driven over the DevTools protocol (the dashboard's
+//!   tests sign in through its forms and take screenshots).
 
 pub mod bench;
+pub mod browser;
 pub mod demo;
 pub mod mesh;
 pub mod netns;

@@ -41,11 +41,12 @@ fn form(next: &str, error: Option<&str>, username: &str) -> Markup {
                     p.notice.error role="alert" { (error) }
                 }
                 form method="post" action={ "/login?next=" (super::urlencode(next)) } {
+                    // After a failed try the username is kept: the cursor goes to the password.
                     label for="username" { "Username"
-                        input id="username" name="username" type="text" autocomplete="username" required autofocus value=(username);
+                        input id="username" name="username" type="text" autocomplete="username" required autofocus[username.is_empty()] value=(username);
                     }
                     label for="password" { "Password"
-                        input id="password" name="password" type="password" autocomplete="current-password" required;
+                        input id="password" name="password" type="password" autocomplete="current-password" required autofocus[!username.is_empty()];
                     }
                     button type="submit" { "Sign in" }
                 }

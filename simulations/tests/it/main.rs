@@ -13,6 +13,7 @@
 
 mod bench;
 mod central_ops;
+mod dashboard;
 mod demo;
 mod hub_avahi;
 mod hub_crash;
