@@ -13,6 +13,8 @@
 //! | `GET /login`, `POST /login` | public / secret (the sign-in throttle) |
 //! | `POST /logout` | user |
 //! | `GET /` (the fleet overview) | venue_read |
+//! | `GET /media[?venue=]` (the library; uploads and deletions through the API) | venue_read |
+//! | `GET /assets/media.js` | public |
 //! | `GET /reports` (proof of play: chart and table) | venue_read |
 //! | `GET /venues/{id}/provisioning`, `POST /venues/{id}/kiosk-codes` | kiosk_code_manage |
 //! | `POST /venues/{id}/enrollment-codes` (the code shown once, with a QR code) | hub_enroll |
@@ -33,6 +35,7 @@ use crate::state::AppState;
 mod audit;
 mod fleet;
 mod login;
+mod media;
 mod people;
 mod provisioning;
 mod reports;
@@ -41,6 +44,7 @@ mod venue;
 pub(crate) use audit::audit;
 pub(crate) use fleet::overview;
 pub(crate) use login::{login_form, login_submit, logout};
+pub(crate) use media::{media, script as media_script};
 pub(crate) use people::{add_person, change_person, people};
 pub(crate) use provisioning::{new_enrollment_code, new_kiosk_code, provisioning, revoke_hub};
 pub(crate) use reports::reports;
@@ -122,6 +126,8 @@ pub(crate) enum Section {
     Audit,
     /// Proof of play.
     Reports,
+    /// The media library.
+    Media,
     /// None of the navigation's.
     Other,
 }
@@ -147,6 +153,9 @@ pub(crate) fn page(viewer: Option<&Viewer>, section: Section, title: &str, body:
                             }
                             @if viewer.may(Action::UserManage) {
                                 a href="/people" aria-current=[(section == Section::People).then_some("page")] { "People" }
+                            }
+                            @if viewer.may(Action::VenueRead) {
+                                a href="/media" aria-current=[(section == Section::Media).then_some("page")] { "Media" }
                             }
                             @if viewer.may(Action::VenueRead) {
                                 a href="/reports" aria-current=[(section == Section::Reports).then_some("page")] { "Proof of play" }

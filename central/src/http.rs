@@ -168,6 +168,20 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
         )
         .route(
             g,
+            "/media",
+            &["GET"],
+            act(Action::VenueRead),
+            get(dashboard::media),
+        )
+        .route(
+            g,
+            "/assets/media.js",
+            &["GET"],
+            Access::Public,
+            get(dashboard::media_script),
+        )
+        .route(
+            g,
             "/venues/{id}/provisioning",
             &["GET"],
             act(Action::KioskCodeManage),

@@ -23,6 +23,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/", "ATSV"),
     ("GET", "/audit", "ATV"),
     ("GET", "/reports", "ATSV"),
+    ("GET", "/media", "ATSV"),
     ("GET", "/venues/{id}/provisioning", "AT"),
     ("POST", "/venues/{id}/enrollment-codes", "AT"),
     ("POST", "/venues/{id}/kiosk-codes", "AT"),

@@ -288,10 +288,6 @@ async fn each_person_sees_only_the_venues_in_their_scope() {
 
 /// What a person sees at a path.
 #[derive(Debug, Clone, Copy, PartialEq)]
-#[allow(
-    dead_code,
-    reason = "no page refuses a role yet; the people page (admins only) will"
-)]
 enum Sees {
     /// The page itself.
     Page,
@@ -302,14 +298,29 @@ enum Sees {
 #[tokio::test]
 async fn who_may_open_what() {
     let mut rig = Rig::start().await;
-    // One row per person and page. Add the pages as they land, e.g.
-    // `(TECHNICIAN, "/people", Sees::Refused)`, `(ADMIN, "/people", Sees::Page)`, and
-    // `/venues/{id}` for a venue in and out of each person's scope.
-    let table = [
+    // One row per person and page, venues in and out of each person's scope.
+    let (anchor, crown) = (
+        format!("/venues/{}", rig.anchor),
+        format!("/venues/{}", rig.crown),
+    );
+    let anchor_codes = format!("{anchor}/provisioning");
+    let table: Vec<(&str, &str, Sees)> = vec![
         (ADMIN, "/", Sees::Page),
         (STAFF, "/", Sees::Page),
         (TECHNICIAN, "/", Sees::Page),
         (VIEWER, "/", Sees::Page),
+        (ADMIN, "/people", Sees::Page),
+        (TECHNICIAN, "/people", Sees::Refused),
+        (STAFF, "/people", Sees::Refused),
+        (VIEWER, "/people", Sees::Refused),
+        (STAFF, &crown, Sees::Page),
+        (STAFF, &anchor, Sees::Refused),
+        (VIEWER, &anchor, Sees::Page),
+        (VIEWER, &crown, Sees::Refused),
+        (TECHNICIAN, &anchor_codes, Sees::Page),
+        (VIEWER, &anchor_codes, Sees::Refused),
+        (TECHNICIAN, "/audit", Sees::Page),
+        (STAFF, "/audit", Sees::Refused),
     ];
     for (username, at, expected) in table {
         let mut page = rig.signed_in(username).await;
@@ -322,4 +333,68 @@ async fn who_may_open_what() {
         assert_eq!(seen, expected, "{username} at {at}");
         assert_eq!(path(&mut page).await, at, "{username} stays at {at}");
     }
+}
+
+/// Store staff upload an image to their venue's library in the browser (the page's script,
+/// its progress bar and the API behind it), see it listed, and delete it; a viewer gets
+/// no upload or delete controls.
+#[tokio::test]
+async fn store_staff_upload_and_delete_media_in_the_browser() {
+    let mut rig = Rig::start().await;
+    let mut staff = rig.signed_in(STAFF).await;
+    staff
+        .goto(&rig.url(&format!("/media?venue={}", rig.crown)))
+        .await
+        .unwrap();
+    // A 1×1 PNG, handed to the file input as a person's choice would be.
+    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+    let chosen: bool = staff
+        .eval(&format!(
+            "(() => {{ const bytes = Uint8Array.from(atob('{png}'), c => c.charCodeAt(0));
+                const file = new File([bytes], 'menu.png', {{ type: 'image/png' }});
+                const dt = new DataTransfer(); dt.items.add(file);
+                const input = document.getElementById('media-files');
+                input.files = dt.files; input.dispatchEvent(new Event('change'));
+                return true; }})()"
+        ))
+        .await
+        .unwrap();
+    assert!(chosen);
+    staff
+        .wait_for(
+            "document.querySelector('tr[data-media] td strong') !== null && document.readyState === 'complete'",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let listed: String = staff
+        .eval("document.querySelector('tr[data-media] td strong').textContent")
+        .await
+        .unwrap();
+    assert_eq!(listed, "menu.png");
+    shoot(&mut staff, "media-store-staff").await;
+    // Delete it: the page asks first (accepted here), then the row is gone.
+    let _: bool = staff
+        .eval("(() => { window.confirm = () => true; document.querySelector('button[data-delete]').click(); return true; })()")
+        .await
+        .unwrap();
+    staff
+        .wait_for(
+            "document.readyState === 'complete' && document.body.textContent.includes('No media here yet.')",
+            WAIT,
+        )
+        .await
+        .unwrap();
+
+    // A viewer of The Anchor sees its library without any control that changes it.
+    let mut viewer = rig.signed_in(VIEWER).await;
+    viewer
+        .goto(&rig.url(&format!("/media?venue={}", rig.anchor)))
+        .await
+        .unwrap();
+    let controls: bool = viewer
+        .eval("document.getElementById('media-files') !== null || document.querySelector('button[data-delete]') !== null")
+        .await
+        .unwrap();
+    assert!(!controls, "a viewer must not get upload or delete controls");
 }
