@@ -240,7 +240,17 @@ fn table(
                     @let summary = summaries.get(&venue.id);
                     tr data-venue=(venue.id) data-hub-state=(state_class(*hub)) {
                         td data-label="Venue" { strong { a href={ "/venues/" (venue.id) } { (venue.name) } } }
-                        td data-label="Hub" { span.state.(state_class(*hub)) { (state_label(*hub)) } }
+                        td data-label="Hub" {
+                            span.state.(state_class(*hub)) { (state_label(*hub)) }
+                            // Offline, but its kiosks were playing when last heard from: they
+                            // most likely still are (they play from their cache).
+                            @if *hub == HubState::Offline && summary.is_some_and(|s| s.kiosks_last_playing > 0) {
+                                br;
+                                span.muted data-offline-playing="true" {
+                                    "but playing: " (summary.map_or(0, |s| s.kiosks_last_playing)) " of " (summary.map_or(0, |s| s.kiosks)) " kiosks were when last heard"
+                                }
+                            }
+                        }
                         td data-label="Last sync" { (ago(summary.and_then(|s| s.last_sync), now)) }
                         td data-label="Kiosks" { (summary.map_or(0, |s| s.kiosks)) }
                         td data-label="Tags" { @for tag in &venue.tags { span.tag { (tag) } } }

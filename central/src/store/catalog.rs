@@ -88,6 +88,9 @@ pub struct VenueSummary {
     pub kiosks: u64,
     /// When its hub last finished a sync.
     pub last_sync: Option<chrono::DateTime<chrono::Utc>>,
+    /// Kiosks whose latest heartbeat said something was on screen (what central last knew;
+    /// with the hub offline, whether they were playing when it was last heard from).
+    pub kiosks_last_playing: u64,
 }
 
 /// Which venues to list.
@@ -435,7 +438,13 @@ impl Registry {
                 "SELECT v.value,
                         (SELECT count(*) FROM catalog_kiosks k WHERE k.venue_id = v.value),
                         (SELECT max(h.last_sync) FROM hubs h
-                          WHERE h.venue_id = v.value AND h.revoked_at IS NULL)
+                          WHERE h.venue_id = v.value AND h.revoked_at IS NULL),
+                        (SELECT count(*) FROM catalog_kiosks k
+                          WHERE k.venue_id = v.value
+                            AND (SELECT json_extract(t.body_json, '$.on_screen') FROM telemetry t
+                                  WHERE t.kind = 'heartbeat' AND t.venue_id = v.value
+                                    AND t.kiosk_id = k.kiosk_id
+                                  ORDER BY t.at_ms DESC LIMIT 1) IS NOT NULL)
                  FROM json_each(?1) v",
             )
             .map_err(sql("summarise venues"))?;
@@ -444,18 +453,20 @@ impl Registry {
                 let id: String = row.get(0)?;
                 let kiosks: i64 = row.get(1)?;
                 let last_sync: Option<i64> = row.get(2)?;
-                Ok((id, kiosks, last_sync))
+                let playing: i64 = row.get(3)?;
+                Ok((id, kiosks, last_sync, playing))
             })
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
             .map_err(sql("summarise venues"))?;
         Ok(rows
             .into_iter()
-            .filter_map(|(id, kiosks, last_sync)| {
+            .filter_map(|(id, kiosks, last_sync, playing)| {
                 Some((
                     id.parse().ok()?,
                     VenueSummary {
                         kiosks: u64::try_from(kiosks).unwrap_or(0),
                         last_sync: last_sync.and_then(chrono::DateTime::from_timestamp_millis),
+                        kiosks_last_playing: u64::try_from(playing).unwrap_or(0),
                     },
                 ))
             })

@@ -450,3 +450,71 @@ async fn technicians_make_codes_shown_once_with_a_qr_code() {
         StatusCode::FORBIDDEN
     );
 }
+
+/// A hub that is offline while its kiosks were playing when last heard from is shown so:
+/// "offline, but playing", not just "offline".
+#[tokio::test]
+async fn an_offline_hub_whose_kiosks_were_playing_says_so() {
+    let init = Initialised::new();
+    let state = init.state();
+    let app = app(state.clone());
+    let token = init.token();
+    let ours = venue(&state, "The Anchor");
+    let (serial, fp) = crate::support::cert_of(1);
+    let hub = taplink_sync_proto::ids::HubId::random();
+    state
+        .registry
+        .record_hub(hub, ours, &serial, fp, crate::support::now())
+        .unwrap();
+    state
+        .registry
+        .touch_hub(hub, crate::support::now(), None, None, None)
+        .unwrap();
+    let kiosk = taplink_sync_proto::ids::KioskId::random();
+    let op = json!({"op": "add_kiosk", "id": kiosk.to_string(), "name": "Bar"});
+    let added = call(
+        &app,
+        request(
+            "POST",
+            &format!("/api/v1/venues/{ours}/ops"),
+            Some(&token),
+            Some(&op.to_string()),
+        ),
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::OK);
+    let overview = call(&app, request("GET", "/", Some(&token), None))
+        .await
+        .text();
+    assert!(
+        overview.contains(r#"data-hub-state="offline""#),
+        "{overview}"
+    );
+    assert!(
+        !overview.contains("but playing"),
+        "no heartbeat yet: {overview}"
+    );
+    let beat = taplink_sync_proto::wire::TelemetryEvent {
+        id: [7; 16],
+        kiosk: Some(kiosk),
+        at_ms: crate::support::now().timestamp_millis(),
+        kind: taplink_sync_proto::wire::TelemetryKind::Heartbeat(
+            taplink_sync_proto::wire::Heartbeat {
+                on_screen: Some(taplink_sync_proto::ids::MediaHash::of(b"menu")),
+                manifest_version: "v1".into(),
+                disk_free_bytes: 8 << 30,
+                temperature_mc: None,
+                uptime_s: 60,
+                software: "taplink-kiosk".into(),
+            },
+        ),
+    };
+    state.store_telemetry(hub, &[beat]).unwrap();
+    let overview = call(&app, request("GET", "/", Some(&token), None))
+        .await
+        .text();
+    assert!(
+        overview.contains("but playing: 1 of 1 kiosks"),
+        "{overview}"
+    );
+}
