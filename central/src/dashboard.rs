@@ -105,6 +105,15 @@ impl Viewer {
         }
     }
 
+    /// The venues the viewer's lists may show.
+    pub(crate) fn reach(&self) -> crate::store::Reach {
+        if self.principal.role == Role::Admin {
+            crate::store::Reach::All
+        } else {
+            crate::store::Reach::Scope(self.principal.scope.clone())
+        }
+    }
+
     /// Whether the viewer may take `action` somewhere (on the organisation, or in a venue
     /// of their scope): whether to show its link or button.
     pub(crate) fn may(&self, action: Action) -> bool {

@@ -91,11 +91,7 @@ pub(crate) async fn overview(
         q: (!filters.q.is_empty()).then(|| filters.q.clone()),
         hub_state,
     };
-    let reach = if viewer.principal.role == taplink_sync_proto::authz::Role::Admin {
-        Reach::All
-    } else {
-        Reach::Scope(viewer.principal.scope.clone())
-    };
+    let reach = viewer.reach();
     let online = state.online.ids();
     let registry = state.registry.clone();
     let cursor = (!filters.cursor.is_empty()).then(|| filters.cursor.clone());
@@ -103,31 +99,7 @@ pub(crate) async fn overview(
         let page = registry.venues_page(&reach, &filter, &online, cursor.as_deref(), PAGE_SIZE)?;
         let ids: Vec<_> = page.items.iter().map(|(v, _)| v.id).collect();
         let summaries = registry.venue_summaries(&ids)?;
-        let mut counts = Vec::new();
-        for s in [
-            HubState::Online,
-            HubState::Offline,
-            HubState::NeverConnected,
-            HubState::NoHub,
-        ] {
-            let only = VenueFilter {
-                hub_state: Some(s),
-                ..VenueFilter::default()
-            };
-            // Counted in pages of 1,000 (the largest page), at most the whole fleet.
-            let mut n = 0usize;
-            let mut after: Option<String> = None;
-            loop {
-                let counted =
-                    registry.venues_page(&reach, &only, &online, after.as_deref(), 1000)?;
-                n += counted.items.len();
-                match counted.next {
-                    Some(next) => after = Some(next),
-                    None => break,
-                }
-            }
-            counts.push((s, n));
-        }
+        let counts = registry.venue_state_counts(&reach, &online)?;
         // Open alerts of the venues in reach, newest last.
         let mut alerts = Vec::new();
         for alert in registry.open_alerts(None)? {

@@ -16,7 +16,7 @@ use taplink_sync_proto::ids::VenueId;
 
 use crate::http::{ApiError, Caller};
 use crate::state::AppState;
-use crate::store::{Reach, VenueFilter};
+use crate::store::VenueFilter;
 
 use super::{Section, Viewer, html_response, page};
 
@@ -59,11 +59,7 @@ pub(crate) async fn media(
 ) -> Response {
     let viewer = Viewer::of(&caller, &headers);
     let admin = viewer.principal.role == Role::Admin;
-    let reach = if admin {
-        Reach::All
-    } else {
-        Reach::Scope(viewer.principal.scope.clone())
-    };
+    let reach = viewer.reach();
     let registry = state.registry.clone();
     let chosen = which.venue.clone();
     let loaded = tokio::task::spawn_blocking(move || {

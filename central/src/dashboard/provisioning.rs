@@ -142,6 +142,8 @@ async fn render(
     Ok(page(Some(viewer), Section::Fleet, "Provisioning", body))
 }
 
+/// The page, or the refusal. `html_response` marks every page `no-store`, so a page
+/// showing a code once is never kept by a cache.
 fn answer(result: Result<Markup, ApiError>) -> Response {
     match result {
         Ok(markup) => html_response(StatusCode::OK, markup),
@@ -198,12 +200,7 @@ pub(crate) async fn new_enrollment_code(
         render(&state, &viewer, venue, Some(shown)).await
     }
     .await;
-    let mut response = answer(result);
-    response.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    response
+    answer(result)
 }
 
 /// The kiosk code form.
@@ -241,12 +238,7 @@ pub(crate) async fn new_kiosk_code(
         render(&state, &viewer, venue, Some(shown)).await
     }
     .await;
-    let mut response = answer(result);
-    response.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    response
+    answer(result)
 }
 
 /// `POST /hubs/{id}/revoke`: revoke the hub, back to its venue's provisioning page.

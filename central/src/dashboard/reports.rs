@@ -17,7 +17,7 @@ use taplink_sync_proto::wire::DocId;
 
 use crate::http::{ApiError, Caller};
 use crate::state::AppState;
-use crate::store::{PlayFilter, Reach, VenueFilter, local_day, venue_tz};
+use crate::store::{PlayFilter, VenueFilter, local_day, venue_tz};
 
 use super::{Section, Viewer, html_response, page};
 
@@ -138,11 +138,7 @@ pub(crate) async fn reports(
     Query(params): Query<Params>,
 ) -> Response {
     let viewer = Viewer::of(&caller, &headers);
-    let reach = if viewer.principal.role == taplink_sync_proto::authz::Role::Admin {
-        Reach::All
-    } else {
-        Reach::Scope(viewer.principal.scope.clone())
-    };
+    let reach = viewer.reach();
     let loaded = {
         let state = state.clone();
         let params_venue = params.venue.clone();

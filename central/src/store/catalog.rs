@@ -473,6 +473,50 @@ impl Registry {
             .collect())
     }
 
+    /// How many venues in `reach` have their hub in each state (`online`: the hubs
+    /// connected now), in one query.
+    pub fn venue_state_counts(
+        &self,
+        reach: &Reach,
+        online: &[HubId],
+    ) -> Result<Vec<(HubState, usize)>, RegistryError> {
+        let mut args = Args::default();
+        let online: Vec<String> = online.iter().map(ToString::to_string).collect();
+        let online_arg = args.push(serde_json::Value::from(online).to_string());
+        let state_sql = hub_state_sql("v.id", online_arg);
+        let clauses = args.scoped(reach, None, "v.id");
+        let text = format!(
+            "SELECT {state_sql} AS state, count(*) FROM venues v {} GROUP BY state",
+            where_of(&clauses)
+        );
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(&text)
+            .map_err(sql("count venues by hub state"))?;
+        let found: Vec<(String, i64)> = stmt
+            .query_map(rusqlite::params_from_iter(args.0), |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .and_then(Iterator::collect)
+            .map_err(sql("count venues by hub state"))?;
+        Ok([
+            HubState::Online,
+            HubState::Offline,
+            HubState::NeverConnected,
+            HubState::NoHub,
+        ]
+        .into_iter()
+        .map(|state| {
+            let n = found
+                .iter()
+                .filter(|(text, _)| text.parse::<HubState>().ok() == Some(state))
+                .map(|(_, n)| usize::try_from(*n).unwrap_or(0))
+                .sum();
+            (state, n)
+        })
+        .collect())
+    }
+
     /// A page of kiosks in `reach` (of `venue`, if given), by id.
     pub fn kiosks_page(
         &self,
