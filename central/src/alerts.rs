@@ -1,6 +1,10 @@
 //! Alerts: conditions people should hear of — a hub or kiosk silent for longer than
-//! `alert_offline_after`, a kiosk's disk below `alert_disk_low_bytes`, or its temperature
-//! at `alert_temperature_c` or above.
+//! `alert_offline_after`, a kiosk's disk below `alert_disk_low_bytes`, its temperature at
+//! `alert_temperature_c` or above, or its content behind what central computes for it
+//! (`crate::proof`) for longer than `alert_content_behind_after`. "Behind for longer" is
+//! measured from the earlier of the proof's own "since" (the first report after its latest
+//! matching one) and the first evaluation that saw it behind (`AppState::behind_since`, in
+//! memory: after a restart the clock starts again, so the alert comes late, never falsely).
 //!
 //! [`evaluate`] computes the conditions that hold now from the registry (hub records, the
 //! catalog's kiosks, their latest heartbeats) and [`Registry::reconcile_alerts`] opens and
@@ -13,8 +17,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use taplink_sync_proto::doc::load_venue;
 use taplink_sync_proto::ids::KioskId;
+use taplink_sync_proto::manifest::manifest;
+use taplink_sync_proto::wire::DocId;
 
+use crate::proof::Proof;
 use crate::state::AppState;
 use crate::store::{Alert, AlertChange, Condition, Reach, RegistryError};
 
@@ -54,7 +62,18 @@ pub fn evaluate(state: &AppState, now: DateTime<Utc>) -> Result<Vec<Condition>, 
             .kiosks_page(&Reach::All, Some(venue.id), None, 1000)?
             .items;
         let ids: Vec<KioskId> = kiosks.iter().filter_map(|k| k.id.parse().ok()).collect();
-        for beat in registry.latest_heartbeats(venue.id, &ids)? {
+        let beats = registry.latest_heartbeats(venue.id, &ids)?;
+        // The document only when some kiosk reports: central's manifests for the proof.
+        let doc = if beats.is_empty() {
+            None
+        } else {
+            state
+                .docs
+                .read(DocId::Venue(venue.id), |am| load_venue(am))
+                .ok()
+                .and_then(Result::ok)
+        };
+        for beat in beats {
             let name = kiosks
                 .iter()
                 .find(|k| k.id == beat.kiosk.to_string())
@@ -78,7 +97,9 @@ pub fn evaluate(state: &AppState, now: DateTime<Utc>) -> Result<Vec<Condition>, 
                         crate::rfc3339(beat.at)
                     ),
                 );
-                // What it said last may be stale: report only that it is silent.
+                // What it said last may be stale: report only that it is silent (and
+                // watch its content afresh once it reports again).
+                lock(&state.behind_since).remove(&beat.kiosk);
                 continue;
             }
             if beat.heartbeat.disk_free_bytes < config.alert_disk_low_bytes {
@@ -90,6 +111,36 @@ pub fn evaluate(state: &AppState, now: DateTime<Utc>) -> Result<Vec<Condition>, 
                         beat.heartbeat.disk_free_bytes >> 20
                     ),
                 );
+            }
+            if let Some(doc) = &doc {
+                let computed = manifest(doc, beat.kiosk, now);
+                let proof =
+                    crate::proof::of(registry, venue.id, beat.kiosk, &computed, Some(&beat))?;
+                let mut watched = lock(&state.behind_since);
+                match proof {
+                    Proof::Behind { since, after_match } => {
+                        let first_seen = *watched.entry(beat.kiosk).or_insert(now);
+                        let since = if after_match {
+                            since.min(first_seen)
+                        } else {
+                            first_seen
+                        };
+                        if now - since > config.alert_content_behind_after.duration() {
+                            hold(
+                                "content_behind",
+                                format!(
+                                    "{name} at {} has not shown the current content since {} (it reports manifest {})",
+                                    venue.name,
+                                    crate::rfc3339(since),
+                                    short(&beat.heartbeat.manifest_version)
+                                ),
+                            );
+                        }
+                    }
+                    Proof::UpToDate | Proof::Unknown => {
+                        watched.remove(&beat.kiosk);
+                    }
+                }
             }
             if let Some(mc) = beat.heartbeat.temperature_mc
                 && i64::from(mc)
@@ -103,6 +154,15 @@ pub fn evaluate(state: &AppState, now: DateTime<Utc>) -> Result<Vec<Condition>, 
         }
     }
     Ok(holding)
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The first 12 characters of a version, as people compare them.
+fn short(version: &str) -> &str {
+    version.get(..12).unwrap_or(version)
 }
 
 /// One evaluation: conditions reconciled with the open alerts, the metric updated, the

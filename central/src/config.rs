@@ -152,6 +152,10 @@ pub struct Config {
     /// `alert_offline_after`: how long a hub or kiosk may be silent before an alert opens
     /// (`30m`, `2h`, …). Default: 10 minutes.
     pub alert_offline_after: Ttl,
+    /// `alert_content_behind_after`: how long a reporting kiosk may show other content than
+    /// central computes for it (content proof "behind", as central has watched it) before
+    /// an alert opens. Default: 10 minutes.
+    pub alert_content_behind_after: Ttl,
     /// `alert_disk_low_bytes`: a kiosk reporting less free disk than this opens an alert.
     /// Default: 512 MiB.
     pub alert_disk_low_bytes: u64,
@@ -164,7 +168,7 @@ pub struct Config {
     pub alert_webhook_url: Option<String>,
 }
 
-const KNOWN_FIELDS: &str = "data_dir, http_listen, quic_listen, public_names, log_format, enrollment_code_ttl, venue_media_quota_bytes, max_upload_bytes, telemetry_retention_days, alert_offline_after, alert_disk_low_bytes, alert_temperature_c, alert_webhook_url";
+const KNOWN_FIELDS: &str = "data_dir, http_listen, quic_listen, public_names, log_format, enrollment_code_ttl, venue_media_quota_bytes, max_upload_bytes, telemetry_retention_days, alert_offline_after, alert_content_behind_after, alert_disk_low_bytes, alert_temperature_c, alert_webhook_url";
 
 impl Config {
     /// The default HTTP listen address.
@@ -195,6 +199,7 @@ impl Config {
             max_upload_bytes: Self::DEFAULT_MAX_UPLOAD,
             telemetry_retention_days: Self::DEFAULT_TELEMETRY_RETENTION_DAYS,
             alert_offline_after: Ttl(TimeDelta::minutes(10)),
+            alert_content_behind_after: Ttl(TimeDelta::minutes(10)),
             alert_disk_low_bytes: 512 << 20,
             alert_temperature_c: 80,
             alert_webhook_url: None,
@@ -264,6 +269,14 @@ impl Config {
                         .map_err(|e: ParseTtlError| {
                             invalid("alert_offline_after", &value, e.to_string())
                         })?;
+                }
+                "alert_content_behind_after" => {
+                    config.alert_content_behind_after =
+                        string(&value, "alert_content_behind_after")?
+                            .parse()
+                            .map_err(|e: ParseTtlError| {
+                                invalid("alert_content_behind_after", &value, e.to_string())
+                            })?;
                 }
                 "alert_disk_low_bytes" => {
                     config.alert_disk_low_bytes = value.as_u64().ok_or_else(|| {

@@ -1,7 +1,7 @@
 //! The dashboard: central's web pages for admins, technicians, store staff and viewers.
 //!
 //! Server-rendered HTML (maud: templates compiled into the binary, no build step), one
-//! stylesheet, no scripts needed. Every page is a route declared in `http::routes()` with
+//! stylesheet; the few scripts (uploads, live overview, dragging items) only enhance pages that work without them. Every page is a route declared in `http::routes()` with
 //! its `Access`, so it passes the same authentication layer and the same `authorize` as the
 //! API: a page a role may not use is refused (as a page), and a link or button to it is
 //! not shown (`Viewer::may`). A caller who is not signed in is sent to `/login`. Forms post
@@ -21,7 +21,11 @@
 //! | `POST /hubs/{id}/revoke` | hub_revoke |
 //! | `GET /audit` | audit_read |
 //! | `GET /people`, `POST /people`, `POST /people/{id}` (add, disable, enable, reset) | user_manage |
-//! | `GET /venues/{id}` (a venue: kiosk health, content proof, why this is playing, playlists) | venue_read on that venue |
+//! | `GET /venues/{id}` (a venue: kiosk health, content proof, why this is playing, playlists with their week) | venue_read on that venue |
+//! | `POST /venues/{id}/playlists` (create one, `name`) | content_write |
+//! | `GET /venues/{id}/playlists/{playlist}` (the editor; controls only with content_write) | venue_read |
+//! | `POST /venues/{id}/playlists/{playlist}` (one editor form, `op`; see `dashboard/playlist.rs`) | content_write |
+//! | `GET /assets/playlist.js` | public |
 //! | `GET /assets/style.css` | public |
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -37,8 +41,10 @@ mod fleet;
 mod login;
 mod media;
 mod people;
+mod playlist;
 mod provisioning;
 mod reports;
+mod timeline;
 mod venue;
 
 pub(crate) use audit::audit;
@@ -46,12 +52,30 @@ pub(crate) use fleet::overview;
 pub(crate) use login::{login_form, login_submit, logout};
 pub(crate) use media::{media, script as media_script};
 pub(crate) use people::{add_person, change_person, people};
+pub(crate) use playlist::{
+    change as change_playlist, create as create_playlist, editor as playlist_editor,
+};
 pub(crate) use provisioning::{new_enrollment_code, new_kiosk_code, provisioning, revoke_hub};
 pub(crate) use reports::reports;
 pub(crate) use venue::venue_page;
 
 /// The stylesheet.
 const STYLE: &str = include_str!("dashboard/style.css");
+
+/// The playlist editor's drag and drop.
+const PLAYLIST_JS: &str = include_str!("dashboard/playlist.js");
+
+/// `GET /assets/playlist.js`.
+pub(crate) async fn playlist_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        PLAYLIST_JS,
+    )
+        .into_response()
+}
 
 /// `GET /assets/style.css`.
 pub(crate) async fn style() -> Response {
@@ -184,6 +208,32 @@ pub(crate) fn page(viewer: Option<&Viewer>, section: Section, title: &str, body:
                     }
                 }
                 main { (body) }
+            }
+        }
+    }
+}
+
+/// A small preview of a media file, fetched from `GET /api/v1/media/{hash}` (which checks
+/// the viewer may read it): the image itself, scaled and loaded lazily, or a video's first
+/// frame (`preload="metadata"` reads only its start), over a placeholder that names the
+/// kind when the browser shows neither.
+pub(crate) fn thumb(
+    hash: &str,
+    content_type: &str,
+    venue: Option<taplink_sync_proto::ids::VenueId>,
+    name: &str,
+) -> Markup {
+    let src = match venue {
+        Some(v) => format!("/api/v1/media/{hash}?venue={v}"),
+        None => format!("/api/v1/media/{hash}"),
+    };
+    let video = content_type.starts_with("video/");
+    html! {
+        span.thumb data-kind=(if video { "video" } else { "image" }) {
+            @if video {
+                video src={ (src) "#t=0.5" } preload="metadata" muted playsinline aria-label={ "First frame of " (name) } {}
+            } @else {
+                img src=(src) loading="lazy" decoding="async" alt={ "Preview of " (name) };
             }
         }
     }

@@ -36,6 +36,7 @@
 //! | GET    | `/api/v1/hubs/{id}`                    | health_read | 200 hub                |
 //! | POST   | `/api/v1/hubs/{id}/revoke`             | hub_revoke | 200 hub (revoking twice keeps the first time) |
 //! | PUT    | `/api/v1/media?name=N[&content_type=T][&venue=V]` | media_write (library: + org_write) | 201 `{hash, size, content_type, name, venue}` (raw bytes in, their type as `Content-Type`; 413 too large, 415 wrong type, 507 over the venue's quota) |
+//! | GET    | `/api/v1/media/{hash}[?venue=V]` | venue_read | 200 the file (`ETag`, `Range` → 206/416; 404 unless the venue, or the library, lists it) |
 //! | DELETE | `/api/v1/media/{hash}[?venue=V][&force=true]` | media_write (library: + org_write) | 200 `{hash, venue, removed_items}` (409 names the playlist items that show it, unless `force=true` removes them too) |
 //! | GET    | `/api/v1/reports/proof-of-play[?venue=&kiosk=&media=&from=&to=&format=csv\|json&granularity=day\|raw]` | venue_read | 200 streamed CSV or JSON array: plays per kiosk, media and venue-local day, or each play (those in reach without `venue`) |
 //!
@@ -78,6 +79,7 @@ mod venues;
 
 pub use audit::{AuditEntryJson, AuditPage};
 pub(crate) use audit::{AuditParams, audit_page, audit_query};
+pub(crate) use auth::ChangeAudited;
 use auth::Required;
 pub use auth::is_page;
 pub(crate) use auth::{CLEARED_COOKIE, cookie as cookie_value, session_cookie, sign_in};
@@ -85,6 +87,7 @@ pub use auth::{
     CLI_USER_AGENT, CSRF_HEADER, Caller, LoginRequest, LoginResponse, MeResponse, SESSION_COOKIE,
     UserJson,
 };
+pub(crate) use content::apply_venue_commands;
 use error::blocking;
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 pub use hubs::{HubJson, HubList};
@@ -130,6 +133,27 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
             &["GET"],
             act(Action::VenueRead),
             get(dashboard::venue_page),
+        )
+        .route(
+            g,
+            "/venues/{id}/playlists",
+            &["POST"],
+            act(Action::ContentWrite),
+            post(dashboard::create_playlist),
+        )
+        .route(
+            g,
+            "/venues/{id}/playlists/{playlist}",
+            &["GET"],
+            act(Action::VenueRead),
+            get(dashboard::playlist_editor),
+        )
+        .route(
+            g,
+            "/venues/{id}/playlists/{playlist}",
+            &["POST"],
+            act(Action::ContentWrite),
+            post(dashboard::change_playlist),
         )
         .route(
             g,
@@ -179,6 +203,13 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
             &["GET"],
             Access::Public,
             get(dashboard::media_script),
+        )
+        .route(
+            g,
+            "/assets/playlist.js",
+            &["GET"],
+            Access::Public,
+            get(dashboard::playlist_script),
         )
         .route(
             g,
@@ -464,6 +495,13 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
         .route(
             g,
             "/api/v1/media/{hash}",
+            &["GET"],
+            act(Action::VenueRead),
+            get(media::get_media),
+        )
+        .route(
+            g,
+            "/api/v1/media/{hash}",
             &["DELETE"],
             act(Action::MediaWrite),
             delete(media::delete_media),
@@ -526,6 +564,8 @@ pub fn app(state: AppState) -> Router {
             ("POST", "/venues/{id}/enrollment-codes"),
             ("POST", "/venues/{id}/kiosk-codes"),
             ("POST", "/hubs/{id}/revoke"),
+            ("POST", "/venues/{id}/playlists"),
+            ("POST", "/venues/{id}/playlists/{playlist}"),
         ],
     });
     let (router, _) = routes(&state).into_parts();

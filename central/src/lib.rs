@@ -27,6 +27,7 @@ pub mod init;
 pub mod kiosk_codes;
 pub mod metrics;
 pub mod observe;
+pub mod proof;
 pub mod retention;
 pub mod server;
 pub mod state;

@@ -196,6 +196,13 @@ pub struct AppState {
     /// Held while changes are recorded in the audit log ([`crate::audit`]), so two
     /// recorders never read the same cursor.
     pub audit_lock: Arc<std::sync::Mutex<()>>,
+    /// Since when central has seen each kiosk's content proof say "behind" (the
+    /// content-behind alert's clock; `alerts::evaluate` keeps it).
+    pub behind_since: Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<taplink_sync_proto::ids::KioskId, DateTime<Utc>>,
+        >,
+    >,
 }
 
 impl AppState {
@@ -256,6 +263,7 @@ impl AppState {
             admission: Arc::default(),
             online: Arc::default(),
             audit_lock: Arc::default(),
+            behind_since: Arc::default(),
             registry: Arc::new(registry),
             metrics: Arc::new(Metrics::new()),
             pki: Arc::new(pki),

@@ -56,6 +56,7 @@ fn alert_label(kind: &str) -> &'static str {
         "kiosk_offline" => "Kiosk offline",
         "disk_low" => "Disk low",
         "temperature_high" => "Too hot",
+        "content_behind" => "Content behind",
         _ => "Alert",
     }
 }

@@ -150,10 +150,11 @@ pub(crate) async fn media(
                 div.card { p { "No media here yet." } }
             } @else {
                 table.fleet {
-                    thead { tr { th { "Name" } th { "Type" } th { "Size" } th { "Used by" } @if may_write { th { "" } } } }
+                    thead { tr { th { "Preview" } th { "Name" } th { "Type" } th { "Size" } th { "Used by" } @if may_write { th { "" } } } }
                     tbody {
                         @for m in &listed {
                             tr data-media=(m.hash) {
+                                td data-label="Preview" { (super::thumb(&m.hash, &m.content_type, venue, &m.name)) }
                                 td data-label="Name" { strong { (m.name) } }
                                 td data-label="Type" { (if m.content_type.starts_with("video/") { "Video" } else { "Image" }) " · " span.muted { (m.content_type) } }
                                 td data-label="Size" { (size_text(m.size)) }

@@ -4,15 +4,13 @@
 //! What a kiosk should play is computed here with the function kiosks themselves get their
 //! manifest from (`taplink_sync_proto::manifest::manifest`, at the state's `now`), and its
 //! playlist rule with `playlist_source`, which that function uses; nothing of the
-//! precedence or the schedule is re-implemented. Content proof compares the version in the
-//! kiosk's latest heartbeat with the one computed now: "up to date" only on a matching
-//! report; "behind" since the first report after its latest matching one (or, if it never
-//! reported the current version, since its latest report); "unknown" without a heartbeat.
+//! precedence or the schedule is re-implemented. Content proof is `crate::proof` (shared
+//! with the content-behind alert).
 
 use std::collections::BTreeMap;
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -27,28 +25,12 @@ use taplink_sync_proto::schedule::{ScheduleWindow, Weekdays};
 use taplink_sync_proto::wire::DocId;
 
 use crate::http::{ApiError, Caller};
+use crate::proof::Proof;
 use crate::state::AppState;
-use crate::store::{HubState, KioskHeartbeat, RegistryError, Venue, venue_tz};
+use crate::store::{HubState, KioskHeartbeat, Venue, venue_tz};
 
 use super::fleet::{ago, state_class, state_label};
 use super::{Section, Viewer, html_response, page};
-
-/// How a kiosk's content compares with what central computes for it now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Proof {
-    /// Its latest heartbeat reports the version central computes now.
-    UpToDate,
-    /// Its latest heartbeat reports another version.
-    Behind {
-        /// Since when: the first report after its latest matching one, or its latest report.
-        since: DateTime<Utc>,
-        /// Whether `since` follows a matching report (`false`: it never reported the
-        /// current version, so `since` is only its latest report).
-        after_match: bool,
-    },
-    /// No heartbeat, or central cannot compute its manifest.
-    Unknown,
-}
 
 /// One kiosk with everything its rows show.
 struct KioskView {
@@ -75,30 +57,42 @@ pub(crate) async fn venue_page(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(done): Query<super::playlist::Done>,
 ) -> Response {
     let viewer = Viewer::of(&caller, &headers);
     let Ok(id) = id.parse::<VenueId>() else {
         return not_found(&viewer);
     };
+    venue_page_with(&state, &viewer, id, done.done.as_deref(), None).await
+}
+
+/// The venue page, with a notice after a change or an error (its status) after a refusal.
+pub(super) async fn venue_page_with(
+    state: &AppState,
+    viewer: &Viewer,
+    id: VenueId,
+    notice: Option<&str>,
+    error: Option<&ApiError>,
+) -> Response {
     let now = state.now();
     let online = state.online.ids();
     let loading = state.clone();
     let loaded = tokio::task::spawn_blocking(move || load(&loading, id, &online, now)).await;
     let loaded = match loaded {
         Ok(Ok(Some(loaded))) => loaded,
-        Ok(Ok(None)) => return not_found(&viewer),
+        Ok(Ok(None)) => return not_found(viewer),
         Ok(Err(e)) => return e.into_response(),
         Err(e) => return ApiError::internal("loading a venue page", e).into_response(),
     };
     let title = loaded.venue.name.clone();
+    let body = html! {
+        @if let Some(notice) = notice { p.notice.ok role="status" { (notice) } }
+        @if let Some(error) = error { p.notice.error role="alert" { (error) } }
+        (render(&loaded, now, viewer))
+    };
     html_response(
-        StatusCode::OK,
-        page(
-            Some(&viewer),
-            Section::Fleet,
-            &title,
-            render(&loaded, now, &viewer),
-        ),
+        error.map_or(StatusCode::OK, ApiError::status),
+        page(Some(viewer), Section::Fleet, &title, body),
     )
 }
 
@@ -152,7 +146,7 @@ fn load(
     for (kid, kiosk) in &doc.kiosks {
         let manifest = manifest(&doc, *kid, now);
         let beat = beats.remove(kid);
-        let proof = proof_of(registry, id, *kid, &manifest, beat.as_ref())?;
+        let proof = crate::proof::of(registry, id, *kid, &manifest, beat.as_ref())?;
         kiosks.push(KioskView {
             id: *kid,
             kiosk: kiosk.clone(),
@@ -172,33 +166,6 @@ fn load(
     }))
 }
 
-fn proof_of(
-    registry: &crate::store::Registry,
-    venue: VenueId,
-    kiosk: KioskId,
-    manifest: &Result<Manifest, ManifestError>,
-    beat: Option<&KioskHeartbeat>,
-) -> Result<Proof, RegistryError> {
-    let (Ok(manifest), Some(beat)) = (manifest, beat) else {
-        return Ok(Proof::Unknown);
-    };
-    if beat.heartbeat.manifest_version == manifest.version {
-        return Ok(Proof::UpToDate);
-    }
-    Ok(
-        match registry.reported_other_since(venue, kiosk, &manifest.version)? {
-            Some(since) => Proof::Behind {
-                since,
-                after_match: true,
-            },
-            None => Proof::Behind {
-                since: beat.at,
-                after_match: false,
-            },
-        },
-    )
-}
-
 fn render(loaded: &Loaded, now: DateTime<Utc>, viewer: &Viewer) -> Markup {
     let venue = &loaded.venue;
     let doc = &loaded.doc;
@@ -209,6 +176,15 @@ fn render(loaded: &Loaded, now: DateTime<Utc>, viewer: &Viewer) -> Markup {
         doc.settings.timezone.as_str()
     };
     let tz = venue_tz(tz_name);
+    let may_edit = taplink_sync_proto::authz::authorize(
+        &viewer.principal,
+        taplink_sync_proto::authz::Action::ContentWrite,
+        taplink_sync_proto::authz::Target::Venue {
+            id: venue.id,
+            tags: &venue.tags,
+        },
+    )
+    .is_ok();
     html! {
         p.crumbs {
             a href="/" { "← Venues" }
@@ -250,7 +226,14 @@ fn render(loaded: &Loaded, now: DateTime<Utc>, viewer: &Viewer) -> Markup {
             }
         }
         h2 { "Playlists" }
-        (playlists(doc))
+        @if may_edit {
+            form.inline.card method="post" action={ "/venues/" (venue.id) "/playlists" } {
+                input type="hidden" name="csrf_token" value=(viewer.csrf);
+                label for="new-playlist" { "New playlist" input id="new-playlist" name="name" type="text" required maxlength="200" placeholder="Lunch menu"; }
+                button type="submit" { "Create and edit" }
+            }
+        }
+        (playlists(doc, venue.id, tz, now, may_edit))
     }
 }
 
@@ -406,7 +389,35 @@ fn eligibility(doc: &VenueDoc, playlist: Option<PlaylistId>, item: &ManifestItem
     }
 }
 
-fn playlists(doc: &VenueDoc) -> Markup {
+/// Where a playlist is shown: "kiosk Bar, group menu, venue default" or "nothing".
+pub(super) fn used_by(doc: &VenueDoc, id: PlaylistId) -> Markup {
+    let kiosks: Vec<&str> = doc
+        .kiosks
+        .values()
+        .filter(|k| k.playlist == Some(id))
+        .map(|k| k.name.as_str())
+        .collect();
+    let groups: Vec<&str> = doc
+        .group_playlists
+        .iter()
+        .filter(|(_, p)| **p == id)
+        .map(|(g, _)| g.as_str())
+        .collect();
+    let default = doc.settings.default_playlist == Some(id);
+    let mut parts: Vec<String> = kiosks.iter().map(|k| format!("kiosk {k}")).collect();
+    parts.extend(groups.iter().map(|g| format!("group {g}")));
+    if default {
+        parts.push("venue default".to_owned());
+    }
+    html! {
+        span data-used-by {
+            "Shown on: "
+            @if parts.is_empty() { "nothing yet" } @else { (parts.join(", ")) }
+        }
+    }
+}
+
+fn playlists(doc: &VenueDoc, venue: VenueId, tz: Tz, now: DateTime<Utc>, may_edit: bool) -> Markup {
     let mut lists: Vec<_> = doc.playlists.iter().collect();
     lists.sort_by(|(a_id, a), (b_id, b)| a.name.cmp(&b.name).then(a_id.cmp(b_id)));
     html! {
@@ -414,27 +425,12 @@ fn playlists(doc: &VenueDoc) -> Markup {
             div.card { p { "No playlists yet." } }
         }
         @for (id, list) in lists {
-            @let kiosks: Vec<&str> = doc.kiosks.values().filter(|k| k.playlist == Some(*id)).map(|k| k.name.as_str()).collect();
-            @let groups: Vec<&str> = doc.group_playlists.iter().filter(|(_, p)| **p == *id).map(|(g, _)| g.as_str()).collect();
-            @let default = doc.settings.default_playlist == Some(*id);
             section.card.playlist data-playlist=(id) {
-                h3 { (list.name) }
-                p.muted data-used-by {
-                    "Used by: "
-                    @if kiosks.is_empty() && groups.is_empty() && !default { "nothing" }
-                    @for (i, name) in kiosks.iter().enumerate() {
-                        @if i > 0 { ", " }
-                        "kiosk " (name)
-                    }
-                    @for (i, group) in groups.iter().enumerate() {
-                        @if i > 0 || !kiosks.is_empty() { ", " }
-                        "group " (group)
-                    }
-                    @if default {
-                        @if !kiosks.is_empty() || !groups.is_empty() { ", " }
-                        "venue default"
-                    }
+                h3 {
+                    a href={ "/venues/" (venue) "/playlists/" (id) } { (list.name) }
+                    " " a.button.secondary href={ "/venues/" (venue) "/playlists/" (id) } { @if may_edit { "Edit" } @else { "Open" } }
                 }
+                p.muted { (used_by(doc, *id)) }
                 @let items = ordered(list);
                 @if items.is_empty() {
                     p { "No items." }
@@ -447,6 +443,7 @@ fn playlists(doc: &VenueDoc) -> Markup {
                             }
                         }
                     }
+                    (super::timeline::week(doc, *id, tz, now))
                 }
             }
         }
@@ -454,7 +451,7 @@ fn playlists(doc: &VenueDoc) -> Markup {
 }
 
 /// A playlist's items in play order: by position, ties by id (as the manifest orders them).
-fn ordered(list: &Playlist) -> Vec<(&ItemId, &PlaylistItem)> {
+pub(super) fn ordered(list: &Playlist) -> Vec<(&ItemId, &PlaylistItem)> {
     let mut items: Vec<_> = list.items.iter().collect();
     items.sort_by(|(a_id, a), (b_id, b)| a.position.cmp(&b.position).then(a_id.cmp(b_id)));
     items
@@ -525,7 +522,7 @@ fn days_text(days: Weekdays) -> String {
 
 /// A schedule window as people read it: "Mon–Fri 11:00–14:00", and for one that crosses
 /// midnight "Fri 22:00–02:00 next day" (weekdays name the day it starts).
-fn window_text(w: &ScheduleWindow) -> String {
+pub(super) fn window_text(w: &ScheduleWindow) -> String {
     if w.validate().is_err() {
         return "never (invalid window)".to_owned();
     }
@@ -538,7 +535,7 @@ fn window_text(w: &ScheduleWindow) -> String {
 }
 
 /// "10 s", "1.5 s", "2 min 30 s".
-fn duration(ms: u64) -> String {
+pub(super) fn duration(ms: u64) -> String {
     if !ms.is_multiple_of(1000) {
         return format!("{}.{} s", ms / 1000, (ms % 1000) / 100);
     }

@@ -419,7 +419,7 @@ async fn authenticate_api(
 /// Marks a response whose change is recorded by the document's audit (its change note),
 /// so the request is not recorded twice.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct ChangeAudited;
+pub(crate) struct ChangeAudited;
 
 /// The audit log's actor for a caller.
 pub(super) fn actor_of(caller: &Caller) -> String {

@@ -91,7 +91,7 @@ pub(super) async fn post_ops(
 /// Apply `commands` to venue `id` on `caller`'s behalf: each authorized for its own action
 /// on the venue, all applied as one noted change or none (422 names the refused one), then
 /// recorded in the audit log. The one way central changes a venue document.
-pub(super) async fn apply_venue_commands(
+pub(crate) async fn apply_venue_commands(
     state: &AppState,
     caller: &Caller,
     via: Via,

@@ -102,6 +102,12 @@ pub enum ApiError {
         /// Which quota, how much of it is used, and what to do.
         message: String,
     },
+    /// 416: the requested byte range lies outside the file.
+    #[error("the requested range is outside the file's {size} bytes")]
+    RangeNotSatisfiable {
+        /// The file's size in bytes.
+        size: u64,
+    },
     /// 404: the named thing does not exist.
     #[error("{what} does not exist")]
     NotFound {
@@ -175,6 +181,7 @@ impl ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
             ApiError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -206,6 +213,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::RangeNotSatisfiable { size } = &self
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            // RFC 9110 §15.5.17: a 416 names the current length.
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
         }
         response
     }

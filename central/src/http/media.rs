@@ -13,7 +13,13 @@
 //!   which removes those items in the same change) or from the org library. `200 {"hash",
 //!   "venue", "removed_items"}`.
 //!
-//! Both routes need `media_write` on their subject (the `venue` query parameter); the org
+//! - `GET /api/v1/media/{hash}[?venue=V]`: the file's bytes, for the dashboard's previews
+//!   and for API clients, when the hash is one of the venue's media (or the library's):
+//!   `ETag`, `Range`, immutable caching and the media safety headers
+//!   (`taplink_sync_io::web::serve::blob_response`, as the hub serves its kiosks). `404`
+//!   for a hash that is not the venue's, or whose bytes have not reached central yet.
+//!
+//! The writing routes need `media_write` on their subject (reading needs `venue_read`) on their subject (the `venue` query parameter); the org
 //! library, without `venue`, is an admin's (`org_write`, checked here). Every document
 //! change goes through [`apply_venue_commands`] or [`edit_noted`], so it carries its author
 //! and lands in the audit log. The blob stays in central's media store after a delete:
@@ -27,6 +33,7 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use taplink_sync_io::web::media::{self as media_type, UploadError, UploadLimits};
+use taplink_sync_io::web::serve;
 use taplink_sync_proto::authz::{Action, Target, authorize};
 use taplink_sync_proto::doc::{
     DocOpError, MediaMeta, VenueCommand, add_library_media, check_media_meta, load_venue,
@@ -295,6 +302,46 @@ pub(super) async fn put_media(
     }
     tracing::info!(%hash, size, content_type, venue = ?answer.venue, "media uploaded");
     Ok((StatusCode::CREATED, Extension(ChangeAudited), Json(answer)))
+}
+
+/// `GET /api/v1/media/{hash}` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReadQuery {
+    /// The venue; without it, the org library.
+    #[serde(default)]
+    venue: Option<String>,
+}
+
+/// `GET /api/v1/media/{hash}[?venue=V]`: a media file of the venue (or the library), only
+/// if the venue's document lists it: a hash alone opens nothing of another venue.
+pub(super) async fn get_media(
+    State(state): State<AppState>,
+    ApiPath(hash): ApiPath<MediaHash>,
+    query_params: Result<Query<ReadQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    let venue = venue_param(query(query_params)?.venue.as_deref())?;
+    let registry = state.registry.clone();
+    let content_type = blocking(move || registry.catalog_media_type(venue, &hash))
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            what: match venue {
+                Some(v) => format!("media {hash} in venue {v}"),
+                None => format!("media {hash} in the org library"),
+            },
+        })?;
+    serve::blob_response(state.blobs.clone(), hash, &content_type, &headers, None)
+        .await
+        .map_err(|e| match e {
+            serve::ServeError::NotFound(_) => ApiError::NotFound {
+                what: format!("the bytes of media {hash} at central (a hub has not sent them yet)"),
+            },
+            serve::ServeError::RangeNotSatisfiable { size } => {
+                ApiError::RangeNotSatisfiable { size }
+            }
+            other => ApiError::internal("serving a media file", other),
+        })
 }
 
 /// `DELETE /api/v1/media/{hash}[?venue=V][&force=true]`.

@@ -8,11 +8,11 @@
 //! cursor is the last key of the previous page, and only venues in the caller's reach
 //! (`Reach`) are read, so a page is as fast at the end of the fleet as at its start.
 
-use rusqlite::params;
 use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, params};
 use taplink_sync_proto::authz::Scope;
 use taplink_sync_proto::doc::{OrgDoc, VenueDoc};
-use taplink_sync_proto::ids::{HubId, VenueId};
+use taplink_sync_proto::ids::{HubId, MediaHash, VenueId};
 
 use super::{HUB_COLUMNS, HubRecord, Registry, RegistryError, Venue, read_hub, read_venue, sql};
 
@@ -589,6 +589,23 @@ impl Registry {
             .map_err(sql("list hubs"))?;
         let next = next_of(&items, limit, |h| time_id_cursor(h.enrolled_at, h.id));
         Ok(Page { items, next })
+    }
+
+    /// The recorded content type of media `hash` of `venue` (or of the org library), if the
+    /// catalog lists it there.
+    pub fn catalog_media_type(
+        &self,
+        venue: Option<VenueId>,
+        hash: &MediaHash,
+    ) -> Result<Option<String>, RegistryError> {
+        let owner = venue.map_or_else(|| "org".to_owned(), |v| v.to_string());
+        self.lock()
+            .prepare_cached("SELECT content_type FROM catalog_media WHERE owner = ?1 AND hash = ?2")
+            .and_then(|mut stmt| {
+                stmt.query_row(params![owner, hash.to_string()], |row| row.get(0))
+                    .optional()
+            })
+            .map_err(sql("look up a media file"))
     }
 
     /// A page of media of `venue` (or of the org library), by hash, each with where it is

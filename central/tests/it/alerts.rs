@@ -224,3 +224,104 @@ async fn alerts_open_after_their_threshold_clear_on_recovery_and_reach_the_webho
     tracker.close();
     tracker.wait().await;
 }
+
+/// The version central computes for `kiosk` at `at`.
+fn current_version(
+    state: &AppState,
+    venue: taplink_sync_proto::ids::VenueId,
+    kiosk: KioskId,
+    at: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let doc = state
+        .docs
+        .read(taplink_sync_proto::wire::DocId::Venue(venue), |am| {
+            taplink_sync_proto::doc::load_venue(am)
+        })
+        .unwrap()
+        .unwrap();
+    taplink_sync_proto::manifest::manifest(&doc, kiosk, at)
+        .unwrap()
+        .version
+}
+
+#[tokio::test]
+async fn content_behind_opens_after_its_threshold_and_clears_when_the_kiosk_catches_up() {
+    let init = Initialised::new();
+    let mut config = init.config();
+    config.alert_content_behind_after = "5m".parse().unwrap();
+    let t0 = now();
+    let clock = Arc::new(ManualClock::new(t0));
+    let state = AppState::load_with_clock(config, clock.clone()).unwrap();
+    let venue = crate::support::venue(&state, "The Anchor");
+    let (serial, fp) = cert_of(1);
+    let hub = taplink_sync_proto::ids::HubId::random();
+    state
+        .registry
+        .record_hub(hub, venue, &serial, fp, t0)
+        .unwrap();
+    let kiosk = KioskId::random();
+    let app = taplink_central::http::app(state.clone());
+    let op = json!({"op": "add_kiosk", "id": kiosk.to_string(), "name": "Bar"});
+    let added = crate::support::call(
+        &app,
+        crate::support::request(
+            "POST",
+            &format!("/api/v1/venues/{venue}/ops"),
+            Some(&init.token()),
+            Some(&op.to_string()),
+        ),
+    )
+    .await;
+    assert_eq!(added.status, axum::http::StatusCode::OK, "{}", added.text());
+    let current = current_version(&state, venue, kiosk, t0);
+    let beat = |n: u8, at, version: &str| {
+        let mut event = heartbeat(n, kiosk, at, 8 << 30, 40_000);
+        if let TelemetryKind::Heartbeat(h) = &mut event.kind {
+            h.manifest_version = version.into();
+        }
+        event
+    };
+    // Up to date: nothing.
+    state
+        .store_telemetry(hub, &[beat(1, t0, &current)])
+        .unwrap();
+    assert!(evaluate_once(&state, None).unwrap().opened.is_empty());
+    // It keeps reporting an old version (its hub cannot reach it, say): behind, but not
+    // for long enough yet.
+    let mut n = 2;
+    for minutes in [1, 3, 5] {
+        let at = t0 + TimeDelta::minutes(minutes);
+        clock.set(at);
+        state
+            .store_telemetry(hub, &[beat(n, at, "an-old-version")])
+            .unwrap();
+        n += 1;
+        assert!(
+            evaluate_once(&state, None).unwrap().opened.is_empty(),
+            "at {minutes} min"
+        );
+    }
+    // Past five minutes behind (since its first report after the matching one, at 1 min).
+    let at = t0 + TimeDelta::minutes(7);
+    clock.set(at);
+    state
+        .store_telemetry(hub, &[beat(n, at, "an-old-version")])
+        .unwrap();
+    let change = evaluate_once(&state, None).unwrap();
+    let opened: Vec<&str> = change.opened.iter().map(|a| a.kind.as_str()).collect();
+    assert_eq!(opened, ["content_behind"]);
+    assert!(
+        change.opened[0].detail.contains("Bar at The Anchor"),
+        "{}",
+        change.opened[0].detail
+    );
+    // It catches up: cleared.
+    let at = t0 + TimeDelta::minutes(8);
+    clock.set(at);
+    state
+        .store_telemetry(hub, &[beat(n + 1, at, &current)])
+        .unwrap();
+    let change = evaluate_once(&state, None).unwrap();
+    let cleared: Vec<&str> = change.cleared.iter().map(|a| a.kind.as_str()).collect();
+    assert_eq!(cleared, ["content_behind"]);
+}

@@ -32,6 +32,9 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/people", "A"),
     ("POST", "/people/{id}", "A"),
     ("GET", "/venues/{id}", "ATSV"),
+    ("POST", "/venues/{id}/playlists", "AS"),
+    ("GET", "/venues/{id}/playlists/{playlist}", "ATSV"),
+    ("POST", "/venues/{id}/playlists/{playlist}", "AS"),
     ("GET", "/api/v1/venues", "ATSV"),
     ("POST", "/api/v1/venues", "A"),
     ("GET", "/api/v1/venues/{id}", "ATSV"),
@@ -77,6 +80,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/kiosks", "ATSV"),
     ("GET", "/api/v1/media", "ATSV"),
     ("PUT", "/api/v1/media", "AS"),
+    ("GET", "/api/v1/media/{hash}", "ATSV"),
     ("DELETE", "/api/v1/media/{hash}", "AS"),
     ("GET", "/api/v1/reports/proof-of-play", "ATSV"),
 ];

@@ -398,3 +398,285 @@ async fn store_staff_upload_and_delete_media_in_the_browser() {
         .unwrap();
     assert!(!controls, "a viewer must not get upload or delete controls");
 }
+
+/// A paired kiosk agent of `venue`'s hub, with the hub: what the end-to-end test drives.
+struct Venue {
+    hub: taplink_edge_hub::Hub,
+    kiosk: taplink_kiosk::Kiosk,
+}
+
+/// Enroll and start a hub for `venue`, and pair a kiosk agent named "Bar screen" with it.
+async fn hub_with_kiosk(central: &CentralNode, venue: VenueId, dir: &Path) -> Venue {
+    use taplink_kiosk::state::Phase;
+    use taplink_simulations::mesh::{
+        approve_pairing, enroll_hub, eventually, hub_venue_doc, staff_token, start_hub,
+        test_kiosk_config,
+    };
+    let hub_dir = dir.join("hub");
+    enroll_hub(
+        &hub_dir,
+        central.quic_addr(),
+        &central.enrollment_token(venue).unwrap(),
+    )
+    .await
+    .unwrap();
+    let staff = staff_token(&hub_dir).unwrap();
+    let hub = start_hub(&hub_dir, None).await.unwrap();
+    eventually(WAIT, || hub_venue_doc(&hub)).await.unwrap();
+    let kiosk = taplink_kiosk::Kiosk::bind(test_kiosk_config(&dir.join("kiosk"), hub.http_addr()))
+        .await
+        .unwrap();
+    let code = eventually(WAIT, || match kiosk.status().phase {
+        Phase::Pairing { code, .. } => Some(code),
+        _ => None,
+    })
+    .await
+    .unwrap();
+    approve_pairing(hub.http_addr(), &staff, &code, "Bar screen")
+        .await
+        .unwrap();
+    // Central lists the kiosk once the hub's change has synced.
+    eventually(WAIT, || {
+        central
+            .venue_doc(venue)
+            .ok()
+            .filter(|d| d.kiosks.values().any(|k| k.name == "Bar screen"))
+    })
+    .await
+    .unwrap();
+    Venue { hub, kiosk }
+}
+
+/// Hand `files` (name, type, bytes) to the media library's file input, as a person's
+/// choice would be, and wait until each is listed.
+async fn upload(page: &mut Page, files: &[(&str, &str, Vec<u8>)]) {
+    let list: Vec<serde_json::Value> = files
+        .iter()
+        .map(|(name, ty, bytes)| {
+            json!({ "name": name, "type": ty, "b64": data_encoding::BASE64.encode(bytes) })
+        })
+        .collect();
+    let script = format!(
+        "(() => {{ const dt = new DataTransfer();
+            for (const f of {}) {{
+              const bytes = Uint8Array.from(atob(f.b64), c => c.charCodeAt(0));
+              dt.items.add(new File([bytes], f.name, {{ type: f.type }}));
+            }}
+            const input = document.getElementById('media-files');
+            input.files = dt.files; input.dispatchEvent(new Event('change'));
+            return true; }})()",
+        serde_json::Value::from(list)
+    );
+    let _: bool = page.eval(&script).await.unwrap();
+    let names: Vec<&str> = files.iter().map(|(n, _, _)| *n).collect();
+    page.wait_for(
+        &format!(
+            "document.readyState === 'complete' && {}.every(n => [...document.querySelectorAll('tr[data-media] td strong')].some(s => s.textContent === n))",
+            serde_json::Value::from(names)
+        ),
+        WAIT,
+    )
+    .await
+    .unwrap();
+}
+
+/// Submit the form that holds `selector` and wait for the page it leads to.
+async fn submit(page: &mut Page, selector: &str) {
+    page.click_and_wait_for_load(selector).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_builds_a_playlist_in_the_browser_and_the_kiosk_plays_it() {
+    use taplink_simulations::demo::slide;
+    use taplink_simulations::mesh::eventually;
+
+    let mut rig = Rig::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let anchor = rig.anchor;
+    let venue = hub_with_kiosk(&rig.central, anchor, tmp.path()).await;
+
+    // The admin uploads two images to The Anchor's library.
+    let mut admin = rig.signed_in(ADMIN).await;
+    admin
+        .goto(&rig.url(&format!("/media?venue={anchor}")))
+        .await
+        .unwrap();
+    let menu = slide("Lunch menu", "soup of the day", "#0b3d91");
+    let late = slide("Late bar", "after ten", "#8250df");
+    upload(
+        &mut admin,
+        &[
+            ("lunch-menu.svg", "image/svg+xml", menu),
+            ("late-bar.svg", "image/svg+xml", late),
+        ],
+    )
+    .await;
+    admin
+        .wait_for("document.querySelectorAll('.thumb img').length >= 2 && [...document.querySelectorAll('.thumb img')].every(i => i.complete && i.naturalWidth > 0)", WAIT)
+        .await
+        .unwrap();
+    shoot(&mut admin, "media-previews").await;
+    let menu_hash: String = admin
+        .eval("[...document.querySelectorAll('tr[data-media]')].find(tr => tr.textContent.includes('lunch-menu.svg')).dataset.media")
+        .await
+        .unwrap();
+
+    // A new playlist from the venue page opens the editor.
+    admin
+        .goto(&rig.url(&format!("/venues/{anchor}")))
+        .await
+        .unwrap();
+    admin.fill("#new-playlist", "Lunch").await.unwrap();
+    submit(&mut admin, "form[action$='/playlists'] button[type=submit]").await;
+    let editor = path(&mut admin).await;
+    assert!(
+        editor.starts_with(&format!("/venues/{anchor}/playlists/")),
+        "{editor}"
+    );
+
+    // Add the menu, always, 5 s.
+    let _: bool = admin
+        .eval(&format!(
+            "(() => {{ document.querySelector('#add input[name=media][value=\"{menu_hash}\"]').checked = true;
+                document.getElementById('d-new').value = '5'; return true; }})()"
+        ))
+        .await
+        .unwrap();
+    submit(&mut admin, "#add button[type=submit]").await;
+    // Add the late-bar slide on Friday and Saturday nights, 22:00 until 02:00.
+    let _: bool = admin
+        .eval(
+            "(() => { const add = document.getElementById('add');
+                [...add.querySelectorAll('input[name=media]')].find(i => i.closest('label').textContent.includes('late-bar')).checked = true;
+                add.querySelector('input[name=when][value=window]').checked = true;
+                add.querySelectorAll('input[name=days]').forEach(d => d.checked = d.value === 'fri' || d.value === 'sat');
+                document.getElementById('w-new-start').value = '22:00';
+                document.getElementById('w-new-end').value = '02:00';
+                return true; })()",
+        )
+        .await
+        .unwrap();
+    submit(&mut admin, "#add button[type=submit]").await;
+    let items: Vec<String> = admin
+        .eval("[...document.querySelectorAll('#items li[data-item] h3')].map(h => h.textContent.trim())")
+        .await
+        .unwrap();
+    assert_eq!(items, ["1. lunch-menu.svg", "2. late-bar.svg"]);
+    let summary: String = admin
+        .eval("document.querySelectorAll('#items li[data-item] [data-summary]')[1].textContent.trim()")
+        .await
+        .unwrap();
+    assert_eq!(summary, "10 s · Fri, Sat 22:00–02:00 next day");
+    // Reorder with the buttons: the late bar first, then back.
+    submit(
+        &mut admin,
+        "#items li:nth-child(2) form input[name=op][value=up] ~ button",
+    )
+    .await;
+    let first: String = admin
+        .eval("document.querySelector('#items li[data-item] h3').textContent.trim()")
+        .await
+        .unwrap();
+    assert_eq!(first, "1. late-bar.svg");
+    submit(
+        &mut admin,
+        "#items li:nth-child(1) form input[name=op][value=down] ~ button",
+    )
+    .await;
+
+    // Assign it to the kiosk of the running hub.
+    let _: bool = admin
+        .eval("(() => { document.querySelector('#assign input[name=kiosk]').checked = true; return true; })()")
+        .await
+        .unwrap();
+    submit(&mut admin, "#assign button[type=submit]").await;
+    let notice = admin.text("p.notice.ok").await.unwrap();
+    assert_eq!(notice.as_deref(), Some("Saved where it is shown."));
+    shoot(&mut admin, "playlist-editor").await;
+
+    // The kiosk's manifest changes, through the hub.
+    let menu_hash: taplink_sync_proto::ids::MediaHash = menu_hash.parse().unwrap();
+    eventually(WAIT, || {
+        let status = venue.kiosk.status();
+        let manifest = status.manifest.as_ref()?;
+        (manifest.now.iter().any(|i| i.media == menu_hash) && status.ready.contains_key(&menu_hash))
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    // Its player page shows the image.
+    let mut player = rig.browser.page().await.unwrap();
+    player
+        .goto(&format!("http://{}/", venue.kiosk.player_addr()))
+        .await
+        .unwrap();
+    player
+        .wait_for(
+            &format!("document.querySelector('[data-showing=\"{menu_hash}\"]') !== null"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let file = artefacts().join("dashboard-kiosk-player.png");
+    player.screenshot(&file).await.unwrap();
+    println!("screenshot: {}", file.display());
+
+    // The venue page explains it, with the week.
+    admin
+        .goto(&rig.url(&format!("/venues/{anchor}")))
+        .await
+        .unwrap();
+    let rule: String = admin
+        .eval("document.querySelector('[data-why=rule]').textContent.trim()")
+        .await
+        .unwrap();
+    assert_eq!(rule, "Plays Lunch — own playlist.");
+    // The second lane: Fri 22–24, Sat 0–2 and 22–24, Sun 0–2 (the windows cross midnight).
+    let bars: u32 = admin
+        .eval("document.querySelectorAll('figure.timeline svg rect[fill=\"#1a7f37\"]').length")
+        .await
+        .unwrap();
+    assert_eq!(
+        bars, 4,
+        "the week timeline draws the late-bar window across midnight"
+    );
+    shoot(&mut admin, "venue").await;
+
+    // Store staff of another venue cannot open it by URL.
+    let mut staff = rig.signed_in(STAFF).await;
+    staff.goto(&rig.url(&editor)).await.unwrap();
+    assert!(
+        refused(&mut staff).await,
+        "staff of The Crown opened The Anchor's playlist"
+    );
+    // A viewer of The Anchor sees it without controls, and a change by URL is refused.
+    let mut viewer = rig.signed_in(VIEWER).await;
+    viewer.goto(&rig.url(&editor)).await.unwrap();
+    let controls: bool = viewer
+        .eval("document.querySelector('main form[method=post]') !== null")
+        .await
+        .unwrap();
+    assert!(!controls, "a viewer must get no edit controls");
+    let status: u16 = viewer
+        .eval(&format!(
+            "(async () => {{ const csrf = document.querySelector('header form input[name=csrf_token]').value;
+                const r = await fetch('{editor}', {{ method: 'POST', headers: {{ 'Content-Type': 'application/x-www-form-urlencoded' }},
+                  body: 'csrf_token=' + encodeURIComponent(csrf) + '&op=rename&name=Mine' }});
+                return r.status; }})()"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
+    let name = rig
+        .central
+        .venue_doc(anchor)
+        .unwrap()
+        .playlists
+        .values()
+        .map(|p| p.name.clone())
+        .collect::<Vec<_>>();
+    assert_eq!(name, ["Lunch"]);
+
+    venue.kiosk.shutdown().await.unwrap();
+    venue.hub.shutdown().await.unwrap();
+}

@@ -1,12 +1,13 @@
 //! What every Taplink node's HTTP API is served through: the hardened listener
 //! ([`listener`]), routes that each declare who may use them ([`access`]), and the guards
 //! they share ([`guard`]: guessing throttle, `Host` check, JSON writes), plus the headers
-//! media is served with ([`media`]).
+//! media is served with ([`media`]) and how stored bytes are served ([`serve`]).
 
 pub mod access;
 pub mod guard;
 pub mod listener;
 pub mod media;
+pub mod serve;
 
 /// A node's `GET /metrics` answer: its registry in the OpenMetrics text format.
 pub fn metrics_response(
