@@ -13,6 +13,8 @@
 //! | `GET /login`, `POST /login` | public / secret (the sign-in throttle) |
 //! | `POST /logout` | user |
 //! | `GET /` (the fleet overview) | venue_read |
+//! | `GET /live/overview?venues=` (its live updates: server-sent events) | venue_read |
+//! | `GET /assets/fleet.js` | public |
 //! | `GET /media[?venue=]` (the library; uploads and deletions through the API) | venue_read |
 //! | `GET /assets/media.js` | public |
 //! | `GET /reports` (proof of play: chart and table) | venue_read |
@@ -48,7 +50,7 @@ mod timeline;
 mod venue;
 
 pub(crate) use audit::audit;
-pub(crate) use fleet::overview;
+pub(crate) use fleet::{live as live_overview, overview};
 pub(crate) use login::{login_form, login_submit, logout};
 pub(crate) use media::{media, script as media_script};
 pub(crate) use people::{add_person, change_person, people};
@@ -65,26 +67,35 @@ const STYLE: &str = include_str!("dashboard/style.css");
 /// The playlist editor's drag and drop.
 const PLAYLIST_JS: &str = include_str!("dashboard/playlist.js");
 
+/// The overview's live updates.
+const FLEET_JS: &str = include_str!("dashboard/fleet.js");
+
+/// `GET /assets/fleet.js`.
+pub(crate) async fn fleet_script() -> Response {
+    asset(JAVASCRIPT, FLEET_JS)
+}
+
 /// `GET /assets/playlist.js`.
 pub(crate) async fn playlist_script() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        PLAYLIST_JS,
-    )
-        .into_response()
+    asset(JAVASCRIPT, PLAYLIST_JS)
 }
 
 /// `GET /assets/style.css`.
 pub(crate) async fn style() -> Response {
+    asset("text/css; charset=utf-8", STYLE)
+}
+
+/// The type of the dashboard's scripts.
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
+/// One of the dashboard's files, compiled into the binary: cached for an hour.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
-        STYLE,
+        body,
     )
         .into_response()
 }

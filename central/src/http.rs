@@ -129,6 +129,20 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
         )
         .route(
             g,
+            "/live/overview",
+            &["GET"],
+            act(Action::VenueRead),
+            get(dashboard::live_overview),
+        )
+        .route(
+            g,
+            "/assets/fleet.js",
+            &["GET"],
+            Access::Public,
+            get(dashboard::fleet_script),
+        )
+        .route(
+            g,
             "/venues/{id}",
             &["GET"],
             act(Action::VenueRead),

@@ -7,8 +7,8 @@
 
 use axum::Extension;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 use taplink_sync_proto::authz::{Action, Role, Target, authorize};
@@ -25,14 +25,7 @@ const SCRIPT: &str = include_str!("media.js");
 
 /// `GET /assets/media.js`.
 pub(crate) async fn script() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        SCRIPT,
-    )
-        .into_response()
+    super::asset(super::JAVASCRIPT, SCRIPT)
 }
 
 /// Which library.

@@ -133,7 +133,7 @@ fn load(
     };
     let hub = registry.hub_state(id, online)?;
     let last_sync = registry
-        .venue_summaries(&[id])?
+        .venue_summaries(&[id], now - state.config.alert_offline_after.duration())?
         .get(&id)
         .and_then(|s| s.last_sync);
     let ids: Vec<KioskId> = doc.kiosks.keys().copied().collect();

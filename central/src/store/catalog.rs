@@ -82,7 +82,7 @@ pub struct MediaRow {
 }
 
 /// A venue's line on the fleet overview.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VenueSummary {
     /// Its kiosks.
     pub kiosks: u64,
@@ -91,6 +91,11 @@ pub struct VenueSummary {
     /// Kiosks whose latest heartbeat said something was on screen (what central last knew;
     /// with the hub offline, whether they were playing when it was last heard from).
     pub kiosks_last_playing: u64,
+    /// Kiosks whose latest heartbeat is at or after the `up_since` asked for.
+    pub kiosks_up: u64,
+    /// The venue document's heads when its hub last finished a sync (both sides held
+    /// them then), if it ever did.
+    pub synced_heads: Option<Vec<[u8; 32]>>,
 }
 
 /// Which venues to list.
@@ -430,43 +435,74 @@ impl Registry {
     pub fn venue_summaries(
         &self,
         venues: &[VenueId],
+        up_since: chrono::DateTime<chrono::Utc>,
     ) -> Result<std::collections::HashMap<VenueId, VenueSummary>, RegistryError> {
         let ids: Vec<String> = venues.iter().map(ToString::to_string).collect();
         let conn = self.lock();
+        // The latest heartbeat of each kiosk once, then counted two ways.
         let mut stmt = conn
             .prepare_cached(
                 "SELECT v.value,
                         (SELECT count(*) FROM catalog_kiosks k WHERE k.venue_id = v.value),
                         (SELECT max(h.last_sync) FROM hubs h
                           WHERE h.venue_id = v.value AND h.revoked_at IS NULL),
+                        (SELECT count(*) FROM (
+                           SELECT (SELECT json_extract(t.body_json, '$.on_screen') FROM telemetry t
+                                    WHERE t.kind = 'heartbeat' AND t.venue_id = v.value
+                                      AND t.kiosk_id = k.kiosk_id
+                                    ORDER BY t.at_ms DESC LIMIT 1) AS on_screen
+                           FROM catalog_kiosks k WHERE k.venue_id = v.value)
+                         WHERE on_screen IS NOT NULL),
                         (SELECT count(*) FROM catalog_kiosks k
                           WHERE k.venue_id = v.value
-                            AND (SELECT json_extract(t.body_json, '$.on_screen') FROM telemetry t
+                            AND (SELECT max(t.at_ms) FROM telemetry t
                                   WHERE t.kind = 'heartbeat' AND t.venue_id = v.value
-                                    AND t.kiosk_id = k.kiosk_id
-                                  ORDER BY t.at_ms DESC LIMIT 1) IS NOT NULL)
+                                    AND t.kiosk_id = k.kiosk_id) >= ?2),
+                        (SELECT h.heads_json FROM hubs h
+                          WHERE h.venue_id = v.value AND h.revoked_at IS NULL
+                            AND h.last_sync IS NOT NULL
+                          ORDER BY h.last_sync DESC LIMIT 1)
                  FROM json_each(?1) v",
             )
             .map_err(sql("summarise venues"))?;
         let rows = stmt
-            .query_map(params![serde_json::Value::from(ids).to_string()], |row| {
-                let id: String = row.get(0)?;
-                let kiosks: i64 = row.get(1)?;
-                let last_sync: Option<i64> = row.get(2)?;
-                let playing: i64 = row.get(3)?;
-                Ok((id, kiosks, last_sync, playing))
-            })
+            .query_map(
+                params![
+                    serde_json::Value::from(ids).to_string(),
+                    up_since.timestamp_millis()
+                ],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, Option<i64>>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, i64>(4)?,
+                        row.get::<_, Option<String>>(5)?,
+                    ))
+                },
+            )
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
             .map_err(sql("summarise venues"))?;
         Ok(rows
             .into_iter()
-            .filter_map(|(id, kiosks, last_sync, playing)| {
+            .filter_map(|(id, kiosks, last_sync, playing, up, heads)| {
+                let id: VenueId = id.parse().ok()?;
+                let synced_heads = heads
+                    .and_then(|json| super::decode_heads(&json).ok())
+                    .and_then(|docs| {
+                        docs.into_iter()
+                            .find(|d| d.doc == taplink_sync_proto::wire::DocId::Venue(id))
+                    })
+                    .map(|d| d.heads.into_iter().collect());
                 Some((
-                    id.parse().ok()?,
+                    id,
                     VenueSummary {
                         kiosks: u64::try_from(kiosks).unwrap_or(0),
                         last_sync: last_sync.and_then(chrono::DateTime::from_timestamp_millis),
                         kiosks_last_playing: u64::try_from(playing).unwrap_or(0),
+                        kiosks_up: u64::try_from(up).unwrap_or(0),
+                        synced_heads,
                     },
                 ))
             })

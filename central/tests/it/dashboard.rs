@@ -34,7 +34,7 @@ async fn sign_in_see_only_your_venues_and_sign_out() {
     let app = app(state.clone());
     let token = init.token();
     let ours = venue(&state, "The Anchor");
-    let _theirs = venue(&state, "The Crown");
+    let theirs = venue(&state, "The Crown");
     let made = call(
         &app,
         request(
@@ -96,6 +96,18 @@ async fn sign_in_see_only_your_venues_and_sign_out() {
     assert!(html.contains("Sue Staff") && html.contains("Store staff"));
     let filtered = call(&app, page("/?q=crown", &cookie)).await.text();
     assert!(filtered.contains("No venues match."));
+    // The live overview sends rows of venues in reach only, whatever the page asks for.
+    let live = call(
+        &app,
+        page(&format!("/live/overview?venues={ours},{theirs}"), &cookie),
+    )
+    .await
+    .text();
+    assert!(live.contains(&ours.to_string()), "{live}");
+    assert!(
+        !live.contains(&theirs.to_string()),
+        "another venue leaked: {live}"
+    );
 
     // Signing out needs the session's CSRF token, which the page's form carries.
     let refused = call(&app, form("/logout", Some(&cookie), "")).await;
@@ -514,7 +526,27 @@ async fn an_offline_hub_whose_kiosks_were_playing_says_so() {
         .await
         .text();
     assert!(
-        overview.contains("but playing: 1 of 1 kiosks"),
+        overview.contains("Offline but playing")
+            && overview.contains("1 of 1 kiosks were playing when last heard")
+            && overview.contains(r#"data-offline-playing="true""#),
         "{overview}"
+    );
+    // The live stream's first event renders the same row.
+    let live = call(
+        &app,
+        request(
+            "GET",
+            &format!("/live/overview?venues={ours}"),
+            Some(&token),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(live.status, StatusCode::OK);
+    let event = live.text();
+    assert!(event.starts_with("event: fleet\n"), "{event}");
+    assert!(
+        event.contains("Offline but playing") && event.contains(&ours.to_string()),
+        "{event}"
     );
 }

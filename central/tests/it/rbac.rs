@@ -21,6 +21,7 @@ use crate::support::{Initialised, call, cert_of, now, user_session};
 /// only admins may.
 const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/", "ATSV"),
+    ("GET", "/live/overview", "ATSV"),
     ("GET", "/audit", "ATV"),
     ("GET", "/reports", "ATSV"),
     ("GET", "/media", "ATSV"),

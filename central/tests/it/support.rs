@@ -131,13 +131,29 @@ pub(crate) async fn call(app: &Router, req: Request<Body>) -> Answer {
     let response = app.clone().oneshot(req).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
+    let streaming = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
+    let body = if streaming {
+        // An event stream does not end: its first event is the answer.
+        let mut body = response.into_body();
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(20), body.frame())
+            .await
+            .expect("an event stream sends its first event within 20 s");
+        frame
+            .and_then(|f| f.ok())
+            .and_then(|f| f.into_data().ok())
+            .map(|d| d.to_vec())
+            .unwrap_or_default()
+    } else {
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec()
+    };
     Answer {
         status,
         headers,

@@ -1,13 +1,15 @@
-//! `bench screen`: change-to-screen latency. An admin's edit at central, or a staff edit at
-//! the hub, until every connected kiosk agent holds the new manifest (the one its player
-//! page shows from its next poll).
+//! `bench screen`: change-to-screen latency. An admin's edit at central, a click on "Save" in
+//! central's playlist editor (the dashboard's form, posted over HTTP with a signed-in
+//! admin's session, as the browser posts it), or a staff edit at the hub, until every
+//! connected kiosk agent holds the new manifest (the one its player page shows from its
+//! next poll).
 //!
 //! Central runs in this process, the hub is the real `taplink-hub` binary (synced to
 //! central over QUIC on loopback), and the kiosk agents are real `taplink-kiosk` agents in
 //! this process, paired through the hub's API and long-polling it as they do in a venue.
 //! Each round changes the duration of an item every kiosk plays, then waits (at most 10 s)
 //! until each agent has adopted a manifest with a new version; a kiosk that does not is a
-//! miss. Rounds start 100–300 ms apart (random), alternating central and hub edits.
+//! miss. Rounds start 100–300 ms apart (random), taking turns: central, the editor, the hub.
 
 use std::time::Duration;
 
@@ -60,6 +62,8 @@ pub struct Report {
     pub args: Args,
     /// Edits at central.
     pub central: Series,
+    /// "Save" in central's playlist editor.
+    pub editor: Series,
     /// Edits at the hub (staff API).
     pub hub: Series,
 }
@@ -127,20 +131,61 @@ pub async fn run(args: &Args) -> Result<Report> {
     let mut report = Report {
         args: args.clone(),
         central: Series::default(),
+        editor: Series::default(),
         hub: Series::default(),
     };
+    // An admin signed in to the dashboard, posting the editor's form.
+    let base = format!("http://{}", rig.central.central.http_addr());
+    let password = "bench password 1";
+    let (status, body) = rig
+        .central
+        .admin(
+            "POST",
+            "/api/v1/users",
+            Some(&json!({ "username": "ed", "display_name": "Ed", "role": "admin", "password": password })),
+        )
+        .await?;
+    ensure!(
+        status == 201,
+        "creating the editor's admin: {status} {body}"
+    );
+    let browser = crate::bench::http_client(None)?;
+    let (cookie, status) = crate::bench::sign_in(&browser, &base, "ed", password).await?;
+    let cookie = cookie.with_context(|| format!("signing in answered {status}"))?;
+    let csrf =
+        taplink_central::store::csrf_token_for(cookie.split_once('=').map_or("", |(_, v)| v));
+    let editor_url = format!("{base}/venues/{}/playlists/{playlist}", rig.venue);
     let mut duration_ms = 5_000u64;
-    for round in 0..args.rounds * 2 {
+    for round in 0..args.rounds * 3 {
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..=300))).await;
         while rx.try_recv().is_ok() {}
         let before: Vec<String> = agents.iter().map(version_of).collect();
         duration_ms += 10;
-        let at_central = round % 2 == 0;
+        let origin = round % 3;
         let t0 = Instant::now();
-        if at_central {
+        if origin == 0 {
             rig.central.edit_venue(rig.venue, |am| {
                 doc::set_item_duration(am, playlist, item, duration_ms)
             })?;
+        } else if origin == 1 {
+            // The editor's "Save" of one item: its duration and (unchanged) window.
+            let seconds = format!("{}.{:03}", duration_ms / 1000, duration_ms % 1000);
+            let answer = browser
+                .post(&editor_url)
+                .header(reqwest::header::COOKIE, &cookie)
+                .form(&[
+                    ("csrf_token", csrf.as_str()),
+                    ("op", "item"),
+                    ("item", &item.to_string()),
+                    ("duration_s", &seconds),
+                    ("when", "always"),
+                ])
+                .send()
+                .await?;
+            let status = answer.status().as_u16();
+            answer.bytes().await?;
+            // reqwest follows the redirect back to the editor page.
+            ensure!(status == 200, "the editor's save answered {status}");
         } else {
             rig.op(&json!({
                 "op": "set_item_duration", "playlist": playlist, "item": item,
@@ -148,10 +193,10 @@ pub async fn run(args: &Args) -> Result<Report> {
             }))
             .await?;
         }
-        let series = if at_central {
-            &mut report.central
-        } else {
-            &mut report.hub
+        let series = match origin {
+            0 => &mut report.central,
+            1 => &mut report.editor,
+            _ => &mut report.hub,
         };
         let mut seen = vec![false; agents.len()];
         let deadline = t0 + ROUND_LIMIT;
@@ -168,6 +213,7 @@ pub async fn run(args: &Args) -> Result<Report> {
         series.missed += seen.iter().filter(|s| !**s).count();
     }
     report.central.latencies.sort();
+    report.editor.latencies.sort();
     report.hub.latencies.sort();
     for agent in agents {
         agent.shutdown().await?;
@@ -207,6 +253,11 @@ impl Report {
         t.note("central in-process, hub = real taplink-hub over QUIC on loopback, kiosk agents in-process over HTTP");
         for (name, series, target) in [
             ("edit at central", &self.central, Duration::from_secs(1)),
+            (
+                "\"Save\" in central's playlist editor",
+                &self.editor,
+                Duration::from_secs(1),
+            ),
             ("edit at the hub", &self.hub, Duration::from_millis(200)),
         ] {
             t.row(

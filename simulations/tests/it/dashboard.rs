@@ -493,10 +493,33 @@ async fn an_admin_builds_a_playlist_in_the_browser_and_the_kiosk_plays_it() {
     let mut rig = Rig::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let anchor = rig.anchor;
+    // The admin watches the overview while The Anchor's hub comes up: the row turns
+    // online through the live stream, without a reload.
+    let mut admin = rig.signed_in(ADMIN).await;
+    let _: bool = admin
+        .eval("(() => { window.notReloaded = true; return true; })()")
+        .await
+        .unwrap();
     let venue = hub_with_kiosk(&rig.central, anchor, tmp.path()).await;
+    admin
+        .wait_for(
+            &format!(
+                "window.notReloaded === true && document.querySelector('tr[data-venue=\"{anchor}\"]').dataset.hubState === 'online' && document.querySelector('tr[data-venue=\"{anchor}\"] td[data-label=Kiosks]').textContent.includes('of 1')"
+            ),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let pending: String = admin
+        .eval(&format!(
+            "document.querySelector('tr[data-venue=\"{anchor}\"] td[data-label=\"Pending changes\"]').textContent.trim()"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(pending, "in sync");
+    shoot(&mut admin, "overview-live").await;
 
     // The admin uploads two images to The Anchor's library.
-    let mut admin = rig.signed_in(ADMIN).await;
     admin
         .goto(&rig.url(&format!("/media?venue={anchor}")))
         .await
