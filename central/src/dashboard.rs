@@ -20,8 +20,11 @@
 //! | `GET /reports` (proof of play: chart and table) | venue_read |
 //! | `GET /venues/{id}/provisioning`, `POST /venues/{id}/kiosk-codes` | kiosk_code_manage |
 //! | `POST /venues/{id}/enrollment-codes` (the code shown once, with a QR code) | hub_enroll |
+//! | `POST /venues/{id}/kiosk-codes/{code}/revoke` | kiosk_code_manage |
+//! | `POST /venues/{id}/kiosks/{kiosk}/remove` (unpair) | pairing_manage |
 //! | `POST /hubs/{id}/revoke` | hub_revoke |
 //! | `GET /audit` | audit_read |
+//! | `GET /tokens`, `POST /tokens`, `POST /tokens/{id}/revoke` (one's own API tokens; an admin's: all) | token_manage |
 //! | `GET /people`, `POST /people`, `POST /people/{id}` (add, disable, enable, reset) | user_manage |
 //! | `GET /venues/{id}` (a venue: kiosk health, content proof, why this is playing, playlists with their week) | venue_read on that venue |
 //! | `POST /venues/{id}/playlists` (create one, `name`) | content_write |
@@ -47,6 +50,7 @@ mod playlist;
 mod provisioning;
 mod reports;
 mod timeline;
+mod tokens;
 mod venue;
 
 pub(crate) use audit::audit;
@@ -57,8 +61,11 @@ pub(crate) use people::{add_person, change_person, people};
 pub(crate) use playlist::{
     change as change_playlist, create as create_playlist, editor as playlist_editor,
 };
-pub(crate) use provisioning::{new_enrollment_code, new_kiosk_code, provisioning, revoke_hub};
+pub(crate) use provisioning::{
+    new_enrollment_code, new_kiosk_code, provisioning, remove_kiosk, revoke_hub, revoke_kiosk_code,
+};
 pub(crate) use reports::reports;
+pub(crate) use tokens::{make_token, revoke as revoke_token, tokens};
 pub(crate) use venue::venue_page;
 
 /// The stylesheet.
@@ -172,6 +179,8 @@ pub(crate) enum Section {
     Reports,
     /// The media library.
     Media,
+    /// API tokens.
+    Tokens,
     /// None of the navigation's.
     Other,
 }
@@ -206,6 +215,9 @@ pub(crate) fn page(viewer: Option<&Viewer>, section: Section, title: &str, body:
                             }
                             @if viewer.may(Action::AuditRead) {
                                 a href="/audit" aria-current=[(section == Section::Audit).then_some("page")] { "Audit log" }
+                            }
+                            @if viewer.may(Action::TokenManage) {
+                                a href="/tokens" aria-current=[(section == Section::Tokens).then_some("page")] { "API tokens" }
                             }
                             a href="/api/docs/" { "API" }
                         }

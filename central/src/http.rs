@@ -94,12 +94,13 @@ pub use hubs::{HubJson, HubList};
 use hubs::{get_hub, list_hubs, revoke_hub};
 pub use kiosk_codes::{CreateKioskCodeRequest, KioskCodeJson, KioskCodeList, KioskGrantJson};
 use kiosk_codes::{delete_kiosk_code, get_kiosk_codes, post_kiosk_code};
-pub(crate) use kiosk_codes::{issue_kiosk_code, kiosk_code_list};
+pub(crate) use kiosk_codes::{issue_kiosk_code, kiosk_code_list, revoke as revoke_kiosk_code};
 pub use lists::{KioskList, MediaList};
 pub use media::{DeletedMedia, MediaJson, RemovedItem};
 pub use openapi::{Body as OpenApiBody, Mismatch, OPS, Op, document, documented_statuses};
 pub use resources::{Assignments, ItemPatch, KioskPatch, NewItem, PlaylistBody};
 pub use tokens::{CreateTokenRequest, CreatedToken, TokenJson, TokenList};
+pub(crate) use tokens::{create_token, revoke_token, token_list};
 pub use users::{CreateUserRequest, UpdateUserRequest, UserList};
 pub(crate) use users::{create_user, update_user};
 pub(crate) use venues::issue_enrollment_code;
@@ -248,6 +249,20 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
         )
         .route(
             g,
+            "/venues/{id}/kiosk-codes/{code}/revoke",
+            &["POST"],
+            act(Action::KioskCodeManage),
+            post(dashboard::revoke_kiosk_code),
+        )
+        .route(
+            g,
+            "/venues/{id}/kiosks/{kiosk}/remove",
+            &["POST"],
+            act(Action::PairingManage),
+            post(dashboard::remove_kiosk),
+        )
+        .route(
+            g,
             "/hubs/{id}/revoke",
             &["POST"],
             act(Action::HubRevoke),
@@ -266,6 +281,20 @@ pub fn routes(state: &AppState) -> Routes<AppState> {
             &["POST"],
             act(Action::UserManage),
             post(dashboard::change_person),
+        )
+        .route(
+            g,
+            "/tokens",
+            &["GET", "POST"],
+            act(Action::TokenManage),
+            get(dashboard::tokens).post(dashboard::make_token),
+        )
+        .route(
+            g,
+            "/tokens/{id}/revoke",
+            &["POST"],
+            act(Action::TokenManage),
+            post(dashboard::revoke_token),
         )
         .route(
             g,
@@ -578,6 +607,10 @@ pub fn app(state: AppState) -> Router {
             ("POST", "/venues/{id}/enrollment-codes"),
             ("POST", "/venues/{id}/kiosk-codes"),
             ("POST", "/hubs/{id}/revoke"),
+            ("POST", "/venues/{id}/kiosk-codes/{code}/revoke"),
+            ("POST", "/venues/{id}/kiosks/{kiosk}/remove"),
+            ("POST", "/tokens"),
+            ("POST", "/tokens/{id}/revoke"),
             ("POST", "/venues/{id}/playlists"),
             ("POST", "/venues/{id}/playlists/{playlist}"),
         ],

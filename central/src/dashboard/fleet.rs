@@ -35,6 +35,9 @@ use super::{Section, Viewer, html_response, page, urlencode};
 /// Venues on a page.
 const PAGE_SIZE: usize = 50;
 
+/// Open alerts listed on the overview (the newest; the count says how many in all).
+const ALERTS_SHOWN: usize = 20;
+
 /// How often a live overview checks for changes.
 pub(crate) const LIVE_EVERY: Duration = Duration::from_secs(2);
 
@@ -106,28 +109,6 @@ pub(crate) struct RowData {
     summary: Option<VenueSummary>,
     /// Changes of central's document the hub has not acknowledged; `None`: never synced.
     pending_to_hub: Option<usize>,
-}
-
-/// The open alerts of the venues in `reach`, with their venue's name, oldest first.
-fn alerts_in_reach(state: &AppState, reach: &Reach) -> Result<Vec<(String, Alert)>, RegistryError> {
-    let registry = &state.registry;
-    let mut alerts = Vec::new();
-    for alert in registry.open_alerts(None)? {
-        let Ok(id) = alert.venue.parse() else {
-            continue;
-        };
-        let Some(venue) = registry.venue(id)? else {
-            continue;
-        };
-        let in_reach = match reach {
-            Reach::All => true,
-            Reach::Scope(scope) => scope.covers(venue.id, &venue.tags),
-        };
-        if in_reach {
-            alerts.push((venue.name, alert));
-        }
-    }
-    Ok(alerts)
 }
 
 /// The rows of `venues`: summaries from one query, pending changes from the documents.
@@ -205,7 +186,7 @@ pub(crate) async fn overview(
         let next = page.next;
         let rows = rows_of(&loading, page.items, now)?;
         let counts = registry.venue_state_counts(&reach, &online)?;
-        let alerts = alerts_in_reach(&loading, &reach)?;
+        let alerts = registry.open_alerts_in_reach(&reach, ALERTS_SHOWN)?;
         Ok::<_, RegistryError>((rows, next, counts, alerts))
     })
     .await;
@@ -271,13 +252,17 @@ pub(crate) async fn overview(
     )
 }
 
-/// The open alerts (an empty, hidden section when there are none, for live updates).
-fn alerts_markup(alerts: &[(String, Alert)], now: DateTime<Utc>) -> Markup {
+/// The newest open alerts and how many there are (an empty, hidden section when there
+/// are none, for live updates).
+fn alerts_markup((alerts, total): &(Vec<(String, Alert)>, usize), now: DateTime<Utc>) -> Markup {
     html! {
-        section.card.alerts id="open-alerts" aria-label="Open alerts" hidden[alerts.is_empty()] {
-            h2 { "Open alerts (" (alerts.len()) ")" }
+        section.card.alerts id="open-alerts" aria-label="Open alerts" hidden[*total == 0] {
+            h2 {
+                "Open alerts (" (total) ")"
+                @if *total > alerts.len() { " " span.muted { "— the newest " (alerts.len()) } }
+            }
             ul {
-                @for (venue, alert) in alerts.iter().rev().take(20) {
+                @for (venue, alert) in alerts {
                     li data-alert=(alert.kind) {
                         span.state.offline { (alert_label(&alert.kind)) } " "
                         strong { (venue) } ": " (alert.detail)
@@ -454,7 +439,8 @@ fn render_live(
         .collect();
     Ok(Live {
         counts: counts_markup(&registry.venue_state_counts(reach, &online)?).into_string(),
-        alerts: alerts_markup(&alerts_in_reach(state, reach)?, now).into_string(),
+        alerts: alerts_markup(&registry.open_alerts_in_reach(reach, ALERTS_SHOWN)?, now)
+            .into_string(),
         rows,
         at: format!("{} UTC", now.format("%H:%M:%S")),
     })

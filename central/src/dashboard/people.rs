@@ -115,7 +115,7 @@ fn render(
                 label for="new-password" { "Password" input id="new-password" name="password" type="password" autocomplete="new-password" minlength="10" required; }
                 button type="submit" { "Add person" }
             }
-            p.muted { "Store staff, technicians and viewers act only in the venues and tags you give them. API tokens are made by each person at " a href="/api/docs/" { "the API" } "." }
+            p.muted { "Store staff, technicians and viewers act only in the venues and tags you give them. API tokens are made by each person on " a href="/tokens" { "API tokens" } "." }
         }
     };
     page(Some(viewer), Section::People, "People", body)

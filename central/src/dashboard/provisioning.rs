@@ -10,7 +10,10 @@ use axum::{Extension, Form};
 use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 use taplink_sync_proto::authz::Action;
-use taplink_sync_proto::ids::{HubId, VenueId};
+use taplink_sync_proto::doc::{Kiosk, VenueCommand, load_venue};
+use taplink_sync_proto::ids::{GrantId, HubId, KioskId, VenueId};
+use taplink_sync_proto::note::Via;
+use taplink_sync_proto::wire::DocId;
 
 use crate::http::{ApiError, Caller, CreateKioskCodeRequest};
 use crate::state::AppState;
@@ -69,6 +72,17 @@ async fn render(
 ) -> Result<Markup, ApiError> {
     let (record, hubs) = load(state, venue).await?;
     let codes = crate::http::kiosk_code_list(state, venue).await?;
+    let docs = state.docs.clone();
+    let mut kiosks: Vec<(KioskId, Kiosk)> = tokio::task::spawn_blocking(move || {
+        docs.read(DocId::Venue(venue), |am| load_venue(am))
+            .ok()
+            .and_then(Result::ok)
+            .map(|doc| doc.kiosks.into_iter().collect())
+            .unwrap_or_default()
+    })
+    .await
+    .map_err(|e| ApiError::internal("loading kiosks", e))?;
+    kiosks.sort_by(|(a_id, a), (b_id, b)| a.name.cmp(&b.name).then(a_id.cmp(b_id)));
     let body = html! {
         p { a href="/" { "← Venues" } }
         h1 { "Provisioning · " (record.name) }
@@ -102,13 +116,48 @@ async fn render(
             h2 { "Kiosk codes" }
             @if codes.kiosk_codes.is_empty() { p.muted { "None yet." } } @else {
                 table {
-                    thead { tr { th { "Name" } th { "Group" } th { "State" } th { "Expires" } } }
+                    thead { tr { th { "Name" } th { "Group" } th { "State" } th { "Expires" } th {} } }
                     tbody {
                         @for c in &codes.kiosk_codes {
-                            tr { td { (c.name) } td { (c.group.clone().unwrap_or_default()) } td { (c.state) } td { (c.expires_at) } }
+                            tr data-kiosk-code=(c.id) {
+                                td { (c.name) } td { (c.group.clone().unwrap_or_default()) } td { (c.state) } td { (c.expires_at) }
+                                td {
+                                    form method="post" action={ "/venues/" (venue) "/kiosk-codes/" (c.id) "/revoke" } {
+                                        input type="hidden" name="csrf_token" value=(viewer.csrf);
+                                        button.secondary type="submit" {
+                                            @if c.kiosk.is_some() { "Forget" } @else { "Revoke" }
+                                        }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
+                p.muted { "Revoking an unused code stops it working once the change reaches the hub; forgetting a used one keeps its kiosk." }
+            }
+        }
+        section.card {
+            h2 { "Paired kiosks" }
+            @if kiosks.is_empty() { p.muted { "No kiosk paired yet." } } @else {
+                table {
+                    thead { tr { th { "Kiosk" } th { "Group" } th {} } }
+                    tbody {
+                        @for (id, k) in &kiosks {
+                            tr data-kiosk=(id) {
+                                td { (k.name) } td { (k.group.clone().unwrap_or_default()) }
+                                td {
+                                    @if viewer.may(Action::PairingManage) {
+                                        form method="post" action={ "/venues/" (venue) "/kiosks/" (id) "/remove" } {
+                                            input type="hidden" name="csrf_token" value=(viewer.csrf);
+                                            button.secondary type="submit" aria-label={ "Unpair " (k.name) } { "Unpair" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                p.muted { "An unpaired kiosk stops getting content once the change reaches the hub; pair it again to bring it back. Kiosks waiting to pair are approved at the hub, or pair themselves with a kiosk code." }
             }
         }
         section.card {
@@ -239,6 +288,61 @@ pub(crate) async fn new_kiosk_code(
     }
     .await;
     answer(result)
+}
+
+/// `POST /venues/{id}/kiosks/{kiosk}/remove`: unpair a kiosk (`VenueCommand::RemoveKiosk`
+/// through the API's one way to change a venue), back to the provisioning page.
+pub(crate) async fn remove_kiosk(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(via): Extension<Via>,
+    Path((id, kiosk)): Path<(String, String)>,
+) -> Response {
+    let result = async {
+        let venue = venue_of(&id)?;
+        let kiosk: KioskId =
+            kiosk
+                .parse()
+                .map_err(
+                    |e: taplink_sync_proto::ids::ParseIdError| ApiError::InvalidPath {
+                        message: format!("kiosk: {e}"),
+                    },
+                )?;
+        let command = VenueCommand::RemoveKiosk { id: kiosk };
+        crate::http::apply_venue_commands(&state, &caller, via, venue, vec![command]).await?;
+        tracing::info!(%venue, %kiosk, "kiosk unpaired from the dashboard");
+        Ok::<_, ApiError>(venue)
+    }
+    .await;
+    match result {
+        Ok(venue) => (
+            Extension(crate::http::ChangeAudited),
+            Redirect::to(&format!("/venues/{venue}/provisioning")),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /venues/{id}/kiosk-codes/{code}/revoke`: revoke an unused kiosk code (or forget
+/// a used one), back to the provisioning page.
+pub(crate) async fn revoke_kiosk_code(
+    State(state): State<AppState>,
+    Path((id, code)): Path<(String, String)>,
+) -> Response {
+    let result = async {
+        let venue = venue_of(&id)?;
+        let grant: GrantId = code.parse().map_err(|e| ApiError::InvalidPath {
+            message: format!("kiosk code id: {e}"),
+        })?;
+        crate::http::revoke_kiosk_code(&state, venue, grant).await?;
+        Ok::<_, ApiError>(venue)
+    }
+    .await;
+    match result {
+        Ok(venue) => Redirect::to(&format!("/venues/{venue}/provisioning")).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `POST /hubs/{id}/revoke`: revoke the hub, back to its venue's provisioning page.

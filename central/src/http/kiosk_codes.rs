@@ -200,9 +200,20 @@ pub(super) async fn delete_kiosk_code(
     let grant: GrantId = grant
         .parse()
         .map_err(|e| invalid(format!("kiosk code id: {e}")))?;
+    revoke(&state, venue, grant).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revoke (or forget, if used) kiosk code `grant` of `venue`: the API's and the
+/// dashboard's one way.
+pub(crate) async fn revoke(
+    state: &AppState,
+    venue: VenueId,
+    grant: GrantId,
+) -> Result<(), ApiError> {
     let registry = state.registry.clone();
     let docs = state.docs.clone();
     blocking(move || revoke_kiosk_code(&registry, &docs, venue, grant)).await?;
     tracing::info!(%venue, code = %grant, "kiosk code revoked");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

@@ -116,6 +116,17 @@ pub(super) async fn post_token(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<CreateTokenRequest>,
 ) -> Result<Response, ApiError> {
+    let created = create_token(&state, &caller, body).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// Make a token for `caller` (the API's and the dashboard's one way): its role is the
+/// caller's or viewer, its scope within the caller's, unless the caller is an admin.
+pub(crate) async fn create_token(
+    state: &AppState,
+    caller: &Caller,
+    body: CreateTokenRequest,
+) -> Result<CreatedToken, ApiError> {
     let maker = caller.principal();
     let role = body.role.unwrap_or(maker.role);
     let scope = match (body.venues, body.tags) {
@@ -155,7 +166,7 @@ pub(super) async fn post_token(
     }
     let new = NewApiToken {
         name: body.name,
-        owner: owner_of(&caller),
+        owner: owner_of(caller),
         principal: Principal { role, scope },
         lifetime: TimeDelta::days(days),
     };
@@ -163,14 +174,10 @@ pub(super) async fn post_token(
     let now = state.now();
     let (token, record) = blocking(move || registry.create_api_token(new, now)).await?;
     tracing::info!(token = %record.id, name = %record.name, role = %record.principal.role, "api token created");
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedToken {
-            token,
-            record: TokenJson::from(&record),
-        }),
-    )
-        .into_response())
+    Ok(CreatedToken {
+        token,
+        record: TokenJson::from(&record),
+    })
 }
 
 /// `GET /api/v1/tokens`.
@@ -178,18 +185,23 @@ pub(super) async fn list_tokens(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<TokenList>, ApiError> {
+    token_list(&state, &caller).await.map(Json)
+}
+
+/// The caller's tokens (an admin's: every token), newest first.
+pub(crate) async fn token_list(state: &AppState, caller: &Caller) -> Result<TokenList, ApiError> {
     let registry = state.registry.clone();
     let all = caller.principal().role == Role::Admin;
-    let owner = owner_of(&caller);
+    let owner = owner_of(caller);
     // A non-admin token made with the bootstrap admin token has no owner, and no tokens.
     let tokens = match (all, owner) {
         (true, _) => blocking(move || registry.list_api_tokens(None)).await?,
         (false, Some(owner)) => blocking(move || registry.list_api_tokens(Some(owner))).await?,
         (false, None) => Vec::new(),
     };
-    Ok(Json(TokenList {
+    Ok(TokenList {
         tokens: tokens.iter().map(TokenJson::from).collect(),
-    }))
+    })
 }
 
 /// `DELETE /api/v1/tokens/{id}`: revoke one's own token (an admin: any).
@@ -198,9 +210,19 @@ pub(super) async fn delete_token(
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
+    revoke_token(&state, &caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revoke token `id` if it is the caller's (an admin: any).
+pub(crate) async fn revoke_token(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+) -> Result<(), ApiError> {
     let registry = state.registry.clone();
     let all = caller.principal().role == Role::Admin;
-    let owner = owner_of(&caller);
+    let owner = owner_of(caller);
     let now = state.now();
     let revoked = blocking(move || {
         let Some(token) = registry.api_token(&id)? else {
@@ -214,7 +236,7 @@ pub(super) async fn delete_token(
     })
     .await?;
     if revoked {
-        Ok(StatusCode::NO_CONTENT)
+        Ok(())
     } else {
         Err(ApiError::NotFound {
             what: "that token (among yours)".into(),

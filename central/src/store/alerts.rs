@@ -124,6 +124,48 @@ impl Registry {
         Ok(change)
     }
 
+    /// The newest `limit` open alerts of the venues in `reach`, each with its venue's
+    /// name, and how many are open there in all: two queries, the reach checked in SQL (the
+    /// overview's panel, whatever the number of alerts).
+    pub fn open_alerts_in_reach(
+        &self,
+        reach: &super::Reach,
+        limit: usize,
+    ) -> Result<(Vec<(String, Alert)>, usize), RegistryError> {
+        let mut args = super::catalog::Args::default();
+        let mut clauses = args.scoped(reach, None, "v.id");
+        clauses.push("a.cleared_at IS NULL".to_owned());
+        let filter = super::catalog::where_of(&clauses);
+        let columns = COLUMNS
+            .split(", ")
+            .map(|c| format!("a.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let conn = self.lock();
+        let total: i64 = conn
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM alerts a JOIN venues v ON v.id = a.venue_id {filter}"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(rusqlite::params_from_iter(args.0.iter()), |row| row.get(0))
+            })
+            .map_err(sql("count open alerts"))?;
+        let n = args.push(super::catalog::limit_of(limit));
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {columns}, v.name FROM alerts a JOIN venues v ON v.id = a.venue_id {filter}
+                 ORDER BY a.opened_at DESC, a.id DESC LIMIT ?{n}"
+            ))
+            .map_err(sql("list open alerts"))?;
+        let alerts = stmt
+            .query_map(rusqlite::params_from_iter(args.0.iter()), |row| {
+                Ok((row.get::<_, String>(7)?, read(row)?))
+            })
+            .and_then(Iterator::collect)
+            .map_err(sql("list open alerts"))?;
+        Ok((alerts, usize::try_from(total).unwrap_or(0)))
+    }
+
     /// The open alerts (of `venue`, if given), oldest first.
     pub fn open_alerts(&self, venue: Option<VenueId>) -> Result<Vec<Alert>, RegistryError> {
         let conn = self.lock();

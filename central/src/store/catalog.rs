@@ -150,10 +150,10 @@ fn hub_state_sql(venue_col: &str, online_arg: usize) -> String {
 
 /// Collects a query's arguments and numbers its placeholders.
 #[derive(Default)]
-struct Args(Vec<Value>);
+pub(super) struct Args(pub(super) Vec<Value>);
 
 impl Args {
-    fn push(&mut self, value: impl Into<Value>) -> usize {
+    pub(super) fn push(&mut self, value: impl Into<Value>) -> usize {
         self.0.push(value.into());
         self.0.len()
     }
@@ -178,7 +178,12 @@ impl Args {
 impl Args {
     /// The clauses every list starts with: in reach, and of `venue` (in `venue_col`) if
     /// given.
-    fn scoped(&mut self, reach: &Reach, venue: Option<VenueId>, venue_col: &str) -> Vec<String> {
+    pub(super) fn scoped(
+        &mut self,
+        reach: &Reach,
+        venue: Option<VenueId>,
+        venue_col: &str,
+    ) -> Vec<String> {
         let mut clauses: Vec<String> = self
             .reach(reach, "v.id", "v.tags_json")
             .into_iter()
@@ -217,7 +222,7 @@ fn next_of<T>(items: &[T], limit: usize, key: impl Fn(&T) -> String) -> Option<S
         .flatten()
 }
 
-fn where_of(clauses: &[String]) -> String {
+pub(super) fn where_of(clauses: &[String]) -> String {
     if clauses.is_empty() {
         String::new()
     } else {
@@ -225,7 +230,7 @@ fn where_of(clauses: &[String]) -> String {
     }
 }
 
-fn limit_of(limit: usize) -> i64 {
+pub(super) fn limit_of(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 

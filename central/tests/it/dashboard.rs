@@ -550,3 +550,169 @@ async fn an_offline_hub_whose_kiosks_were_playing_says_so() {
         "{event}"
     );
 }
+
+#[tokio::test]
+async fn people_make_and_revoke_their_own_api_tokens_on_a_page() {
+    let init = Initialised::new();
+    let state = init.state();
+    let app = app(state.clone());
+    let ours = venue(&state, "The Anchor");
+    let (cookie, csrf) = crate::support::user_session(
+        &app,
+        &init.token(),
+        json!({"username": "sue", "role": "store_staff", "venues": [ours.to_string()],
+               "password": "correct horse battery"}),
+    )
+    .await;
+    let empty = call(&app, page("/tokens", &cookie)).await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert!(empty.text().contains("No tokens yet."));
+    // A role above one's own is refused, naming the field.
+    let above = call(
+        &app,
+        form(
+            "/tokens",
+            Some(&cookie),
+            &format!("csrf_token={csrf}&name=x&role=admin&expires_in_days=30"),
+        ),
+    )
+    .await;
+    assert_eq!(above.status, StatusCode::FORBIDDEN, "{}", above.text());
+    assert!(above.text().contains("role"));
+    let made = call(
+        &app,
+        form(
+            "/tokens",
+            Some(&cookie),
+            &format!("csrf_token={csrf}&name=menu+sync&role=viewer&expires_in_days=30"),
+        ),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.text());
+    let html = made.text();
+    let secret = html
+        .split("data-token=\"\">")
+        .nth(1)
+        .or_else(|| html.split("data-token>").nth(1))
+        .and_then(|rest| rest.split('<').next())
+        .expect("the new token is shown once")
+        .to_owned();
+    // It works, as a viewer of Sue's venue.
+    let venues = call(&app, request("GET", "/api/v1/venues", Some(&secret), None)).await;
+    assert_eq!(venues.status, StatusCode::OK, "{}", venues.text());
+    assert!(venues.text().contains("The Anchor"));
+    // Listed without the secret; revoked from its row.
+    let listed = call(&app, page("/tokens", &cookie)).await.text();
+    assert!(listed.contains("menu sync") && !listed.contains(&secret));
+    let id = listed
+        .split("data-token-id=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let revoked = call(
+        &app,
+        form(
+            &format!("/tokens/{id}/revoke"),
+            Some(&cookie),
+            &format!("csrf_token={csrf}"),
+        ),
+    )
+    .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.text());
+    let refused = call(&app, request("GET", "/api/v1/venues", Some(&secret), None)).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn technicians_unpair_kiosks_and_revoke_kiosk_codes_from_provisioning() {
+    let init = Initialised::new();
+    let state = init.state();
+    let app = app(state.clone());
+    let token = init.token();
+    let ours = venue(&state, "The Anchor");
+    let kiosk = taplink_sync_proto::ids::KioskId::random();
+    let op = json!({"op": "add_kiosk", "id": kiosk.to_string(), "name": "Bar"});
+    let added = call(
+        &app,
+        request(
+            "POST",
+            &format!("/api/v1/venues/{ours}/ops"),
+            Some(&token),
+            Some(&op.to_string()),
+        ),
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::OK);
+    let (tom, csrf) = crate::support::user_session(
+        &app,
+        &token,
+        json!({"username": "tom", "role": "technician", "venues": [ours.to_string()],
+               "password": "correct horse battery"}),
+    )
+    .await;
+    let code = call(
+        &app,
+        form(
+            &format!("/venues/{ours}/kiosk-codes"),
+            Some(&tom),
+            &format!("csrf_token={csrf}&name=Door"),
+        ),
+    )
+    .await;
+    assert_eq!(code.status, StatusCode::OK, "{}", code.text());
+    let html = call(&app, page(&format!("/venues/{ours}/provisioning"), &tom))
+        .await
+        .text();
+    assert!(html.contains(&format!("data-kiosk=\"{kiosk}\"")), "{html}");
+    let grant = html
+        .split("data-kiosk-code=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let revoked = call(
+        &app,
+        form(
+            &format!("/venues/{ours}/kiosk-codes/{grant}/revoke"),
+            Some(&tom),
+            &format!("csrf_token={csrf}"),
+        ),
+    )
+    .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.text());
+    let unpaired = call(
+        &app,
+        form(
+            &format!("/venues/{ours}/kiosks/{kiosk}/remove"),
+            Some(&tom),
+            &format!("csrf_token={csrf}"),
+        ),
+    )
+    .await;
+    assert_eq!(
+        unpaired.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        unpaired.text()
+    );
+    let html = call(&app, page(&format!("/venues/{ours}/provisioning"), &tom))
+        .await
+        .text();
+    assert!(html.contains("No kiosk paired yet."), "{html}");
+    assert!(!html.contains("data-kiosk-code="), "{html}");
+    // Both are in the audit log, under the technician's name.
+    let audit = call(
+        &app,
+        request(
+            "GET",
+            &format!("/api/v1/audit?venue={ours}"),
+            Some(&token),
+            None,
+        ),
+    )
+    .await
+    .text();
+    assert!(audit.contains("remove_kiosk"), "{audit}");
+    assert!(audit.contains("kiosk-codes"), "{audit}");
+}
