@@ -26,7 +26,7 @@ fi
 
 cargo build --release --locked --bins
 sim=target/release/taplink-sim
-all=(blob reconverge warm reconnect manifest memory screen discovery flood login lists guess)
+all=(blob reconverge warm reconnect manifest memory screen discovery flood login lists guess dashboard)
 if (($# == 0)); then
   for bench in "${all[@]}"; do
     "$sim" bench "$bench"

@@ -3,7 +3,8 @@
 //! the venue side the manifest polls against nginx, memory, change-to-screen and mDNS
 //! discovery (these run the real `taplink-hub` / `taplink-kiosk` binaries: build them
 //! first, as `scripts/bench.sh` does); at central, what a sign-in costs, every list page
-//! at fleet scale, and a password-guessing run against the login throttle.
+//! at fleet scale, a password-guessing run against the login throttle, and the dashboard's
+//! pages at fleet scale.
 //!
 //! Each bench prints its figures as a small table next to its target and returns them, so
 //! tests can run the same code at a small size. Everything runs on 127.0.0.1, every loop
@@ -13,6 +14,7 @@
 pub mod blob;
 pub mod clock;
 pub mod cpu;
+pub mod dashboard;
 pub mod discovery;
 pub mod flood;
 pub mod guess;
@@ -60,6 +62,9 @@ pub enum Bench {
     Lists(lists::Args),
     /// A password-guessing run at central's login while another account signs in.
     Guess(guess::Args),
+    /// The dashboard's fleet overview and a venue page at fleet scale (the fleet of
+    /// `lists`, with hubs online, heartbeats and alerts), as an admin with a session.
+    Dashboard(dashboard::Args),
 }
 
 /// The `q` quantile (0..=1) of `sorted` latencies (zero when there are none).
@@ -127,6 +132,7 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
             .table(),
         Bench::Lists(args) => lists::run(&args).await?.table(),
         Bench::Guess(args) => guess::run(&args).await?.table(),
+        Bench::Dashboard(args) => dashboard::run(&args).await?.table(),
     };
     println!("{table}");
     Ok(())

@@ -43,7 +43,7 @@ pub struct Args {
 }
 
 /// The tag a fifth of the venues carry, and the technician's scope.
-const TAG: &str = "region:north";
+pub(crate) const TAG: &str = "region:north";
 /// Every how many venues one is tagged.
 const TAG_EVERY: usize = 5;
 /// The technician's password.
@@ -109,7 +109,7 @@ pub async fn run(args: &Args) -> Result<Report> {
     let dir = tempfile::tempdir()?;
     let node = CentralNode::start(&dir.path().join("central")).await?;
     let started = clock::now();
-    let (mut fleet, sample) = fill(&node, args).await?;
+    let (mut fleet, _, sample) = fill(&node, args).await?;
     fleet.fill = started.elapsed();
     eprintln!(
         "lists: filled {} venues, {} kiosks, {} hubs, {} audit entries in {:.1} s",
@@ -211,8 +211,12 @@ pub async fn run(args: &Args) -> Result<Report> {
     })
 }
 
-/// Fill the fleet; returns what it holds and a tagged venue with kiosks and media.
-async fn fill(node: &CentralNode, args: &Args) -> Result<(Fleet, VenueId)> {
+/// Fill the fleet; returns what it holds, its venues in the order they were made, and a
+/// tagged venue with kiosks and media. `bench dashboard` fills the same fleet.
+pub(crate) async fn fill(
+    node: &CentralNode,
+    args: &Args,
+) -> Result<(Fleet, Vec<VenueId>, VenueId)> {
     let state = node.central.state();
     let registry = &state.registry;
     let tag: VenueTag = TAG.parse()?;
@@ -328,7 +332,7 @@ async fn fill(node: &CentralNode, args: &Args) -> Result<(Fleet, VenueId)> {
         .nth(venues.len() / TAG_EVERY / 2)
         .copied()
         .context("no venue")?;
-    Ok((fleet, sample))
+    Ok((fleet, venues, sample))
 }
 
 /// One caller's keep-alive connection to central.

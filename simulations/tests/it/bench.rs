@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use taplink_simulations::bench::{blob, guess, lists, login, reconnect, reconverge, warm};
+use taplink_simulations::bench::{
+    blob, dashboard, guess, lists, login, reconnect, reconverge, warm,
+};
 
 #[test]
 fn reconverge_sends_the_offline_edits_not_the_history() {
@@ -145,6 +147,81 @@ async fn lists_bench_times_every_page_for_both_callers() {
     let table = report.table().to_string();
     assert!(
         table.contains("baseline GET /healthz") && table.contains("worst p99"),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_bench_times_the_overview_and_a_venue_page_with_hubs_online() {
+    let report = dashboard::run(&dashboard::Args {
+        venues: 60,
+        kiosks_per_venue: 7,
+        audit: 100,
+        online: 40,
+        beats: 3,
+        history: 20,
+        silent_every: 5,
+        requests: 3,
+    })
+    .await
+    .unwrap();
+    let fleet = &report.fleet;
+    assert_eq!(fleet.connected, 40);
+    let state = |name: &str| {
+        fleet
+            .states
+            .iter()
+            .find(|(s, _)| s == name)
+            .map_or(0, |(_, n)| *n)
+    };
+    // 54 venues have a hub: 40 online; of the other 14, those seen are offline since.
+    assert_eq!(state("online"), 40, "{fleet:?}");
+    assert_eq!(state("no_hub"), 6, "{fleet:?}");
+    assert_eq!(state("offline") + state("never_connected"), 14, "{fleet:?}");
+    assert!(state("offline") > 0 && fleet.offline_playing == state("offline"));
+    assert!(
+        fleet.alerts > 0,
+        "offline hubs and silent kiosks: {fleet:?}"
+    );
+    let names: Vec<&str> = report.pages.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "overview, first page",
+            "overview ?state=offline",
+            "overview ?tag=region:north",
+            "overview, deepest full page (cursor)",
+            "venue page"
+        ]
+    );
+    for page in &report.pages {
+        assert_eq!(page.times.len(), 3, "{page:?}");
+        assert!(page.times.windows(2).all(|w| w[0] <= w[1]), "sorted");
+        assert!(
+            page.assets
+                .iter()
+                .any(|(a, n)| a == "/assets/style.css" && *n > 0),
+            "{page:?}"
+        );
+        assert!(page.weight() > page.html);
+    }
+    let page = |name: &str| report.pages.iter().find(|p| p.name == name).unwrap();
+    // Pages of 50: 60 venues fill one.
+    assert_eq!(page("overview, first page").rows, 50);
+    assert_eq!(page("overview, deepest full page (cursor)").rows, 50);
+    assert_eq!(page("overview, deepest full page (cursor)").path, "/");
+    assert_eq!(page("overview ?state=offline").rows, state("offline"));
+    assert_eq!(page("overview ?tag=region:north").rows, 12);
+    // The venue page: every kiosk with a heartbeat, some up to date and some behind.
+    let venue = page("venue page");
+    assert_eq!(venue.rows, 7);
+    assert!(
+        venue.detail.contains("up_to_date") && venue.detail.contains("behind"),
+        "{venue:?}"
+    );
+    let table = report.table().to_string();
+    assert!(
+        table.contains("baseline GET /healthz") && table.contains("verdict (issue 13)"),
         "{table}"
     );
 }

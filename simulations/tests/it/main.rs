@@ -14,6 +14,7 @@
 mod bench;
 mod central_ops;
 mod dashboard;
+mod dashboard_wan;
 mod demo;
 mod hub_avahi;
 mod hub_crash;
