@@ -231,7 +231,10 @@ pub async fn run(args: &Args) -> Result<Report> {
         .collect();
     let offline_playing = state
         .registry
-        .venue_summaries(&offline_ids)?
+        .venue_summaries(
+            &offline_ids,
+            state.now() - state.config.alert_offline_after.duration(),
+        )?
         .values()
         .filter(|s| s.kiosks_last_playing > 0)
         .count();
