@@ -86,10 +86,11 @@ pub async fn run(args: &Args) -> Result<Report> {
         config.hub_plain_http = true;
         config.device_name = format!("bench-{i}");
         config.pairing_poll_ms = 100;
-        agents.push(taplink_kiosk::Kiosk::bind(config).await?);
-    }
-    for (i, agent) in agents.iter().enumerate() {
-        pair(&rig, agent, i).await?;
+        // One at a time: all come from 127.0.0.1, and the hub keeps only a few waiting
+        // pairings per address (older ones give way), as a venue's LAN would not.
+        let agent = taplink_kiosk::Kiosk::bind(config).await?;
+        pair(&rig, &agent, i).await?;
+        agents.push(agent);
     }
     // Every agent reports each manifest it adopts.
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, String, Instant)>();
@@ -142,7 +143,7 @@ pub async fn run(args: &Args) -> Result<Report> {
         .admin(
             "POST",
             "/api/v1/users",
-            Some(&json!({ "username": "ed", "display_name": "Ed", "role": "admin", "password": password })),
+            Some(&json!({ "username": "editor", "display_name": "Ed Editor", "role": "admin", "password": password })),
         )
         .await?;
     ensure!(
@@ -150,7 +151,7 @@ pub async fn run(args: &Args) -> Result<Report> {
         "creating the editor's admin: {status} {body}"
     );
     let browser = crate::bench::http_client(None)?;
-    let (cookie, status) = crate::bench::sign_in(&browser, &base, "ed", password).await?;
+    let (cookie, status) = crate::bench::sign_in(&browser, &base, "editor", password).await?;
     let cookie = cookie.with_context(|| format!("signing in answered {status}"))?;
     let csrf =
         taplink_central::store::csrf_token_for(cookie.split_once('=').map_or("", |(_, v)| v));

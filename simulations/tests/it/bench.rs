@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use taplink_simulations::bench::{
-    blob, dashboard, guess, lists, login, reconnect, reconverge, warm,
+    blob, dashboard, guess, lists, login, reconnect, reconverge, screen, warm,
 };
 
 #[test]
@@ -259,4 +259,23 @@ fn the_throttle_allows_ten_then_one_per_doubling_wait() {
     assert_eq!(guess::allowed_within(Duration::from_secs(1)), 12);
     assert_eq!(guess::allowed_within(Duration::from_secs(3)), 13);
     assert_eq!(guess::allowed_within(Duration::from_secs(120)), 17);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screen_bench_sees_every_origins_edit_reach_every_kiosk() {
+    let report = screen::run(&screen::Args {
+        kiosks: 2,
+        rounds: 3,
+        seed: 1,
+    })
+    .await
+    .unwrap();
+    // Each edit — at central, "Save" in the playlist editor, at the hub — reached both
+    // kiosks (a kiosk that did not adopt it within 10 s would be a miss).
+    for series in [&report.central, &report.editor, &report.hub] {
+        assert_eq!(series.missed, 0);
+        assert_eq!(series.latencies.len(), 6);
+    }
+    let table = report.table().to_string();
+    assert!(table.contains("playlist editor"), "{table}");
 }

@@ -321,6 +321,8 @@ async fn who_may_open_what() {
         (VIEWER, &anchor_codes, Sees::Refused),
         (TECHNICIAN, "/audit", Sees::Page),
         (STAFF, "/audit", Sees::Refused),
+        (VIEWER, "/tokens", Sees::Page),
+        (STAFF, "/tokens", Sees::Page),
     ];
     for (username, at, expected) in table {
         let mut page = rig.signed_in(username).await;
@@ -332,6 +334,14 @@ async fn who_may_open_what() {
         };
         assert_eq!(seen, expected, "{username} at {at}");
         assert_eq!(path(&mut page).await, at, "{username} stays at {at}");
+        if seen == Sees::Page && (at == "/tokens" || at == anchor_codes) {
+            let name = if at == "/tokens" {
+                "tokens"
+            } else {
+                "provisioning"
+            };
+            shoot(&mut page, name).await;
+        }
     }
 }
 
