@@ -439,6 +439,17 @@ impl DataDir {
         self.root.join("server.key")
     }
 
+    /// `roster.pem`: the roster signer's certificate (issued by the org CA for signing venue
+    /// rosters only).
+    pub fn roster_cert(&self) -> PathBuf {
+        self.root.join("roster.pem")
+    }
+
+    /// `roster.key`: the roster signer's private key (0600).
+    pub fn roster_key(&self) -> PathBuf {
+        self.root.join("roster.key")
+    }
+
     /// `docs.sqlite`: the CRDT documents (venues, org) and per-hub sync states.
     pub fn docs_db(&self) -> PathBuf {
         self.root.join("docs.sqlite")

@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod observe;
 pub mod proof;
 pub mod retention;
+pub mod roster;
 pub mod server;
 pub mod state;
 pub mod store;

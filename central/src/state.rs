@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rustls::pki_types::CertificateDer;
-use taplink_certs::{Fingerprint, OrgCa, PrivateKey, StoreError, cert_der_from_pem};
+use taplink_certs::{Fingerprint, OrgCa, PrivateKey, RosterSigner, StoreError, cert_der_from_pem};
 use taplink_sync_proto::clock::{Clock, SystemClock};
 use taplink_sync_proto::ids::HubId;
 use taplink_sync_proto::wire::TelemetryEvent;
@@ -111,6 +111,8 @@ pub struct CentralPki {
     pub server_key: PrivateKey,
     /// SHA-256 fingerprint of `server_cert`, which enrollment codes pin.
     pub server_fingerprint: Fingerprint,
+    /// The roster signer (`roster.pem`, `roster.key`): signs venue rosters, nothing else.
+    pub roster: RosterSigner,
 }
 
 impl CentralPki {
@@ -130,13 +132,51 @@ impl CentralPki {
         let server_cert = load_cert(data)?;
         let server_key = PrivateKey::load(&data.server_key())
             .map_err(|source| LoadError::ServerIdentity { source })?;
+        let roster = roster_signer(data, &ca)?;
         Ok(CentralPki {
             server_fingerprint: Fingerprint::of(&server_cert),
             ca,
             server_cert,
             server_key,
+            roster,
         })
     }
+}
+
+/// The roster signer of `data`, issued by `ca` (for as long as the CA is valid) and saved
+/// the first time: data directories made before rosters existed get one at their next
+/// start.
+fn roster_signer(data: &DataDir, ca: &OrgCa) -> Result<RosterSigner, LoadError> {
+    let (cert_path, key_path) = (data.roster_cert(), data.roster_key());
+    let bad = |source: StoreError| LoadError::ServerIdentity { source };
+    if cert_path.exists() && key_path.exists() {
+        let bytes = taplink_certs::store::read_public_file(&cert_path).map_err(bad)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            bad(StoreError::BadContents {
+                path: cert_path.clone(),
+                reason: "not UTF-8 PEM text".to_owned(),
+            })
+        })?;
+        let cert = cert_der_from_pem(&text).map_err(|e| {
+            bad(StoreError::BadContents {
+                path: cert_path.clone(),
+                reason: e.to_string(),
+            })
+        })?;
+        let key = PrivateKey::load(&key_path).map_err(bad)?;
+        return Ok(RosterSigner::new(cert, key));
+    }
+    let issued = ca.issue_roster_signer(ca.validity()).map_err(|e| {
+        bad(StoreError::BadContents {
+            path: cert_path.clone(),
+            reason: format!("issuing the roster signer: {e}"),
+        })
+    })?;
+    issued.key.save(&key_path).map_err(bad)?;
+    taplink_certs::store::write_public_file(&cert_path, issued.cert.pem().as_bytes())
+        .map_err(bad)?;
+    tracing::info!(path = %cert_path.display(), "issued the roster signer");
+    Ok(RosterSigner::new(issued.cert.der().clone(), issued.key))
 }
 
 /// Read central's server certificate (`server.pem`).
@@ -196,6 +236,9 @@ pub struct AppState {
     /// Held while changes are recorded in the audit log ([`crate::audit`]), so two
     /// recorders never read the same cursor.
     pub audit_lock: Arc<std::sync::Mutex<()>>,
+    /// Told whenever users change through this process: each hub session then checks its
+    /// venue's roster (`roster::current`).
+    pub rosters_changed: broadcast::Sender<()>,
     /// Since when central has seen each kiosk's content proof say "behind" (the
     /// content-behind alert's clock; `alerts::evaluate` keeps it).
     pub behind_since: Arc<
@@ -264,6 +307,7 @@ impl AppState {
             online: Arc::default(),
             audit_lock: Arc::default(),
             behind_since: Arc::default(),
+            rosters_changed: broadcast::channel(16).0,
             registry: Arc::new(registry),
             metrics: Arc::new(Metrics::new()),
             pki: Arc::new(pki),

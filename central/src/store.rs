@@ -254,6 +254,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX alerts_open ON alerts(key) WHERE cleared_at IS NULL;
     CREATE INDEX alerts_open_by_venue ON alerts(venue_id) WHERE cleared_at IS NULL;
     ",
+    // 9: rosters (`roster.rs`): the latest signed roster of each venue.
+    "
+    CREATE TABLE rosters (
+        venue_id   TEXT PRIMARY KEY NOT NULL,
+        version    INTEGER NOT NULL,
+        body       BLOB NOT NULL,
+        signature  BLOB NOT NULL,
+        issued_at  INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    ",
 ];
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -492,8 +502,8 @@ pub use plays::{
 pub use tokens::{ApiToken, MAX_TOKEN_DAYS, NewApiToken, TOKEN_PREFIX};
 pub use users::{
     ARGON2_CONCURRENCY, ARGON2_MEMORY_KIB, ARGON2_PASSES, MAX_PASSWORD_BYTES, MAX_USERNAME_CHARS,
-    MIN_PASSWORD_CHARS, NewUser, SESSION_IDLE, SESSION_MAX, Session, User, UserError, UserPatch,
-    check_password, csrf_token_for, hash_password,
+    MIN_PASSWORD_CHARS, NewUser, SESSION_IDLE, SESSION_MAX, Session, StoredRoster, User, UserError,
+    UserPatch, check_password, csrf_token_for, hash_password,
 };
 
 /// A fresh secret: `bytes` random bytes in lowercase base32 (the alphabet of Taplink ids).

@@ -324,10 +324,28 @@ async fn run_hub(
     };
     let mut peer = peer::run(conn.clone(), params, &shared.tasks, &cancel);
     let mut revocations = state.hub_revocations.subscribe();
+    let mut roster_news = state.rosters_changed.subscribe();
+    let mut roster_check = tokio::time::interval(crate::roster::RECHECK);
+    roster_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The version last sent on this session (rosters go only to an established session).
+    let mut roster_sent: Option<Vec<u8>> = None;
     let mut established = false;
     state.metrics.hub_connected(1);
     loop {
         tokio::select! {
+            news = roster_news.recv(), if established => {
+                if matches!(news, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    continue;
+                }
+                if !send_roster(&state, ids, &peer, &mut roster_sent).await {
+                    break;
+                }
+            }
+            _ = roster_check.tick(), if established => {
+                if !send_roster(&state, ids, &peer, &mut roster_sent).await {
+                    break;
+                }
+            }
             revoked = revocations.recv() => {
                 if matches!(revoked, Ok(h) if h == ids.hub) {
                     warn!(hub = %ids.hub, "closing the connection of a revoked hub");
@@ -351,6 +369,9 @@ async fn run_hub(
                         warn!(hub = %ids.hub, error = %e, "cannot record hub status");
                     }
                     info!(hub = %ids.hub, venue = %ids.venue, software = %hello.software, "hub connected");
+                    if !send_roster(&state, ids, &peer, &mut roster_sent).await {
+                        break;
+                    }
                 }
                 PeerEvent::Sync(sync) => {
                     if sync.synced {
@@ -407,6 +428,36 @@ async fn run_hub(
     let _ = state
         .registry
         .touch_hub(ids.hub, state.now(), None, None, None);
+}
+
+/// Send the venue's current roster on this session unless it is the one last sent:
+/// `false` if the session is gone.
+async fn send_roster(
+    state: &AppState,
+    ids: HubIdentity,
+    peer: &peer::Peer,
+    sent: &mut Option<Vec<u8>>,
+) -> bool {
+    let issuing = state.clone();
+    let current =
+        tokio::task::spawn_blocking(move || crate::roster::current(&issuing, ids.venue)).await;
+    let signed = match current {
+        Ok(Ok(signed)) => signed,
+        Ok(Err(e)) => {
+            warn!(hub = %ids.hub, venue = %ids.venue, error = %e, "cannot make the venue's roster");
+            return true;
+        }
+        Err(e) => {
+            warn!(hub = %ids.hub, error = %e, "the roster task failed");
+            return true;
+        }
+    };
+    if sent.as_deref() == Some(signed.body.as_slice()) {
+        return true;
+    }
+    *sent = Some(signed.body.clone());
+    debug!(hub = %ids.hub, venue = %ids.venue, "sending the venue's roster");
+    peer.send(Message::Roster(signed)).await
 }
 
 async fn enroll(conn: quinn::Connection, state: AppState) {

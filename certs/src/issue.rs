@@ -276,7 +276,7 @@ impl OrgCa {
         )
     }
 
-    fn issue(
+    pub(crate) fn issue(
         &self,
         key: &impl PublicKeyData,
         common_name: &str,

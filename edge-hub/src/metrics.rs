@@ -4,6 +4,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+/// The `reason` label of a refusal counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+pub struct Reason {
+    /// Why.
+    pub reason: &'static str,
+}
+
 /// Every metric the hub exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -39,6 +46,11 @@ pub struct Metrics {
     /// Pairing requests refused because their kiosk code was unknown, expired or used (a
     /// steady rise means someone is guessing).
     pub kiosk_codes_refused: Counter,
+    /// The version of the roster held (0: none yet).
+    pub roster_version: Gauge,
+    /// Rosters from central refused, by reason (`unsigned`, `bad_signature`,
+    /// `not_roster_signer`, `malformed`, `other_venue`, `older`).
+    pub rosters_refused: prometheus_client::metrics::family::Family<Reason, Counter>,
     /// The HTTP listener's connections (open, accepted, refused over a cap, timed out).
     pub listener: taplink_sync_io::web::listener::ListenerMetrics,
     /// The guessing throttle, whose failure and refusal counters are exported here.
@@ -65,12 +77,24 @@ impl Metrics {
             kiosk_events_accepted: Counter::default(),
             kiosk_codes_redeemed: Counter::default(),
             kiosk_codes_refused: Counter::default(),
+            roster_version: Gauge::default(),
+            rosters_refused: Default::default(),
             listener: Default::default(),
             throttle: Default::default(),
             registry: Registry::default(),
         };
         m.listener.register(&mut registry);
         m.throttle.register(&mut registry);
+        registry.register(
+            "roster_version",
+            "Version of the venue roster held (0: none yet)",
+            m.roster_version.clone(),
+        );
+        registry.register(
+            "rosters_refused",
+            "Rosters from central refused, by reason",
+            m.rosters_refused.clone(),
+        );
         registry.register(
             "uplink_connected",
             "1 while a session with central is up",

@@ -169,6 +169,7 @@ impl Hub {
             addr: config.http_listen,
             source,
         })?;
+        let uplink_clock = clock.clone();
         let state = Arc::new(http::HubState {
             venue: DocId::Venue(ids.venue),
             docs: docs.clone(),
@@ -225,6 +226,7 @@ impl Hub {
             outbox_ready: outbox_ready.clone(),
             metrics,
             tasks: node.tasks().clone(),
+            clock: uplink_clock,
         };
         let fingerprint = identity.fingerprint();
         let uplink_cancel = cancel.clone();

@@ -15,6 +15,7 @@
 
 pub mod devices;
 pub mod outbox;
+pub mod roster;
 pub mod staff;
 
 use std::collections::HashMap;
@@ -85,6 +86,15 @@ const MIGRATIONS: &[&str] = &[
     // event buffer): heartbeats are marked expendable, dropped first when it is full. Rows
     // queued before are not marked, which only makes them last longer.
     "ALTER TABLE outbox ADD COLUMN expendable INTEGER NOT NULL DEFAULT 0;",
+    // 6: the venue's roster from central, as signed (`store/roster.rs`): one row.
+    "CREATE TABLE roster (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        version      INTEGER NOT NULL,
+        body         BLOB NOT NULL,
+        signature    BLOB NOT NULL,
+        signer       BLOB NOT NULL,
+        received_at  INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// Why the hub's database failed.

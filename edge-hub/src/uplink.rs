@@ -19,6 +19,7 @@ use taplink_sync_io::net::PeerAddr;
 use taplink_sync_io::node::Backoff;
 use taplink_sync_io::peer::{self, PeerEvent, PeerParams};
 use taplink_sync_proto::ids::MediaHash;
+use taplink_sync_proto::roster::SignedRoster;
 use taplink_sync_proto::session::{Access, SessionConfig};
 use taplink_sync_proto::wire::{ChangeHash, DocId, MAX_TELEMETRY_BATCH, Message, PeerIdentity};
 use tokio::sync::{Notify, watch};
@@ -68,6 +69,8 @@ pub struct UplinkParts {
     /// The hub's task tracker: each connection's session driver and media fetcher run on
     /// it, so shutdown waits for a blob write or a document append to finish.
     pub tasks: tokio_util::task::TaskTracker,
+    /// The hub's clock (rosters' receipt time and their signer's validity).
+    pub clock: Arc<dyn taplink_sync_proto::clock::Clock>,
 }
 
 /// Run the uplink until `cancel`.
@@ -156,6 +159,49 @@ impl Dialer {
         endpoint
             .connect_with(self.client.clone(), addr, name)
             .map_err(|e| e.to_string())
+    }
+}
+
+/// A roster from central: kept if `taplink_sync_io::roster::admit` accepts it (signed by
+/// the org CA's roster signer, for this venue, newer than the held one), else refused,
+/// logged and counted.
+fn roster(identity: &Identity, parts: &UplinkParts, signed: &SignedRoster) {
+    let held = match parts.outbox.roster_version() {
+        Ok(held) => held,
+        Err(e) => {
+            warn!(error = %e, "cannot read the held roster; the new one waits for the next");
+            return;
+        }
+    };
+    let now = parts.clock.now();
+    let at = rustls::pki_types::UnixTime::since_unix_epoch(Duration::from_secs(
+        u64::try_from(now.timestamp()).unwrap_or(0),
+    ));
+    match taplink_sync_io::roster::admit(&identity.ca, signed, identity.ids.venue, held, at) {
+        Ok(roster) => match parts.outbox.keep_roster(signed, &roster, now) {
+            Ok(()) => {
+                parts
+                    .metrics
+                    .roster_version
+                    .set(i64::try_from(roster.version).unwrap_or(i64::MAX));
+                info!(
+                    version = roster.version,
+                    users = roster.users.len(),
+                    "roster from central kept"
+                );
+            }
+            Err(e) => warn!(error = %e, "cannot keep the roster from central"),
+        },
+        // The same roster again (a reconnect) is not news.
+        Err(taplink_sync_io::roster::RosterError::Older { got, held }) if got == held => {}
+        Err(e) => {
+            parts
+                .metrics
+                .rosters_refused
+                .get_or_create(&crate::metrics::Reason { reason: e.reason() })
+                .inc();
+            warn!(reason = e.reason(), error = %e, "refused a roster from central");
+        }
     }
 }
 
@@ -272,6 +318,7 @@ async fn connected(
                         parts.outbox_ready.notify_one();
                     }
                 }
+                PeerEvent::Message(Message::Roster(signed)) => roster(identity, parts, &signed),
                 PeerEvent::Message(other) => debug!(kind = other.kind(), "ignored message from central"),
             },
             _ = parts.outbox_ready.notified(), if batch_in_flight.is_none() => {

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod kiosk_code;
 pub mod manifest;
 pub mod note;
+pub mod roster;
 pub mod schedule;
 pub mod session;
 pub mod wire;

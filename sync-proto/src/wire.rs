@@ -269,6 +269,8 @@ pub enum Message {
         /// How many events were new.
         stored: u32,
     },
+    /// The venue's signed roster, central → hub (`crate::roster`).
+    Roster(crate::roster::SignedRoster),
     /// A refusal; the connection may carry on unless the code says otherwise.
     Error {
         /// What kind of refusal.
@@ -290,6 +292,7 @@ impl Message {
             Message::TelemetryBatch { .. } => "TelemetryBatch",
             Message::TelemetryAck { .. } => "TelemetryAck",
             Message::Error { .. } => "Error",
+            Message::Roster(_) => "Roster",
         }
     }
 }

@@ -102,6 +102,8 @@ pub(crate) async fn create_user(
     let now = state.now();
     let user = blocking(move || registry.create_user(new, now)).await?;
     tracing::info!(user = %user.username, role = %user.role, "user created");
+    // Hub sessions re-check their venue's roster.
+    let _ = state.rosters_changed.send(());
     Ok(user)
 }
 
@@ -197,6 +199,7 @@ pub(crate) async fn update_user(
             what: format!("user {id}"),
         })?;
     tracing::info!(user = %user.username, role = %user.role, disabled = user.disabled, "user changed");
+    let _ = state.rosters_changed.send(());
     Ok(user)
 }
 
@@ -214,5 +217,6 @@ pub(super) async fn delete_user(
         });
     }
     tracing::info!(user = %id, "user deleted");
+    let _ = state.rosters_changed.send(());
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,7 +11,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{OptionalExtension, params};
 use taplink_sync_proto::authz::{Principal, Role, Scope};
-use taplink_sync_proto::ids::UserId;
+use taplink_sync_proto::ids::{UserId, VenueId};
 
 use super::{Registry, RegistryError, random_secret, secret_hash, sql};
 use crate::timefmt::{from_unix_ms, to_unix_ms};
@@ -237,6 +237,9 @@ pub fn check_password(password: &str) -> Result<(), UserError> {
     Ok(())
 }
 
+/// A stored roster: version, body, signature.
+pub type StoredRoster = (u64, Vec<u8>, Vec<u8>);
+
 const USER_COLUMNS: &str =
     "id, username, display_name, role, scope_json, disabled, created_at, last_login_at";
 
@@ -313,6 +316,68 @@ impl Registry {
             0 => Err(UserError::Taken(new.username)),
             _ => Ok(user),
         }
+    }
+
+    /// Every user with their password hash (for venue rosters), by id.
+    pub fn users_with_hashes(&self) -> Result<Vec<(User, String)>, RegistryError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {USER_COLUMNS}, password_hash FROM users ORDER BY id"
+            ))
+            .map_err(sql("list users"))?;
+        stmt.query_map([], |row| Ok((user_of(row)?, row.get::<_, String>(8)?)))
+            .and_then(Iterator::collect)
+            .map_err(sql("list users"))
+    }
+
+    /// The latest roster central signed for `venue`: version, body, signature.
+    pub fn latest_roster(&self, venue: VenueId) -> Result<Option<StoredRoster>, RegistryError> {
+        self.lock()
+            .query_row(
+                "SELECT version, body, signature FROM rosters WHERE venue_id = ?1",
+                [venue.to_string()],
+                |row| {
+                    Ok((
+                        u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                        row.get(1)?,
+                        row.get(2)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(sql("read a roster"))
+    }
+
+    /// Keep `version` of `venue`'s roster as its latest, unless one at least as new is
+    /// there (two sessions issuing at once): whether it was kept.
+    pub fn store_roster(
+        &self,
+        venue: VenueId,
+        version: u64,
+        body: &[u8],
+        signature: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<bool, RegistryError> {
+        let changed = self
+            .lock()
+            .execute(
+                "INSERT INTO rosters (venue_id, version, body, signature, issued_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (venue_id) DO UPDATE SET
+                   version = excluded.version, body = excluded.body,
+                   signature = excluded.signature, issued_at = excluded.issued_at
+                 WHERE excluded.version > rosters.version",
+                params![
+                    venue.to_string(),
+                    i64::try_from(version).unwrap_or(i64::MAX),
+                    body,
+                    signature,
+                    to_unix_ms(now)
+                ],
+            )
+            .map_err(sql("store a roster"))?;
+        Ok(changed > 0)
     }
 
     /// Every user, by username.

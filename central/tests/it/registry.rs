@@ -56,6 +56,7 @@ fn create_migrates_to_the_current_schema_in_wal_mode_and_reopening_keeps_data() 
             "enrollment_codes",
             "hubs",
             "play_rollups",
+            "rosters",
             "sessions",
             "telemetry",
             "users",

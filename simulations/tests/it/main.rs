@@ -25,5 +25,6 @@ mod lan;
 mod mesh;
 mod player;
 mod preapprove;
+mod rosters;
 mod security;
 mod wan_proxy;

@@ -24,6 +24,7 @@ pub mod outbox;
 #[cfg(feature = "quic")]
 pub mod peer;
 pub mod private;
+pub mod roster;
 pub mod sqlite;
 #[cfg(feature = "quic")]
 pub mod transfer;

@@ -26,6 +26,7 @@
 //! | 6   | [`Message::TelemetryBatch`] | `(batch, events)`                          |
 //! | 7   | [`Message::TelemetryAck`]   | `(batch, stored)`                          |
 //! | 8   | [`Message::Error`]          | `(code, reason)`                           |
+//! | 9   | [`Message::Roster`]         | `(body, signature, signer)` ([`crate::roster::SignedRoster`]) |
 //!
 //! Tags are part of the wire format of this ALPN version: never renumber or reuse one.
 //! Tag 0 is deliberately unused so that a zero-filled buffer never decodes.
@@ -90,6 +91,7 @@ const TAG_BLOB_CHUNK: u8 = 5;
 const TAG_TELEMETRY_BATCH: u8 = 6;
 const TAG_TELEMETRY_ACK: u8 = 7;
 const TAG_ERROR: u8 = 8;
+const TAG_ROSTER: u8 = 9;
 
 impl Message {
     /// The message's tag byte on the wire (see the table in this module's docs).
@@ -103,6 +105,7 @@ impl Message {
             Message::TelemetryBatch { .. } => TAG_TELEMETRY_BATCH,
             Message::TelemetryAck { .. } => TAG_TELEMETRY_ACK,
             Message::Error { .. } => TAG_ERROR,
+            Message::Roster(_) => TAG_ROSTER,
         }
     }
 
@@ -385,6 +388,14 @@ fn serialize_body(msg: &Message, out: &mut Vec<u8>) -> postcard::Result<()> {
         Message::TelemetryBatch { batch, events } => postcard::to_io(&(batch, events), w),
         Message::TelemetryAck { batch, stored } => postcard::to_io(&(batch, stored), w),
         Message::Error { code, reason } => postcard::to_io(&(code, reason), w),
+        Message::Roster(r) => postcard::to_io(
+            &(
+                ByteSlice(&r.body),
+                ByteSlice(&r.signature),
+                ByteSlice(&r.signer),
+            ),
+            w,
+        ),
     }
     .map(|_| ())
 }
@@ -555,6 +566,14 @@ fn decode_body(tag_and_body: &[u8]) -> Result<Message, DecodeError> {
             let (code, reason): (ErrorCode, String) = payload("Error", body)?;
             Message::Error { code, reason }
         }
+        TAG_ROSTER => {
+            let (body, signature, signer): (&[u8], &[u8], &[u8]) = payload("Roster", body)?;
+            Message::Roster(crate::roster::SignedRoster {
+                body: body.to_vec(),
+                signature: signature.to_vec(),
+                signer: signer.to_vec(),
+            })
+        }
         tag => return Err(DecodeError::UnknownTag { tag }),
     };
     // The list counts were checked above while decoding; this covers strings and ranges
@@ -633,8 +652,12 @@ fn check_limits(msg: &Message) -> Result<(), LimitError> {
         Message::Error { reason, .. } => {
             check_str("Error", "reason", reason, MAX_ERROR_REASON_LEN)?
         }
-        // Bounded only by the frame length.
-        Message::DocSync { .. } | Message::BlobRequest { .. } | Message::TelemetryAck { .. } => {}
+        // Bounded only by the frame length (a roster body also by `MAX_ROSTER_BYTES`, checked
+        // where it is read).
+        Message::DocSync { .. }
+        | Message::BlobRequest { .. }
+        | Message::TelemetryAck { .. }
+        | Message::Roster(_) => {}
     }
     Ok(())
 }
@@ -975,6 +998,18 @@ impl fmt::Debug for FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_roster_round_trips_with_tag_9() {
+        let msg = Message::Roster(crate::roster::SignedRoster {
+            body: br#"{"venue":"x"}"#.to_vec(),
+            signature: vec![0x30, 1, 2],
+            signer: vec![0x30, 9, 9, 9],
+        });
+        let frame = encode_frame(&msg).unwrap();
+        assert_eq!(frame[FRAME_HEADER_LEN], 9);
+        assert_eq!(decode_frame(&frame).unwrap(), msg);
+    }
 
     #[test]
     fn bytes_form_matches_vec_u8_form() {

@@ -789,7 +789,7 @@ fn a_lower_stream_limit_is_enforced() {
 
 #[test]
 fn unknown_tags_are_named() {
-    for tag in [0u8, 9, 42, 255] {
+    for tag in [0u8, 10, 42, 255] {
         assert_eq!(
             decode_frame(&frame(tag, &[1, 2])),
             Err(DecodeError::UnknownTag { tag })
