@@ -58,6 +58,9 @@ pub enum ApiError {
     /// Too many of something are waiting; retry later (`429`).
     #[error("{0}")]
     TooMany(String),
+    /// Signed in, but the person's role does not allow this (`403`).
+    #[error("{0}")]
+    Forbidden(String),
     /// Something failed on the hub (storage, a task, a bug); nothing was accepted (`500`).
     /// The response says only this fixed sentence: the detail (which may name files,
     /// tables or internal state) went to the hub's log when the error was made, see
@@ -83,6 +86,7 @@ impl IntoResponse for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();

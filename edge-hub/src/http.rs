@@ -4,9 +4,11 @@
 //!
 //! Every route declares who may use it where it is registered ([`routes`], through
 //! [`Routes`]), and [`HubGate`] enforces that: kiosk routes need a device token, staff
-//! routes a staff token (`taplink-hub token create`), secret routes (a kiosk asking to pair,
-//! polling its pairing) are open but every wrong secret counts against the client in the
-//! guessing throttle. Writes must be JSON (uploads their media type), and `Host` must be
+//! routes a staff token (`taplink-hub token create`) or the session of a person signed in
+//! with their central account against the venue's roster (`crate::people`; writes with the
+//! session's CSRF token, and each handler `Staff::authorize`s its action for a person),
+//! secret routes (signing in, a kiosk asking to pair, polling its pairing) are open but
+//! every wrong secret counts against the client in the guessing throttle. Writes must be JSON (uploads their media type), and `Host` must be
 //! one of the hub's names (DNS rebinding).
 
 use std::sync::Arc;
@@ -77,6 +79,11 @@ pub struct HubState {
     pub hosts: Arc<HostPolicy>,
     /// Manifest long-polls waiting, per kiosk (capped per device token).
     pub long_polls: crate::kiosk_api::LongPolls,
+    /// This hub's venue.
+    pub venue_id: taplink_sync_proto::ids::VenueId,
+    /// Whether the API is served over plain HTTP (a lab): session cookies then lack
+    /// `Secure`, which a browser would not send back over HTTP.
+    pub plain_http: bool,
 }
 
 /// Every route of the hub with who may use it: the one place access is declared.
@@ -87,6 +94,27 @@ pub fn routes(state: &Arc<HubState>) -> Routes<Arc<HubState>> {
         .route(g, "/healthz", &["GET"], Access::Public, get(healthz))
         .route(g, "/metrics", &["GET"], Access::Public, get(metrics))
         .route(g, "/api/v1/status", &["GET"], Access::Staff, get(status))
+        .route(
+            g,
+            "/api/v1/auth/login",
+            &["POST"],
+            Access::Secret,
+            post(crate::people::login),
+        )
+        .route(
+            g,
+            "/api/v1/auth/logout",
+            &["POST"],
+            Access::Staff,
+            post(crate::people::logout),
+        )
+        .route(
+            g,
+            "/api/v1/auth/me",
+            &["GET"],
+            Access::Staff,
+            get(crate::people::me),
+        )
         .route(g, "/api/v1/venue", &["GET"], Access::Staff, get(venue))
         .route(
             g,
@@ -240,25 +268,45 @@ async fn kiosk_gate(State(s): State<Arc<HubState>>, mut req: Request, next: Next
     }
 }
 
-/// Who made a staff request: the name of their staff token.
+/// Who made a staff request: a staff token of this hub (by name), or a person signed in
+/// with their central account against the roster (`people.rs`).
 #[derive(Debug, Clone)]
 pub struct Staff {
-    /// The staff token's name.
+    /// The staff token's name, or the person's username.
     pub name: String,
+    /// The signed-in person; `None` for a staff token, which may take every staff action
+    /// (made on the device by whoever administers it).
+    pub person: Option<crate::people::Person>,
 }
 
 impl Staff {
     /// The change note of an edit this staff member makes (carried to central, whose
     /// audit log attributes it).
     pub fn note(&self, s: &HubState, ops: serde_json::Value) -> ChangeNote {
-        ChangeNote::new(
-            Author::HubStaff {
+        let author = match &self.person {
+            Some(p) => Author::User {
+                id: p.id.to_string(),
+            },
+            None => Author::HubStaff {
                 name: self.name.clone(),
             },
-            Via::Api,
-            s.clock.now().timestamp_millis(),
-            ops,
-        )
+        };
+        ChangeNote::new(author, Via::Api, s.clock.now().timestamp_millis(), ops)
+    }
+}
+
+impl Staff {
+    /// Whether this staff member may take `action` here: a staff token may take every
+    /// staff action; a person what their role allows (`authorize`).
+    pub fn authorize(
+        &self,
+        s: &HubState,
+        action: taplink_sync_proto::authz::Action,
+    ) -> Result<(), ApiError> {
+        match &self.person {
+            Some(p) => p.authorize(s.venue_id, action),
+            None => Ok(()),
+        }
     }
 }
 
@@ -277,6 +325,22 @@ impl FromRequestParts<Arc<HubState>> for Staff {
 /// Staff routes: an active staff token of this hub.
 async fn staff_gate(State(s): State<Arc<HubState>>, mut req: Request, next: Next) -> Response {
     let ip = guard::client_ip(&req);
+    // A person signed in with their central account: a session cookie, no bearer token.
+    if !req.headers().contains_key(header::AUTHORIZATION)
+        && crate::people::cookie(req.headers(), crate::people::SESSION_COOKIE).is_some()
+    {
+        let writes = !matches!(
+            *req.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        return match crate::people::session_staff(&s, req.headers(), writes).await {
+            Ok(staff) => {
+                req.extensions_mut().insert(staff);
+                next.run(req).await
+            }
+            Err(e) => e.into_response(),
+        };
+    }
     let token = match bearer(req.headers(), "staff token") {
         Ok(token) => token.to_owned(),
         Err(e) => return e.into_response(),
@@ -286,7 +350,7 @@ async fn staff_gate(State(s): State<Arc<HubState>>, mut req: Request, next: Next
     match found {
         Ok(Ok(Some(name))) => {
             s.metrics.throttle.succeed(ip);
-            req.extensions_mut().insert(Staff { name });
+            req.extensions_mut().insert(Staff { name, person: None });
             next.run(req).await
         }
         Ok(Ok(None)) => {
@@ -398,6 +462,7 @@ async fn apply_op(
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let command: VenueCommand = parse_json(&limited(body)?)?;
+    staff.authorize(&s, command.action())?;
     ensure_synced(&s)?;
     let note = staff.note(&s, serde_json::to_value(&command).unwrap_or_default());
     s.docs
@@ -439,6 +504,7 @@ async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    staff.authorize(&s, taplink_sync_proto::authz::Action::MediaWrite)?;
     let Query(q) = query.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
     let header = headers
         .get(header::CONTENT_TYPE)

@@ -319,6 +319,7 @@ pub(crate) async fn approve(
     staff: Staff,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    staff.authorize(&s, taplink_sync_proto::authz::Action::PairingManage)?;
     let req: Approve = parse_json(&limited(body)?)?;
     let code: PairingCode = req.code.parse().map_err(device_error)?;
     // Refuse before reserving anything while there is no document to add the kiosk to.
@@ -410,6 +411,7 @@ pub(crate) async fn revoke(
     staff: Staff,
     Path(kiosk): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    staff.authorize(&s, taplink_sync_proto::authz::Action::PairingManage)?;
     let kiosk: KioskId = kiosk
         .parse()
         .map_err(|e| ApiError::BadRequest(format!("kiosk id: {e}")))?;

@@ -13,6 +13,7 @@ pub mod identity;
 pub mod kiosk_api;
 pub mod mdns;
 pub mod metrics;
+pub mod people;
 pub mod server;
 pub mod store;
 pub mod uplink;

@@ -185,6 +185,8 @@ impl Hub {
             shutdown: cancel.clone(),
             view: view::VenueView::new(DocId::Venue(ids.venue)),
             long_polls: Default::default(),
+            venue_id: ids.venue,
+            plain_http: config.http_plain,
             hosts: Arc::new(taplink_sync_io::web::guard::HostPolicy::new(
                 config.http_hosts.clone(),
             )),

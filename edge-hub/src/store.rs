@@ -16,6 +16,7 @@
 pub mod devices;
 pub mod outbox;
 pub mod roster;
+pub mod sessions;
 pub mod staff;
 
 use std::collections::HashMap;
@@ -95,6 +96,14 @@ const MIGRATIONS: &[&str] = &[
         signer       BLOB NOT NULL,
         received_at  INTEGER NOT NULL
     ) STRICT;",
+    // 7: sessions of people signed in with their central account against the roster
+    // (`store/sessions.rs`); only the secret's hash is kept.
+    "CREATE TABLE sessions (
+        secret_hash   BLOB PRIMARY KEY,
+        user_id       TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        last_seen_at  INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// Why the hub's database failed.

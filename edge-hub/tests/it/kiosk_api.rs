@@ -99,6 +99,8 @@ impl TestHub {
             view: taplink_edge_hub::view::VenueView::new(DocId::Venue(venue)),
             hosts: Default::default(),
             long_polls: Default::default(),
+            venue_id: venue,
+            plain_http: true,
         });
         let staff = state.store.create_staff_token("tests", t0()).unwrap();
         Self {

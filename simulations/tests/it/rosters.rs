@@ -97,3 +97,183 @@ async fn the_hub_holds_its_venues_signed_roster_and_follows_changes() {
     );
     hub.shutdown().await.unwrap();
 }
+
+/// Sign in at the hub's LAN API: the session cookie and CSRF token, or the status.
+async fn hub_sign_in(
+    client: &reqwest::Client,
+    hub: &str,
+    username: &str,
+) -> Result<(String, String), u16> {
+    let answer = client
+        .post(format!("{hub}/api/v1/auth/login"))
+        .json(&json!({ "username": username, "password": "correct horse battery" }))
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let cookie = answer
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned);
+    let body: serde_json::Value = answer.json().await.unwrap_or_default();
+    match (status, cookie) {
+        (200, Some(cookie)) => Ok((cookie, body["csrf_token"].as_str().unwrap().to_owned())),
+        _ => Err(status),
+    }
+}
+
+/// An operation at the hub as a signed-in person.
+async fn hub_op(
+    client: &reqwest::Client,
+    hub: &str,
+    (cookie, csrf): &(String, String),
+    op: &serde_json::Value,
+) -> u16 {
+    client
+        .post(format!("{hub}/api/v1/venue/ops"))
+        .header(reqwest::header::COOKIE, cookie)
+        .header("X-CSRF-Token", csrf)
+        .json(op)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_sign_in_at_the_hub_with_their_central_password_even_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let central = CentralNode::start(&tmp.path().join("central"))
+        .await
+        .unwrap();
+    let anchor = central.create_venue("The Anchor", "Europe/London").unwrap();
+    let crown = central.create_venue("The Crown", "Europe/London").unwrap();
+    let mut ids = std::collections::BTreeMap::new();
+    for (name, role, venue) in [
+        ("sue", "store_staff", anchor),
+        ("vic", "viewer", anchor),
+        ("tom", "technician", crown),
+    ] {
+        let user = json!({ "username": name, "role": role, "password": "correct horse battery",
+                           "venues": [venue.to_string()] });
+        let (status, body) = central
+            .admin("POST", "/api/v1/users", Some(&user))
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{body}");
+        ids.insert(name, body["id"].as_str().unwrap().to_owned());
+    }
+    let dir = tmp.path().join("hub");
+    enroll_hub(
+        &dir,
+        central.quic_addr(),
+        &central.enrollment_token(anchor).unwrap(),
+    )
+    .await
+    .unwrap();
+    let hub = start_hub(&dir, None).await.unwrap();
+    eventually(WAIT, || hub.store().held_roster().ok().flatten())
+        .await
+        .unwrap();
+    let base = format!("http://{}", hub.http_addr());
+    let client = taplink_simulations::bench::http_client(None).unwrap();
+
+    // Sue signs in with her central password and edits; the change carries her id.
+    let sue = hub_sign_in(&client, &base, "Sue")
+        .await
+        .expect("sue signs in");
+    let venue = client
+        .get(format!("{base}/api/v1/venue"))
+        .header(reqwest::header::COOKIE, &sue.0)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(venue.status().as_u16(), 200);
+    let playlist = taplink_sync_proto::ids::PlaylistId::random();
+    let create =
+        json!({ "op": "create_playlist", "id": playlist.to_string(), "name": "Sue's list" });
+    assert_eq!(hub_op(&client, &base, &sue, &create).await, 200);
+    // A write without the CSRF token is refused.
+    let no_csrf = client
+        .post(format!("{base}/api/v1/venue/ops"))
+        .header(reqwest::header::COOKIE, &sue.0)
+        .json(&create)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_csrf.status().as_u16(), 403);
+    // A viewer reads but does not write; the Crown's technician cannot sign in here.
+    let vic = hub_sign_in(&client, &base, "vic")
+        .await
+        .expect("vic signs in");
+    let rename = json!({ "op": "rename_playlist", "id": playlist.to_string(), "name": "Vic's" });
+    assert_eq!(hub_op(&client, &base, &vic, &rename).await, 403);
+    assert_eq!(hub_sign_in(&client, &base, "tom").await.unwrap_err(), 401);
+    // Central's audit log names Sue for her change, unflagged.
+    let sue_id = ids["sue"].clone();
+    let audit = eventually(WAIT, || {
+        let state = central.central.state();
+        let entries = state
+            .registry
+            .list_audit(&taplink_central::store::AuditQuery {
+                venue: Some(anchor),
+                venues: None,
+                actor: Some(format!("user:{sue_id}")),
+                from_ms: None,
+                to_ms: None,
+                before_seq: None,
+                limit: 100,
+            })
+            .ok()?;
+        entries.into_iter().find(|e| e.origin.starts_with("hub:"))
+    })
+    .await
+    .unwrap();
+    assert!(audit.flag.is_none(), "{audit:?}");
+
+    // Vic is disabled at central: the next roster ends the session Vic has open.
+    let vic_id = ids["vic"].clone();
+    let (status, body) = central
+        .admin(
+            "PATCH",
+            &format!("/api/v1/users/{vic_id}"),
+            Some(&json!({ "disabled": true })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (client2, base2, cookie) = (client.clone(), base.clone(), vic.0.clone());
+    let mut refused = false;
+    for _ in 0..200 {
+        let status = client2
+            .get(format!("{base2}/api/v1/venue"))
+            .header(reqwest::header::COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        refused,
+        "a disabled person's open session ended within 20 s"
+    );
+    assert_eq!(hub_sign_in(&client, &base, "vic").await.unwrap_err(), 401);
+
+    // Central goes away; the hub restarts offline; Sue still signs in.
+    hub.shutdown().await.unwrap();
+    central.central.shutdown().await.unwrap();
+    let hub = start_hub(&dir, None).await.unwrap();
+    let base = format!("http://{}", hub.http_addr());
+    let again = hub_sign_in(&client, &base, "sue").await;
+    assert!(again.is_ok(), "{again:?}");
+    hub.shutdown().await.unwrap();
+}

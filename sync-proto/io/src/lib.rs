@@ -21,6 +21,7 @@ pub mod net;
 pub mod netns;
 pub mod node;
 pub mod outbox;
+pub mod password;
 #[cfg(feature = "quic")]
 pub mod peer;
 pub mod private;
