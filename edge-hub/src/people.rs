@@ -71,17 +71,7 @@ impl Person {
     }
 }
 
-/// The value of cookie `name`.
-pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
+pub(crate) use taplink_sync_io::web::guard::cookie;
 
 /// The staff of a request that carries a session cookie: the person, if their session is
 /// live and the roster held now lists them enabled; writes need the session's CSRF token.

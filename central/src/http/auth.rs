@@ -210,17 +210,7 @@ async fn check_action(
     }
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
-pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
+pub(crate) use taplink_sync_io::web::guard::cookie;
 
 /// Whether a route template is one of the dashboard's pages (not the API): its refusals
 /// are pages (a sign-in redirect, a 403 page) rather than JSON.
