@@ -22,6 +22,7 @@ mod hub_mdns;
 mod hub_security;
 mod kiosks;
 mod lan;
+mod merge_rules;
 mod mesh;
 mod player;
 mod preapprove;
