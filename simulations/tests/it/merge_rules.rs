@@ -180,7 +180,7 @@ async fn the_documented_merge_rules_hold_across_a_real_outage() {
     assert!(!merged.kiosks.contains_key(&kiosk));
     // Every manifest still computes.
     for k in merged.kiosks.keys() {
-        taplink_sync_proto::manifest::manifest(&merged, *k, chrono::Utc::now()).unwrap();
+        taplink_sync_proto::manifest::manifest(&merged, *k, central.central.state().now()).unwrap();
     }
     println!(
         "merge outcomes: order {:?} (central's {from_central}, hub's {from_hub}); duration {duration}",
