@@ -48,6 +48,18 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Recovery on the device (as root or the data directory's owner): a staff token that
+    /// works for `--minutes` only, for a hub that has no roster yet (it never reached
+    /// central) or whose people cannot sign in. Shown once; its name (`local-admin <time>`)
+    /// is in `token list` and on every change made with it in central's audit log.
+    LocalAdmin {
+        /// The hub's data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// How long the token works, 1 to 1440 minutes.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=1440))]
+        minutes: u32,
+    },
     /// Run the hub: serve the venue locally and sync with central.
     Run {
         /// The hub's data directory (as enrolled).
@@ -148,6 +160,22 @@ fn open_store(data: &Path) -> Result<Store, CliError> {
         source,
     })?;
     Ok(Store::open(&data.join(STORE_FILE))?)
+}
+
+/// `local-admin`: a recovery token that expires, printed once.
+pub fn local_admin(data: &Path, minutes: u32) -> Result<(), CliError> {
+    let now = taplink_sync_proto::clock::Clock::now(&taplink_sync_proto::clock::SystemClock);
+    let lifetime = chrono::TimeDelta::minutes(i64::from(minutes));
+    let (token, name) = open_store(data)?.create_local_admin(lifetime, now)?;
+    tracing::warn!(%name, minutes, "local-admin recovery token made on the device");
+    eprintln!(
+        "recovery staff token {name:?}: works until {} UTC and is shown only now.\n\
+         Send it as `Authorization: Bearer <token>` to this hub's API; every change made with it\n\
+         is attributed to {name:?} (central's audit log shows it after the next sync).",
+        (now + lifetime).format("%Y-%m-%d %H:%M")
+    );
+    println!("{token}");
+    Ok(())
 }
 
 /// `token create|revoke|list`, on the hub's database (a staff token is the hub's own

@@ -19,6 +19,7 @@ async fn main() -> anyhow::Result<()> {
             data,
         } => cli::enroll(central, &code, &data).await?,
         Command::Token { action } => cli::token(action)?,
+        Command::LocalAdmin { data, minutes } => cli::local_admin(&data, minutes)?,
         Command::Run { data, http } => {
             let hub = Hub::bind(cli::run_config(&data, http)?).await?;
             println!("hub {} serving {}", hub.ids().hub, hub.url());

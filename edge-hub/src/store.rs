@@ -104,6 +104,8 @@ const MIGRATIONS: &[&str] = &[
         created_at    INTEGER NOT NULL,
         last_seen_at  INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;",
+    // 8: staff tokens that expire (`taplink-hub local-admin`'s recovery tokens).
+    "ALTER TABLE staff_tokens ADD COLUMN expires_at INTEGER;",
 ];
 
 /// Why the hub's database failed.

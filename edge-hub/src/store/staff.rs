@@ -104,8 +104,9 @@ impl Store {
         let conn = self.conn();
         let name: Option<String> = conn
             .query_row(
-                "SELECT name FROM staff_tokens WHERE token_hash = ?1 AND revoked_at IS NULL",
-                [&hash[..]],
+                "SELECT name FROM staff_tokens WHERE token_hash = ?1 AND revoked_at IS NULL
+                   AND (expires_at IS NULL OR expires_at > ?2)",
+                params![&hash[..], now.timestamp_millis()],
                 |r| r.get(0),
             )
             .optional()
@@ -139,6 +140,26 @@ impl Store {
             return Err(StaffTokenError::Unknown(name.trim().to_owned()));
         }
         Ok(())
+    }
+
+    /// A recovery token for `taplink-hub local-admin`: a staff token named
+    /// `local-admin <time>` that stops working `lifetime` after `now`. Its name and
+    /// creation are in `token list`, and every change made with it carries its name to
+    /// central's audit log.
+    pub fn create_local_admin(
+        &self,
+        lifetime: chrono::TimeDelta,
+        now: DateTime<Utc>,
+    ) -> Result<(String, String), StaffTokenError> {
+        let name = format!("local-admin {}", now.format("%Y-%m-%d %H:%M:%S"));
+        let token = self.create_staff_token(&name, now)?;
+        self.conn()
+            .execute(
+                "UPDATE staff_tokens SET expires_at = ?1 WHERE token_hash = ?2",
+                params![(now + lifetime).timestamp_millis(), &staff_hash(&token)[..]],
+            )
+            .map_err(|e| StaffTokenError::Store(sql("limit a recovery token")(e)))?;
+        Ok((token, name))
     }
 
     /// Every staff token, active and revoked, oldest first.
@@ -208,5 +229,27 @@ mod tests {
         for bytes in [raw, wal] {
             assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()));
         }
+    }
+
+    #[test]
+    fn a_local_admin_token_works_for_its_minutes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join(super::super::STORE_FILE)).unwrap();
+        let now = DateTime::from_timestamp(1_772_366_400, 0).unwrap();
+        let (token, name) = store
+            .create_local_admin(chrono::TimeDelta::minutes(30), now)
+            .unwrap();
+        assert!(name.starts_with("local-admin "), "{name}");
+        let at = |minutes| now + chrono::TimeDelta::minutes(minutes);
+        assert_eq!(store.staff_token(&token, at(29)).unwrap(), Some(name));
+        assert_eq!(store.staff_token(&token, at(30)).unwrap(), None);
+        // An ordinary staff token does not expire.
+        let lasting = store.create_staff_token("manager", now).unwrap();
+        assert!(
+            store
+                .staff_token(&lasting, at(60 * 24 * 365))
+                .unwrap()
+                .is_some()
+        );
     }
 }
