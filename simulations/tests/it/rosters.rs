@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use taplink_simulations::mesh::{CentralNode, enroll_hub, eventually, start_hub};
+use taplink_sync_proto::ids::KioskId;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -275,5 +276,138 @@ async fn staff_sign_in_at_the_hub_with_their_central_password_even_offline() {
     let base = format!("http://{}", hub.http_addr());
     let again = hub_sign_in(&client, &base, "sue").await;
     assert!(again.is_ok(), "{again:?}");
+    hub.shutdown().await.unwrap();
+}
+
+/// Who may use each staff route of the hub, signed in with a central account: `S`tore
+/// staff, `T`echnician, `V`iewer of the venue (a staff token made on the device may use
+/// them all; anonymous callers, disabled people and other venues' people none).
+const HUB_EXPECTED: &[(&str, &str, &str)] = &[
+    ("GET", "/api/v1/status", "STV"),
+    ("GET", "/api/v1/auth/me", "STV"),
+    ("GET", "/api/v1/venue", "STV"),
+    ("GET", "/api/v1/media/{hash}", "STV"),
+    ("POST", "/api/v1/venue/ops", "S"),
+    ("PUT", "/api/v1/media", "S"),
+    ("POST", "/api/v1/pairings/approve", "T"),
+    ("DELETE", "/api/v1/kiosks/{kiosk}/token", "T"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hub_staff_route_every_kind_of_person_as_the_matrix_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let central = CentralNode::start(&tmp.path().join("central"))
+        .await
+        .unwrap();
+    let anchor = central.create_venue("The Anchor", "Europe/London").unwrap();
+    let crown = central.create_venue("The Crown", "Europe/London").unwrap();
+    let mut disabled_id = String::new();
+    for (name, role, venue) in [
+        ("sue", "store_staff", anchor),
+        ("tess", "technician", anchor),
+        ("vic", "viewer", anchor),
+        ("dan", "store_staff", anchor),
+        ("tom", "store_staff", crown),
+    ] {
+        let user = json!({ "username": name, "role": role, "password": "correct horse battery",
+                           "venues": [venue.to_string()] });
+        let (status, body) = central
+            .admin("POST", "/api/v1/users", Some(&user))
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{body}");
+        if name == "dan" {
+            disabled_id = body["id"].as_str().unwrap().to_owned();
+        }
+    }
+    let dir = tmp.path().join("hub");
+    enroll_hub(
+        &dir,
+        central.quic_addr(),
+        &central.enrollment_token(anchor).unwrap(),
+    )
+    .await
+    .unwrap();
+    let staff_token = taplink_simulations::mesh::staff_token(&dir).unwrap();
+    let hub = start_hub(&dir, None).await.unwrap();
+    eventually(WAIT, || hub.store().held_roster().ok().flatten())
+        .await
+        .unwrap();
+    let base = format!("http://{}", hub.http_addr());
+    let client = taplink_simulations::bench::http_client(None).unwrap();
+    let mut sessions = std::collections::BTreeMap::new();
+    for (letter, name) in [('S', "sue"), ('T', "tess"), ('V', "vic"), ('D', "dan")] {
+        sessions.insert(letter, hub_sign_in(&client, &base, name).await.unwrap());
+    }
+    assert_eq!(hub_sign_in(&client, &base, "tom").await.unwrap_err(), 401);
+    // Dan is disabled at central after signing in: his session must stop working.
+    let (status, _) = central
+        .admin(
+            "PATCH",
+            &format!("/api/v1/users/{disabled_id}"),
+            Some(&json!({ "disabled": true })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    eventually(WAIT, || {
+        hub.store()
+            .held_roster()
+            .ok()
+            .flatten()
+            .filter(|h| h.roster.user("dan").is_some_and(|u| u.disabled))
+    })
+    .await
+    .unwrap();
+
+    let media = taplink_sync_proto::ids::MediaHash::of(b"nothing here");
+    let kiosk = KioskId::random();
+    let mut failures = Vec::new();
+    for (method, template, who) in HUB_EXPECTED {
+        let path = template
+            .replace("{hash}", &media.to_string())
+            .replace("{kiosk}", &kiosk.to_string());
+        let callers: Vec<(char, Option<&(String, String)>, bool)> = vec![
+            ('S', sessions.get(&'S'), who.contains('S')),
+            ('T', sessions.get(&'T'), who.contains('T')),
+            ('V', sessions.get(&'V'), who.contains('V')),
+            ('D', sessions.get(&'D'), false),
+            ('A', None, false),
+            ('K', None, true),
+        ];
+        for (letter, session, allowed) in callers {
+            let mut req = client.request(method.parse().unwrap(), format!("{base}{path}"));
+            if letter == 'K' {
+                req = req.header("Authorization", format!("Bearer {staff_token}"));
+            }
+            if let Some((cookie, csrf)) = session {
+                req = req
+                    .header(reqwest::header::COOKIE, cookie)
+                    .header("X-CSRF-Token", csrf);
+            }
+            req = match *template {
+                "/api/v1/venue/ops" => {
+                    req.json(&json!({ "op": "create_playlist",
+                    "id": taplink_sync_proto::ids::PlaylistId::random().to_string(), "name": "x" }))
+                }
+                "/api/v1/pairings/approve" => req.json(&json!({ "code": "ABC-DEF", "name": "x" })),
+                "/api/v1/media" => req
+                    .query(&[("name", "x.png")])
+                    .header("Content-Type", "image/png")
+                    .body(b"\x89PNG\r\n\x1a\n not really".to_vec()),
+                _ => req,
+            };
+            let status = req.send().await.unwrap().status().as_u16();
+            let refused = status == 401 || status == 403;
+            if refused == allowed {
+                failures.push(format!("{letter} {method} {template}: {status}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "wrong answers:\n{}",
+        failures.join("\n")
+    );
     hub.shutdown().await.unwrap();
 }
