@@ -279,6 +279,9 @@ async fn staff_sign_in_at_the_hub_with_their_central_password_even_offline() {
     hub.shutdown().await.unwrap();
 }
 
+/// A caller of the matrix: its letter, its session (if signed in), whether it may.
+type Caller<'a> = (char, Option<&'a (String, String)>, bool);
+
 /// Who may use each staff route of the hub, signed in with a central account: `S`tore
 /// staff, `T`echnician, `V`iewer of the venue (a staff token made on the device may use
 /// them all; anonymous callers, disabled people and other venues' people none).
@@ -367,7 +370,7 @@ async fn every_hub_staff_route_every_kind_of_person_as_the_matrix_says() {
         let path = template
             .replace("{hash}", &media.to_string())
             .replace("{kiosk}", &kiosk.to_string());
-        let callers: Vec<(char, Option<&(String, String)>, bool)> = vec![
+        let callers: Vec<Caller<'_>> = vec![
             ('S', sessions.get(&'S'), who.contains('S')),
             ('T', sessions.get(&'T'), who.contains('T')),
             ('V', sessions.get(&'V'), who.contains('V')),
