@@ -393,16 +393,78 @@ async fn healthz(State(s): State<Arc<HubState>>) -> Json<serde_json::Value> {
 }
 
 /// `GET /api/v1/status` (staff): `/healthz` plus the venue and the uplink's last error.
-async fn status(State(s): State<Arc<HubState>>) -> Json<serde_json::Value> {
+async fn status(State(s): State<Arc<HubState>>) -> Result<Json<serde_json::Value>, ApiError> {
     let uplink = s.uplink.borrow().clone();
-    Json(json!({
+    let (docs, store, venue) = (s.docs.clone(), s.store.clone(), s.venue);
+    let (unacknowledged, roster) =
+        tokio::task::spawn_blocking(move || (unacknowledged(&docs, venue), store.held_roster()))
+            .await
+            .map_err(|e| ApiError::internal("the status task failed", e))?;
+    let roster = roster.map_err(|e| ApiError::internal("reading the roster", e))?;
+    let now = s.clock.now();
+    Ok(Json(json!({
         "status": "ok",
         "venue": s.venue.to_string(),
         "central": if uplink.connected { "connected" } else { "disconnected" },
+        "since": uplink.since.map(|t| t.to_rfc3339()),
         "synced": uplink.synced,
         "heads": heads_json(&uplink),
         "last_error": uplink.last_error,
-    }))
+        "unacknowledged": unacknowledged,
+        "roster": roster.map(|h| json!({
+            "version": h.roster.version,
+            "users": h.roster.users.len(),
+            "issued_at": chrono::DateTime::from_timestamp_millis(h.roster.issued_at_ms).map(|t| t.to_rfc3339()),
+            "received_at": h.received_at.to_rfc3339(),
+            "age_s": (now - h.received_at).num_seconds(),
+        })),
+    })))
+}
+
+/// Most unacknowledged changes listed in the status (the count is always whole).
+const UNACKNOWLEDGED_LISTED: usize = 50;
+
+/// This hub's own changes of the venue document that central has not acknowledged: those
+/// not in the heads both sides last shared (the persisted sync state with central, so
+/// the answer survives a restart while offline), newest first, each with who made it, when
+/// (the hub's clock) and what. `count` is `null` before the first sync with central.
+fn unacknowledged(docs: &Documents, venue: DocId) -> serde_json::Value {
+    let shared = docs
+        .db()
+        .peer_states("central")
+        .ok()
+        .and_then(|states| states.get(&venue).cloned())
+        .and_then(|bytes| automerge::sync::State::decode(&bytes).ok())
+        .map(|state| state.shared_heads);
+    let Some(shared) = shared else {
+        return json!({ "count": null, "changes": [] });
+    };
+    let changes = docs
+        .read(venue, |am| {
+            let me = am.get_actor().clone();
+            am.get_changes(&shared)
+                .into_iter()
+                .filter(|c| c.actor_id() == &me)
+                .map(|c| {
+                    let note = c
+                        .message()
+                        .and_then(taplink_sync_proto::note::ChangeNote::from_message);
+                    json!({
+                        "at": note.as_ref().and_then(|n| chrono::DateTime::from_timestamp_millis(n.at_ms)).map(|t| t.to_rfc3339()),
+                        "by": note.as_ref().map(|n| &n.by),
+                        "ops": note.as_ref().map(|n| &n.ops),
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let count = changes.len();
+    let listed: Vec<_> = changes
+        .into_iter()
+        .rev()
+        .take(UNACKNOWLEDGED_LISTED)
+        .collect();
+    json!({ "count": count, "changes": listed })
 }
 
 /// The heads both sides acknowledged at the last quiescent point, as central's hub record

@@ -45,6 +45,9 @@ pub struct UplinkStatus {
     pub heads: BTreeMap<DocId, Vec<ChangeHash>>,
     /// The last reason the connection ended, if it did.
     pub last_error: Option<String>,
+    /// Since when the hub has been connected (or, if not, disconnected): `None` until the
+    /// first attempt ends or succeeds.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Everything the uplink works with.
@@ -126,7 +129,15 @@ pub async fn run(
         let delay = backoff.next_delay();
         attempt = attempt.wrapping_add(1);
         info!(central = %parts.central_addr, reason = %end, retry_in = ?delay, "uplink down");
-        status.send_modify(|s| s.last_error = Some(end));
+        let now = parts.clock.now();
+        status.send_modify(|s| {
+            if s.since.is_none() {
+                // Down since the first attempt failed (this hub never reached central since
+                // it started).
+                s.since = Some(now);
+            }
+            s.last_error = Some(end);
+        });
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(delay) => {}
@@ -240,7 +251,11 @@ async fn attempt_once(
     };
     parts.metrics.uplink_connects.inc();
     let end = connected(identity, parts, conn, status, cancel, backoff).await;
+    let now = parts.clock.now();
     status.send_modify(|s| {
+        if s.connected || s.since.is_none() {
+            s.since = Some(now);
+        }
         s.connected = false;
         s.synced = false;
         s.last_error = Some(end.clone());
@@ -298,7 +313,8 @@ async fn connected(
                     info!(central = %parts.central_addr, software = %hello.software, "connected to central");
                     backoff.reset();
                     parts.metrics.uplink_connected.set(1);
-                    status.send_modify(|s| { s.connected = true; s.last_error = None; });
+                    let now = parts.clock.now();
+                    status.send_modify(|s| { s.connected = true; s.last_error = None; s.since = Some(now); });
                     parts.outbox_ready.notify_one();
                 }
                 PeerEvent::Sync(state) => status.send_modify(|s| {

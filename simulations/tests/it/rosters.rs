@@ -276,6 +276,31 @@ async fn staff_sign_in_at_the_hub_with_their_central_password_even_offline() {
     let base = format!("http://{}", hub.http_addr());
     let again = hub_sign_in(&client, &base, "sue").await;
     assert!(again.is_ok(), "{again:?}");
+    // Her offline edit is on the sync panel's list until central acknowledges it.
+    let sue = again.unwrap();
+    let rename = json!({ "op": "rename_playlist", "id": playlist.to_string(), "name": "Offline" });
+    assert_eq!(hub_op(&client, &base, &sue, &rename).await, 200);
+    let status: serde_json::Value = client
+        .get(format!("{base}/api/v1/status"))
+        .header(reqwest::header::COOKIE, &sue.0)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["central"], "disconnected", "{status}");
+    assert!(status["since"].is_string(), "{status}");
+    assert_eq!(status["unacknowledged"]["count"], 1, "{status}");
+    assert_eq!(
+        status["unacknowledged"]["changes"][0]["by"]["id"],
+        json!(sue_id),
+        "{status}"
+    );
+    assert!(
+        status["roster"]["version"].as_u64().is_some_and(|v| v >= 2),
+        "{status}"
+    );
     hub.shutdown().await.unwrap();
 }
 
