@@ -49,6 +49,9 @@ pub struct HubRig {
     pub central: CentralNode,
     /// Everything on disk (the hub's log is `hub.log` in it).
     pub dir: tempfile::TempDir,
+    /// The WAN between the hub and central, when the rig was started behind one
+    /// ([`HubRig::start_behind_wan`]): cut it to take the venue offline.
+    pub wan: Option<crate::wan_proxy::WanProxy>,
 }
 
 impl HubRig {
@@ -75,6 +78,23 @@ impl HubRig {
         tls: bool,
         edit: impl FnOnce(&mut taplink_edge_hub::Config),
     ) -> Result<HubRig> {
+        Self::start_full(tls, false, edit).await
+    }
+
+    /// [`HubRig::start`] with the hub reaching central through a WAN proxy on loopback
+    /// (`wan`), which the caller may cut.
+    pub async fn start_behind_wan() -> Result<HubRig> {
+        Self::start_full(false, true, |config| {
+            config.http_max_connections_per_client = config.http_max_connections;
+        })
+        .await
+    }
+
+    async fn start_full(
+        tls: bool,
+        behind_wan: bool,
+        edit: impl FnOnce(&mut taplink_edge_hub::Config),
+    ) -> Result<HubRig> {
         let dir = tempfile::Builder::new()
             .prefix("taplink-bench-")
             .tempdir()?;
@@ -93,6 +113,15 @@ impl HubRig {
         config.http_listen = addr;
         config.mdns = false;
         config.http_plain = !tls;
+        let wan = if behind_wan {
+            let proxy =
+                crate::wan_proxy::WanProxy::start("127.0.0.1:0".parse()?, central.quic_addr(), 1)
+                    .await?;
+            config.central_addr = proxy.local_addr().to_string().parse()?;
+            Some(proxy)
+        } else {
+            None
+        };
         edit(&mut config);
         config.save()?;
         let target = if tls {
@@ -116,6 +145,7 @@ impl HubRig {
             venue,
             central,
             dir,
+            wan,
         };
         until(SETUP, "the hub's first sync with central", async || {
             let (status, body) = http(rig.target, "GET", "/healthz", b"").await.ok()?;

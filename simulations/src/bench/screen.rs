@@ -37,6 +37,10 @@ pub struct Args {
     /// Seed of the pauses between rounds.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Then cut the venue's WAN (the hub reaches central through a proxy) and time this
+    /// many more staff edits at the hub with the internet down.
+    #[arg(long, default_value_t = 100)]
+    pub offline_rounds: usize,
 }
 
 /// Latencies of one origin's edits, one per kiosk and round, sorted.
@@ -66,6 +70,8 @@ pub struct Report {
     pub editor: Series,
     /// Edits at the hub (staff API).
     pub hub: Series,
+    /// Edits at the hub with the WAN cut.
+    pub hub_offline: Series,
 }
 
 /// How long one round may take per kiosk.
@@ -74,7 +80,7 @@ const ROUND_LIMIT: Duration = Duration::from_secs(10);
 /// Run the benchmark.
 pub async fn run(args: &Args) -> Result<Report> {
     ensure!(args.kiosks > 0 && args.rounds > 0, "nothing to measure");
-    let rig = HubRig::start().await?;
+    let rig = HubRig::start_behind_wan().await?;
     let (playlist, item) = rig.first_item().await?;
     let item: ItemId = item.parse()?;
 
@@ -134,6 +140,7 @@ pub async fn run(args: &Args) -> Result<Report> {
         central: Series::default(),
         editor: Series::default(),
         hub: Series::default(),
+        hub_offline: Series::default(),
     };
     // An admin signed in to the dashboard, posting the editor's form.
     let base = format!("http://{}", rig.central.central.http_addr());
@@ -157,12 +164,18 @@ pub async fn run(args: &Args) -> Result<Report> {
         taplink_central::store::csrf_token_for(cookie.split_once('=').map_or("", |(_, v)| v));
     let editor_url = format!("{base}/venues/{}/playlists/{playlist}", rig.venue);
     let mut duration_ms = 5_000u64;
-    for round in 0..args.rounds * 3 {
+    let online_rounds = args.rounds * 3;
+    for round in 0..online_rounds + args.offline_rounds {
+        if round == online_rounds
+            && let Some(wan) = &rig.wan
+        {
+            wan.cut();
+        }
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..=300))).await;
         while rx.try_recv().is_ok() {}
         let before: Vec<String> = agents.iter().map(version_of).collect();
         duration_ms += 10;
-        let origin = round % 3;
+        let origin = if round >= online_rounds { 3 } else { round % 3 };
         let t0 = Instant::now();
         if origin == 0 {
             rig.central.edit_venue(rig.venue, |am| {
@@ -197,7 +210,8 @@ pub async fn run(args: &Args) -> Result<Report> {
         let series = match origin {
             0 => &mut report.central,
             1 => &mut report.editor,
-            _ => &mut report.hub,
+            2 => &mut report.hub,
+            _ => &mut report.hub_offline,
         };
         let mut seen = vec![false; agents.len()];
         let deadline = t0 + ROUND_LIMIT;
@@ -215,6 +229,7 @@ pub async fn run(args: &Args) -> Result<Report> {
     }
     report.central.latencies.sort();
     report.editor.latencies.sort();
+    report.hub_offline.latencies.sort();
     report.hub.latencies.sort();
     for agent in agents {
         agent.shutdown().await?;
@@ -260,6 +275,11 @@ impl Report {
                 Duration::from_secs(1),
             ),
             ("edit at the hub", &self.hub, Duration::from_millis(200)),
+            (
+                "edit at the hub, WAN cut",
+                &self.hub_offline,
+                Duration::from_millis(200),
+            ),
         ] {
             t.row(
                 format!("{name}: p50 / max"),

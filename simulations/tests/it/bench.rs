@@ -267,12 +267,19 @@ async fn screen_bench_sees_every_origins_edit_reach_every_kiosk() {
         kiosks: 2,
         rounds: 3,
         seed: 1,
+        offline_rounds: 3,
     })
     .await
     .unwrap();
-    // Each edit — at central, "Save" in the playlist editor, at the hub — reached both
+    // Each edit — at central, "Save" in the playlist editor, at the hub, at the hub with
+    // the WAN cut — reached both
     // kiosks (a kiosk that did not adopt it within 10 s would be a miss).
-    for series in [&report.central, &report.editor, &report.hub] {
+    for series in [
+        &report.central,
+        &report.editor,
+        &report.hub,
+        &report.hub_offline,
+    ] {
         assert_eq!(series.missed, 0);
         assert_eq!(series.latencies.len(), 6);
     }
