@@ -78,6 +78,12 @@ pub struct Config {
     /// milliseconds.
     #[serde(default = "default_idle_timeout_ms")]
     pub http_idle_timeout_ms: u64,
+    /// How long after its last contact with central the venue's roster may still be used
+    /// to sign people in, in seconds; absent (the default): for as long as the hub is
+    /// offline — the venue keeps working, at the cost that a person disabled at central
+    /// can still sign in at a hub that has not heard from central since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roster_valid_offline_s: Option<u64>,
 }
 
 fn default_http_listen() -> SocketAddr {
@@ -166,6 +172,7 @@ impl Config {
             http_plain: false,
             http_header_timeout_ms: default_header_timeout_ms(),
             http_idle_timeout_ms: default_idle_timeout_ms(),
+            roster_valid_offline_s: None,
         }
     }
 

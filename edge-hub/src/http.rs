@@ -81,6 +81,9 @@ pub struct HubState {
     pub long_polls: crate::kiosk_api::LongPolls,
     /// This hub's venue.
     pub venue_id: taplink_sync_proto::ids::VenueId,
+    /// `roster_valid_offline_s`: how long after the last contact with central the roster
+    /// still signs people in (`None`: while offline).
+    pub roster_valid_offline: Option<chrono::TimeDelta>,
     /// Whether the API is served over plain HTTP (a lab): session cookies then lack
     /// `Secure`, which a browser would not send back over HTTP.
     pub plain_http: bool,

@@ -32,6 +32,7 @@ use taplink_sync_proto::ids::{UserId, VenueId};
 
 use crate::error::{ApiError, body as limited, parse_json};
 use crate::http::{HubState, Staff};
+use crate::store::roster::HeldRoster;
 
 /// The session cookie's name (central's too).
 pub const SESSION_COOKIE: &str = "taplink_session";
@@ -73,6 +74,23 @@ impl Person {
 
 pub(crate) use taplink_sync_io::web::guard::cookie;
 
+/// Whether the held roster may still sign people in: always while the hub is in touch
+/// with central, and while offline for `roster_valid_offline_s` after the last contact
+/// (if set; by default for as long as the hub is offline).
+fn roster_usable(s: &HubState, held: &HeldRoster, now: chrono::DateTime<chrono::Utc>) -> bool {
+    match s.roster_valid_offline {
+        None => true,
+        Some(limit) => s.uplink.borrow().connected || now - held.contact_at <= limit,
+    }
+}
+
+/// The refusal when the roster is too old to trust.
+fn stale() -> ApiError {
+    ApiError::Unauthorized(
+        "this hub has been out of touch with central for longer than its roster may be used (roster_valid_offline_s); reconnect it to central, or use `taplink-hub local-admin` on the device".into(),
+    )
+}
+
 /// The staff of a request that carries a session cookie: the person, if their session is
 /// live and the roster held now lists them enabled; writes need the session's CSRF token.
 pub(crate) async fn session_staff(
@@ -94,16 +112,23 @@ pub(crate) async fn session_staff(
         }
     }
     let (store, now) = (s.store.clone(), s.clock.now());
+    let hub = s.clone();
     let found = tokio::task::spawn_blocking(move || {
         let Some(user) = store.session_user(&secret, now)? else {
             return Ok(None);
         };
         let roster = store.held_roster()?;
+        if roster
+            .as_ref()
+            .is_some_and(|h| !roster_usable(&hub, h, now))
+        {
+            return Ok(Some(Err(())));
+        }
         let person = roster
             .as_ref()
             .and_then(|h| h.roster.users.iter().find(|u| u.id == user));
         match person {
-            Some(p) if !p.disabled => Ok(Some((p.id, p.username.clone(), p.role))),
+            Some(p) if !p.disabled => Ok(Some(Ok((p.id, p.username.clone(), p.role)))),
             _ => {
                 // Disabled or gone in the newest roster: every session of theirs ends.
                 store.end_sessions_of(user)?;
@@ -115,7 +140,8 @@ pub(crate) async fn session_staff(
     .map_err(|e| ApiError::internal("the session check task failed", e))?
     .map_err(|e: crate::store::StoreError| ApiError::internal("checking a session", e))?;
     match found {
-        Some((id, username, role)) => Ok(Staff {
+        Some(Err(())) => Err(stale()),
+        Some(Ok((id, username, role))) => Ok(Staff {
             name: username,
             person: Some(Person { id, role }),
         }),
@@ -145,12 +171,15 @@ pub(crate) async fn login(
             "field `password`: at most {MAX_PASSWORD_BYTES} bytes"
         )));
     }
-    let store = s.store.clone();
+    let (store, hub, now) = (s.store.clone(), s.clone(), s.clock.now());
     let checked = tokio::task::spawn_blocking(move || {
         let held = store.held_roster()?;
         let Some(held) = held else {
-            return Ok(Err(()));
+            return Ok(Err(false));
         };
+        if !roster_usable(&hub, &held, now) {
+            return Ok(Err(true));
+        }
         let user = held.roster.user(&login.username).cloned();
         let ok = match &user {
             Some(u) => password::verify_password(&login.password, &u.password_hash) && !u.disabled,
@@ -165,7 +194,8 @@ pub(crate) async fn login(
     .map_err(|e| ApiError::internal("the sign-in task failed", e))?
     .map_err(|e| ApiError::internal("reading the roster", e))?;
     let user = match checked {
-        Err(()) => {
+        Err(true) => return Err(stale()),
+        Err(false) => {
             return Err(ApiError::Unauthorized(
                 "this hub has no roster from central yet (it has never reached central), so nobody can sign in; use a staff token made on the hub (`taplink-hub token create`)".into(),
             ));

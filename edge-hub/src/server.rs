@@ -187,6 +187,9 @@ impl Hub {
             long_polls: Default::default(),
             venue_id: ids.venue,
             plain_http: config.http_plain,
+            roster_valid_offline: config
+                .roster_valid_offline_s
+                .map(|s| chrono::TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))),
             hosts: Arc::new(taplink_sync_io::web::guard::HostPolicy::new(
                 config.http_hosts.clone(),
             )),

@@ -106,6 +106,9 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT, WITHOUT ROWID;",
     // 8: staff tokens that expire (`taplink-hub local-admin`'s recovery tokens).
     "ALTER TABLE staff_tokens ADD COLUMN expires_at INTEGER;",
+    // 9: when the hub last was in touch with central (its session established or ended),
+    // for `roster_valid_offline_s`.
+    "ALTER TABLE roster ADD COLUMN contact_at INTEGER;",
 ];
 
 /// Why the hub's database failed.

@@ -252,6 +252,11 @@ async fn attempt_once(
     parts.metrics.uplink_connects.inc();
     let end = connected(identity, parts, conn, status, cancel, backoff).await;
     let now = parts.clock.now();
+    if status.borrow().connected
+        && let Err(e) = parts.outbox.roster_contact(now)
+    {
+        warn!(error = %e, "cannot note contact with central");
+    }
     status.send_modify(|s| {
         if s.connected || s.since.is_none() {
             s.since = Some(now);
@@ -315,6 +320,9 @@ async fn connected(
                     parts.metrics.uplink_connected.set(1);
                     let now = parts.clock.now();
                     status.send_modify(|s| { s.connected = true; s.last_error = None; s.since = Some(now); });
+                    if let Err(e) = parts.outbox.roster_contact(now) {
+                        warn!(error = %e, "cannot note contact with central");
+                    }
                     parts.outbox_ready.notify_one();
                 }
                 PeerEvent::Sync(state) => status.send_modify(|s| {

@@ -18,10 +18,13 @@ pub struct HeldRoster {
     pub roster: Roster,
     /// When this hub kept it.
     pub received_at: DateTime<Utc>,
+    /// When the hub was last in touch with central (its session established or ended),
+    /// or when it kept the roster if later.
+    pub contact_at: DateTime<Utc>,
 }
 
 /// A roster row: body, signature, signer, received at (Unix ms).
-type RosterRow = (Vec<u8>, Vec<u8>, Vec<u8>, i64);
+type RosterRow = (Vec<u8>, Vec<u8>, Vec<u8>, i64, Option<i64>);
 
 impl Store {
     /// The roster held, if any (`None` also for a row that no longer parses, which the next
@@ -30,23 +33,36 @@ impl Store {
         let row: Option<RosterRow> = self
             .conn()
             .query_row(
-                "SELECT body, signature, signer, received_at FROM roster WHERE id = 1",
+                "SELECT body, signature, signer, received_at, contact_at FROM roster WHERE id = 1",
                 [],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                },
             )
             .optional()
             .map_err(sql("read the roster"))?;
-        Ok(row.and_then(|(body, signature, signer, at)| {
+        Ok(row.and_then(|(body, signature, signer, at, contact)| {
             let signed = SignedRoster {
                 body,
                 signature,
                 signer,
             };
             let roster = signed.roster().ok()?;
+            let received_at = DateTime::from_timestamp_millis(at)?;
+            let contact_at = contact
+                .and_then(DateTime::from_timestamp_millis)
+                .map_or(received_at, |c| c.max(received_at));
             Some(HeldRoster {
                 signed,
                 roster,
-                received_at: DateTime::from_timestamp_millis(at)?,
+                received_at,
+                contact_at,
             })
         }))
     }
@@ -60,6 +76,17 @@ impl Store {
             .optional()
             .map(|v| v.map(|v| u64::try_from(v).unwrap_or(0)))
             .map_err(sql("read the roster's version"))
+    }
+
+    /// Note that the hub is (or was until now) in touch with central.
+    pub fn roster_contact(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE roster SET contact_at = ?1 WHERE id = 1",
+                [now.timestamp_millis()],
+            )
+            .map_err(sql("note contact with central"))?;
+        Ok(())
     }
 
     /// Keep `signed` (whose content is `roster`, already admitted) in place of the held one.

@@ -101,6 +101,7 @@ impl TestHub {
             long_polls: Default::default(),
             venue_id: venue,
             plain_http: true,
+            roster_valid_offline: None,
         });
         let staff = state.store.create_staff_token("tests", t0()).unwrap();
         Self {

@@ -302,6 +302,27 @@ async fn staff_sign_in_at_the_hub_with_their_central_password_even_offline() {
         "{status}"
     );
     hub.shutdown().await.unwrap();
+
+    // With a policy of one second of trust after the last contact, the roster stops signing
+    // people in once that has passed (the hub is still offline).
+    let mut config = taplink_edge_hub::Config::load(&dir).unwrap();
+    config.roster_valid_offline_s = Some(1);
+    config.save().unwrap();
+    let hub = start_hub(&dir, None).await.unwrap();
+    let base = format!("http://{}", hub.http_addr());
+    let mut refused = false;
+    for _ in 0..100 {
+        if hub_sign_in(&client, &base, "sue").await == Err(401) {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        refused,
+        "a roster past roster_valid_offline_s still signed people in"
+    );
+    hub.shutdown().await.unwrap();
 }
 
 /// A caller of the matrix: its letter, its session (if signed in), whether it may.
