@@ -10,20 +10,14 @@ use taplink_sync_proto::ids::KioskId;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_hub_holds_its_venues_signed_roster_and_follows_changes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let central = CentralNode::start(&tmp.path().join("central"))
-        .await
-        .unwrap();
-    let anchor = central.create_venue("The Anchor", "Europe/London").unwrap();
-    let crown = central.create_venue("The Crown", "Europe/London").unwrap();
-    let mut sue_id = String::new();
-    for (name, role, venue) in [
-        ("ada", "admin", None),
-        ("sue", "store_staff", Some(anchor)),
-        ("tom", "technician", Some(crown)),
-    ] {
+/// Make these people at central (the one password of this file): their ids by username.
+/// A person without a venue is an admin's kind: every venue.
+async fn people(
+    central: &CentralNode,
+    people: &[(&str, &str, Option<taplink_sync_proto::ids::VenueId>)],
+) -> std::collections::BTreeMap<String, String> {
+    let mut ids = std::collections::BTreeMap::new();
+    for (name, role, venue) in people {
         let mut user =
             json!({ "username": name, "role": role, "password": "correct horse battery" });
         if let Some(venue) = venue {
@@ -34,22 +28,52 @@ async fn the_hub_holds_its_venues_signed_roster_and_follows_changes() {
             .await
             .unwrap();
         assert_eq!(status, 201, "{body}");
-        if name == "sue" {
-            sue_id = body["id"].as_str().unwrap().to_owned();
-        }
+        ids.insert((*name).to_owned(), body["id"].as_str().unwrap().to_owned());
     }
-    let dir = tmp.path().join("hub");
+    ids
+}
+
+/// Enroll and start `venue`'s hub in `dir`, and wait until it holds the venue's roster.
+async fn hub_with_roster(
+    central: &CentralNode,
+    venue: taplink_sync_proto::ids::VenueId,
+    dir: &std::path::Path,
+) -> taplink_edge_hub::Hub {
     enroll_hub(
-        &dir,
+        dir,
         central.quic_addr(),
-        &central.enrollment_token(anchor).unwrap(),
+        &central.enrollment_token(venue).unwrap(),
     )
     .await
     .unwrap();
-    let hub = start_hub(&dir, None).await.unwrap();
-    let held = eventually(WAIT, || hub.store().held_roster().ok().flatten())
+    let hub = start_hub(dir, None).await.unwrap();
+    eventually(WAIT, || hub.store().held_roster().ok().flatten())
         .await
         .unwrap();
+    hub
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_holds_its_venues_signed_roster_and_follows_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let central = CentralNode::start(&tmp.path().join("central"))
+        .await
+        .unwrap();
+    let anchor = central.create_venue("The Anchor", "Europe/London").unwrap();
+    let crown = central.create_venue("The Crown", "Europe/London").unwrap();
+    let ids = people(
+        &central,
+        &[
+            ("ada", "admin", None),
+            ("sue", "store_staff", Some(anchor)),
+            ("tom", "technician", Some(crown)),
+        ],
+    )
+    .await;
+    let sue_id = ids["sue"].clone();
+    let dir = tmp.path().join("hub");
+    let hub = hub_with_roster(&central, anchor, &dir).await;
+    let held = hub.store().held_roster().unwrap().unwrap();
     assert_eq!(held.roster.venue, anchor);
     let mut names: Vec<&str> = held
         .roster
@@ -152,33 +176,17 @@ async fn staff_sign_in_at_the_hub_with_their_central_password_even_offline() {
         .unwrap();
     let anchor = central.create_venue("The Anchor", "Europe/London").unwrap();
     let crown = central.create_venue("The Crown", "Europe/London").unwrap();
-    let mut ids = std::collections::BTreeMap::new();
-    for (name, role, venue) in [
-        ("sue", "store_staff", anchor),
-        ("vic", "viewer", anchor),
-        ("tom", "technician", crown),
-    ] {
-        let user = json!({ "username": name, "role": role, "password": "correct horse battery",
-                           "venues": [venue.to_string()] });
-        let (status, body) = central
-            .admin("POST", "/api/v1/users", Some(&user))
-            .await
-            .unwrap();
-        assert_eq!(status, 201, "{body}");
-        ids.insert(name, body["id"].as_str().unwrap().to_owned());
-    }
-    let dir = tmp.path().join("hub");
-    enroll_hub(
-        &dir,
-        central.quic_addr(),
-        &central.enrollment_token(anchor).unwrap(),
+    let ids = people(
+        &central,
+        &[
+            ("sue", "store_staff", Some(anchor)),
+            ("vic", "viewer", Some(anchor)),
+            ("tom", "technician", Some(crown)),
+        ],
     )
-    .await
-    .unwrap();
-    let hub = start_hub(&dir, None).await.unwrap();
-    eventually(WAIT, || hub.store().held_roster().ok().flatten())
-        .await
-        .unwrap();
+    .await;
+    let dir = tmp.path().join("hub");
+    let hub = hub_with_roster(&central, anchor, &dir).await;
     let base = format!("http://{}", hub.http_addr());
     let client = taplink_simulations::bench::http_client(None).unwrap();
 
@@ -350,38 +358,21 @@ async fn every_hub_staff_route_every_kind_of_person_as_the_matrix_says() {
         .unwrap();
     let anchor = central.create_venue("The Anchor", "Europe/London").unwrap();
     let crown = central.create_venue("The Crown", "Europe/London").unwrap();
-    let mut disabled_id = String::new();
-    for (name, role, venue) in [
-        ("sue", "store_staff", anchor),
-        ("tess", "technician", anchor),
-        ("vic", "viewer", anchor),
-        ("dan", "store_staff", anchor),
-        ("tom", "store_staff", crown),
-    ] {
-        let user = json!({ "username": name, "role": role, "password": "correct horse battery",
-                           "venues": [venue.to_string()] });
-        let (status, body) = central
-            .admin("POST", "/api/v1/users", Some(&user))
-            .await
-            .unwrap();
-        assert_eq!(status, 201, "{body}");
-        if name == "dan" {
-            disabled_id = body["id"].as_str().unwrap().to_owned();
-        }
-    }
-    let dir = tmp.path().join("hub");
-    enroll_hub(
-        &dir,
-        central.quic_addr(),
-        &central.enrollment_token(anchor).unwrap(),
+    let ids = people(
+        &central,
+        &[
+            ("sue", "store_staff", Some(anchor)),
+            ("tess", "technician", Some(anchor)),
+            ("vic", "viewer", Some(anchor)),
+            ("dan", "store_staff", Some(anchor)),
+            ("tom", "store_staff", Some(crown)),
+        ],
     )
-    .await
-    .unwrap();
+    .await;
+    let disabled_id = ids["dan"].clone();
+    let dir = tmp.path().join("hub");
+    let hub = hub_with_roster(&central, anchor, &dir).await;
     let staff_token = taplink_simulations::mesh::staff_token(&dir).unwrap();
-    let hub = start_hub(&dir, None).await.unwrap();
-    eventually(WAIT, || hub.store().held_roster().ok().flatten())
-        .await
-        .unwrap();
     let base = format!("http://{}", hub.http_addr());
     let client = taplink_simulations::bench::http_client(None).unwrap();
     let mut sessions = std::collections::BTreeMap::new();
